@@ -1,0 +1,111 @@
+"""The `flanlab` command line: tasks, mix, train, eval, run, sweep, report."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FlanlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.")
+app.add_typer(tasks_app, name="tasks")
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(e: Exception) -> None:
+    console.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(2)
+
+
+def _section(path: Path, name: str):
+    """A config file may hold one stage's config at top level or under a section key."""
+    from .config import read_yaml
+    data = read_yaml(path)
+    if isinstance(data, dict) and name in data:
+        return data[name], name
+    return data, ""
+
+
+def _registry(task_files: list[Path], bigbench: list[str]):
+    from .mixture import RegistrySpec
+    return RegistrySpec(task_files=[str(f) for f in task_files], bigbench_tasks=bigbench).build()
+
+
+@tasks_app.command("list")
+def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
+               bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
+               as_json: bool = typer.Option(False, "--json")):
+    """List tasks: name, dataset, category, collection, held-out flag, train size."""
+    try:
+        reg = _registry(task_file, bigbench)
+    except FlanlabError as e:
+        _fail(e)
+    if as_json:
+        out.print_json(json.dumps([{k: v for k, v in t.describe().items() if k != "templates"} for t in reg]))
+        return
+    tab = Table(title=f"{len(reg)} tasks")
+    for c in ("task", "dataset", "category", "collection", "held-out", "train"):
+        tab.add_column(c, overflow="fold")
+    for t in reg:
+        tab.add_row(t.name, t.dataset.name, t.category.name, t.collection,
+                    "benchmark" if t.benchmark else ("yes" if t.held_out else ""), str(t.size("train")))
+    out.print(tab)
+
+
+@tasks_app.command("show")
+def tasks_show(name: str, task_file: list[Path] = typer.Option([], "--task-file", "-f"),
+               bigbench: list[str] = typer.Option([], "--bigbench"),
+               n: int = typer.Option(2, help="Rendered examples to show.")):
+    """Show one task: metadata, templates and rendered examples in several formats."""
+    from .formats import Format, render_example
+    try:
+        reg = _registry(task_file, bigbench)
+        t = reg[name]
+        out.print_json(json.dumps(t.describe()))
+        split = "train" if t.size("train") else "test"
+        for i in range(min(n, t.size(split))):
+            ex = t.get(split, i)
+            for fmt in (Format(), Format(0, True, False), Format(0, False, ex.rationale is not None)):
+                r = render_example(t, ex, t.get_templates()[i % len(t.get_templates())], fmt)
+                out.rule(f"{ex.id} [{r['format']}]")
+                out.print(r["inputs"], markup=False)
+                out.print(f"[bold]→[/] {r['targets']}", highlight=False)
+    except FlanlabError as e:
+        _fail(e)
+
+
+@app.command()
+def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or under 'mix:')."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o"),
+        overwrite: bool = typer.Option(False, "--overwrite"),
+        no_progress: bool = typer.Option(False, "--no-progress")):
+    """Build an instruction-tuning mixture: shards + manifest."""
+    from .config import validate
+    from .mixture import MixConfig, build_mixture
+    try:
+        data, sec = _section(config, "mix")
+        cfg = validate(MixConfig, data, file=config, prefix=sec)
+        if output:
+            cfg.output = str(output)
+        if overwrite:
+            cfg.overwrite = True
+        man = build_mixture(cfg, file=config, progress=not no_progress, base=config.parent)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
+              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as contaminated)")
+
+
+def main():  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Instruction formats, as in Flan 2022: zero-shot or few-shot, with or without answer options,
+with or without chain-of-thought, and input inversion.
+
+CoT target: "<reasoning> So the answer is <answer>."
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from ..errors import FlanlabError
+from ..tasks.model import Example, Task, Template
+
+COT_TRIGGER = "Let's think step by step."
+COT_TRIGGERS = (COT_TRIGGER, "Answer by reasoning step-by-step.", "Explain your reasoning, then give the answer.")
+ANSWER_PREFIX = "So the answer is"
+INVERSION_PROMPTS = ("Answer: {answer}\n\nWhat is the question that this answers?",
+                     "Here is an answer: {answer}\nWrite the input it belongs to.",
+                     "{answer}\n\nGiven this output, what was the input?")
+EXEMPLAR_SEP = "\n\n"
+
+
+@dataclass(frozen=True)
+class Format:
+    few_shot: int = 0
+    options: bool = False
+    cot: bool = False
+    inverted: bool = False
+
+    @property
+    def name(self) -> str:
+        parts = ["zs" if self.few_shot == 0 else f"fs{self.few_shot}", "opt" if self.options else "noopt",
+                 "cot" if self.cot else "direct"]
+        if self.inverted:
+            parts.append("inv")
+        return "_".join(parts)
+
+
+_FMT_RE = re.compile(r"^(zs|fs(\d+))_(opt|noopt)_(cot|direct)(_inv)?$")
+
+
+def parse_format(name: str) -> Format:
+    m = _FMT_RE.match(name)
+    if not m:
+        raise FlanlabError(f"bad format name '{name}' (e.g. zs_noopt_direct, fs3_opt_cot, zs_noopt_direct_inv)", field="format")
+    return Format(int(m.group(2) or 0), m.group(3) == "opt", m.group(4) == "cot", bool(m.group(5)))
+
+
+def cot_target(rationale: str, answer: str) -> str:
+    r = rationale.strip()
+    if r and r[-1] not in ".!?":
+        r += "."
+    return f"{r} {ANSWER_PREFIX} {answer}."
+
+
+def options_block(options: Sequence[str]) -> str:
+    return "\n\nOPTIONS:\n- " + "\n- ".join(options)
+
+
+def _single(example: Example, template: Template, fmt: Format, task_name: str, trigger: str) -> tuple[str, str]:
+    inp, tgt = template.render(example, task_name)
+    if fmt.options and example.options:
+        inp += options_block(example.options)
+    if fmt.cot:
+        if example.rationale is None:
+            raise FlanlabError(f"CoT format requested but example {example.id} has no rationale", file=f"task {task_name}",
+                               field="rationale")
+        inp += f"\n\n{trigger}"
+        tgt = cot_target(example.rationale, tgt)
+    return inp, tgt
+
+
+def render_example(task: Task | None, example: Example, template: Template, fmt: Format, *,
+                   exemplars: Sequence[Example] = (), max_input_len: int | None = None,
+                   length: Callable[[str], int] = lambda s: len(s.encode("utf-8")),
+                   rng: random.Random | None = None) -> dict:
+    """Render one example. Few-shot exemplars must not include the example itself; exemplars are
+    dropped from the end while the input exceeds `max_input_len` (in `length` units, bytes by default).
+    Returns {inputs, targets, format, n_exemplars}."""
+    name = task.name if task is not None else "?"
+    rng = rng or random.Random(0)
+    trigger = COT_TRIGGERS[rng.randrange(len(COT_TRIGGERS))] if fmt.cot else ""
+    if fmt.inverted:
+        inp, _ = template.render(example, name)
+        prompt = INVERSION_PROMPTS[rng.randrange(len(INVERSION_PROMPTS))]
+        return {"inputs": prompt.format(answer=example.answer), "targets": inp,
+                "format": Format(0, False, False, True).name, "n_exemplars": 0}
+    for ex in exemplars:
+        if ex.id == example.id:
+            raise FlanlabError(f"example {example.id} used as its own few-shot exemplar", file=f"task {name}", field="exemplars")
+    query, target = _single(example, template, fmt, name, trigger)
+    shots = [_single(ex, template, fmt, name, trigger) for ex in exemplars[: fmt.few_shot]]
+    while True:
+        blocks = [f"{i}\n{t}" for i, t in shots] + [query]
+        inputs = EXEMPLAR_SEP.join(blocks)
+        if max_input_len is None or not shots or length(inputs) <= max_input_len:
+            break
+        shots.pop()
+    used = Format(len(shots), fmt.options and example.options is not None, fmt.cot, False)
+    return {"inputs": inputs, "targets": target, "format": used.name, "n_exemplars": len(shots)}

@@ -1,0 +1,298 @@
+"""Examples-proportional mixing with per-task caps and per-collection weights.
+
+Deterministic: the same config and seed give byte-identical shards. Held-out tasks and benchmark
+sources are refused if named for training, excluded if only matched by a pattern, and a final
+guard checks every written record; training examples whose content (fields + answer) equals an
+evaluation example of a held-out/benchmark task are dropped (decontamination) and counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..config import StrictModel
+from ..errors import FlanlabError
+from ..formats import Format, render_example
+from ..tasks.model import Task
+from ..tasks.registry import TaskRegistry
+from ..tasks.synthetic import DEFAULT_HELD_OUT_CATEGORIES
+
+
+class RegistrySpec(StrictModel):
+    held_out_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_HELD_OUT_CATEGORIES))
+    task_files: list[str] = Field(default_factory=list)
+    bigbench_tasks: list[str] = Field(default_factory=list)
+    bigbench_root: str | None = None
+    seed: int = 0
+
+    def build(self, base: Path | None = None) -> TaskRegistry:
+        def rel(p):
+            return str(Path(p) if Path(p).is_absolute() or base is None else base / p)
+        return TaskRegistry.default(self.held_out_categories, [rel(f) for f in self.task_files], self.bigbench_tasks,
+                                    rel(self.bigbench_root) if self.bigbench_root else None, seed=self.seed)
+
+
+class CollectionSpec(StrictModel):
+    name: str
+    tasks: list[str]
+    weight: float = Field(1.0, gt=0)
+    cap: int = Field(3000, gt=0)
+
+
+class FormatMix(StrictModel):
+    few_shot_prob: float = Field(0.3, ge=0, le=1)
+    max_few_shot: int = Field(3, ge=1, le=16)
+    options_prob: float = Field(0.5, ge=0, le=1)
+    cot_share: float = Field(0.2, ge=0, le=1)
+    inversion_prob: float = Field(0.05, ge=0, le=1)
+
+
+class MixConfig(StrictModel):
+    seed: int = 0
+    total_examples: int = Field(20000, gt=0)
+    output: str = "runs/mixture"
+    shard_size: int = Field(50000, gt=0)
+    shard_format: Literal["jsonl", "parquet"] = "jsonl"
+    max_input_len: int | None = 1024
+    decontaminate: bool = True
+    overwrite: bool = False
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    collections: list[CollectionSpec] = Field(default_factory=lambda: [CollectionSpec(name="synthetic", tasks=["@synthetic"])])
+    formats: FormatMix = Field(default_factory=FormatMix)
+
+
+def _is_glob(p: str) -> bool:
+    return p.startswith("@") or any(c in p for c in "*?[")
+
+
+def _largest_remainder(total: int, weights: list[float]) -> list[int]:
+    s = sum(weights)
+    raw = [total * w / s for w in weights]
+    base = [int(r) for r in raw]
+    order = sorted(range(len(raw)), key=lambda i: (raw[i] - base[i], -i), reverse=True)
+    for i in order[: total - sum(base)]:
+        base[i] += 1
+    return base
+
+
+def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix config>") -> dict:
+    """Decide how many examples each task contributes. Returns {collections, tasks: [(task, n, collection)], excluded}."""
+    excluded = []
+    per_coll = []
+    for ci, coll in enumerate(cfg.collections):
+        chosen = []
+        for pat in coll.tasks:
+            hits = registry.select([pat])
+            if not hits:
+                raise FlanlabError(f"pattern '{pat}' matches no task", file=file, field=f"collections[{ci}].tasks")
+            for t in hits:
+                if t.held_out or t.benchmark:
+                    why = "held-out task" if t.held_out else "benchmark source"
+                    if not _is_glob(pat):
+                        raise FlanlabError(f"'{t.name}' is a {why} and may not enter training data", file=file,
+                                           field=f"collections[{ci}].tasks")
+                    excluded.append({"task": t.name, "reason": why})
+                    continue
+                if t.size("train") == 0:
+                    excluded.append({"task": t.name, "reason": "empty train split"})
+                    continue
+                if t not in chosen:
+                    chosen.append(t)
+        if not chosen:
+            raise FlanlabError("collection has no trainable task", file=file, field=f"collections[{ci}].tasks")
+        per_coll.append(chosen)
+    coll_n = _largest_remainder(cfg.total_examples, [c.weight for c in cfg.collections])
+    plan = []
+    for coll, chosen, n in zip(cfg.collections, per_coll, coll_n):
+        eff = [min(t.size("train"), coll.cap) for t in chosen]
+        for t, k, e in zip(chosen, _largest_remainder(n, eff), eff):
+            plan.append({"task": t, "n": k, "collection": coll.name, "effective_size": e})
+    return {"tasks": plan, "excluded": excluded}
+
+
+def contamination_keys(registry: TaskRegistry) -> set[str]:
+    keys = set()
+    for t in registry:
+        if t.held_out or t.benchmark:
+            for split in ("validation", "test"):
+                for ex in t.examples(split):
+                    keys.add(_ckey(ex))
+    return keys
+
+
+def _ckey(ex) -> str:
+    return ex.text_key() + "\x00" + " ".join(ex.answer.lower().split())
+
+
+def _seed_for(*parts) -> int:
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict) -> Iterator[dict]:
+    tasks = plan["tasks"]
+    banned = contamination_keys(registry) if cfg.decontaminate else set()
+    perms = []
+    for i, p in enumerate(tasks):
+        size = p["task"].size("train")
+        r = np.random.default_rng(_seed_for(cfg.seed, "perm", p["task"].name))
+        perms.append(r.permutation(size))
+    owner = np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks else np.zeros(0, np.int32)
+    kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
+    order = np.random.default_rng(_seed_for(cfg.seed, "order")).permutation(len(owner))
+    fm = cfg.formats
+    for j in order:
+        p = tasks[owner[j]]
+        task: Task = p["task"]
+        k = int(kth[j])
+        size = task.size("train")
+        idx = int(perms[owner[j]][k % size])
+        ex = task.get("train", idx)
+        if banned and _ckey(ex) in banned:
+            stats["dropped_contaminated"] += 1
+            continue
+        rng = random.Random(_seed_for(cfg.seed, task.name, k))
+        templates = task.get_templates()
+        template = templates[rng.randrange(len(templates))]
+        if rng.random() < fm.inversion_prob:
+            fmt = Format(inverted=True)
+        else:
+            cot = ex.rationale is not None and rng.random() < fm.cot_share
+            opts = ex.options is not None and rng.random() < fm.options_prob
+            shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
+            fmt = Format(shots, opts, cot)
+        exemplars = []
+        if fmt.few_shot:
+            cand = rng.sample(range(size), min(size, fmt.few_shot + 1))
+            exemplars = [task.get("train", c) for c in cand if c != idx][: fmt.few_shot]
+        rec = render_example(task, ex, template, fmt, exemplars=exemplars, max_input_len=cfg.max_input_len, rng=rng)
+        if task.held_out or task.benchmark:  # final guard: never write held-out data
+            raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
+        yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
+               "template": templates.index(template), **rec}
+
+
+def _write_shard(path: Path, rows: list[dict], fmt: str) -> str:
+    if fmt == "jsonl":
+        data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def config_fingerprint(cfg: MixConfig) -> str:
+    d = cfg.model_dump()
+    d.pop("output", None)
+    d.pop("overwrite", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file: object = "<mix config>",
+                  progress: bool = True, base: Path | None = None) -> dict:
+    """Stream the mixture to shards under cfg.output (written to a temp dir, renamed at the end).
+    An existing output is never clobbered unless overwrite=True, and then only once the new one is complete."""
+    out = Path(cfg.output)
+    if out.exists() and not cfg.overwrite:
+        man = out / "manifest.json"
+        if man.is_file():
+            try:
+                old = json.loads(man.read_text())
+            except json.JSONDecodeError:
+                old = {}
+            if old.get("fingerprint") == config_fingerprint(cfg):
+                return old  # identical mixture already built: stage cache
+        raise FlanlabError("output exists (built from a different config); set overwrite: true or pick another output",
+                           file=file, field="output")
+    registry = registry or cfg.registry.build(base)
+    plan = plan_mixture(cfg, registry, file=file)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    stats = Counter(dropped_contaminated=0)
+    per_task, per_format, per_coll = Counter(), Counter(), Counter()
+    shards, buf = [], []
+    t0 = time.time()
+    ext = "jsonl" if cfg.shard_format == "jsonl" else "parquet"
+
+    def flush():
+        name = f"shard-{len(shards):05d}.{ext}"
+        digest = _write_shard(tmp / name, buf, cfg.shard_format)
+        shards.append({"file": name, "examples": len(buf), "sha256": digest})
+        buf.clear()
+
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        prog = Progress(TextColumn("mixing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} ex/s"),
+                        TimeRemainingColumn(), disable=not progress, transient=True)
+        with prog:
+            bar = prog.add_task("mix", total=cfg.total_examples, rate="-")
+            for n, rec in enumerate(iter_records(cfg, plan, registry, stats), 1):
+                buf.append(rec)
+                per_task[rec["task"]] += 1
+                per_format[rec["format"]] += 1
+                per_coll[rec["collection"]] += 1
+                if len(buf) >= cfg.shard_size:
+                    flush()
+                if n % 2000 == 0:
+                    prog.update(bar, completed=n + stats["dropped_contaminated"], rate=f"{n / (time.time() - t0):,.0f}")
+            if buf:
+                flush()
+        elapsed = time.time() - t0
+        total = sum(per_task.values())
+        manifest = {
+            "fingerprint": config_fingerprint(cfg), "seed": cfg.seed, "examples": total,
+            "requested_examples": cfg.total_examples, "seconds": round(elapsed, 3),
+            "examples_per_second": round(total / elapsed, 1) if elapsed > 0 else None,
+            "dropped_contaminated": stats["dropped_contaminated"], "excluded": plan["excluded"],
+            "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
+            "per_collection": dict(sorted(per_coll.items())),
+            "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],
+                      "effective_size": p["effective_size"]} for p in plan["tasks"]],
+            "held_out_tasks": sorted(t.name for t in registry if t.held_out),
+            "shards": shards, "config": cfg.model_dump(),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():  # overwrite only now that the new mixture is complete
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return manifest
+
+
+def read_mixture(path: str | Path) -> Iterator[dict]:
+    path = Path(path)
+    man_path = path / "manifest.json"
+    if not man_path.is_file():
+        raise FlanlabError("not a mixture directory (no manifest.json)", file=path)
+    man = json.loads(man_path.read_text())
+    for sh in man["shards"]:
+        f = path / sh["file"]
+        if f.suffix == ".jsonl":
+            with f.open(encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=f) from None
+        else:
+            import pyarrow.parquet as pq
+            yield from pq.read_table(f).to_pylist()

@@ -1,0 +1,156 @@
+"""The task model: a Dataset (a data source) x a TaskCategory (a task setup) = a Task.
+
+Each Task carries several templates. An Example is template-free: named fields plus an
+answer, optional answer options and an optional step-by-step rationale (for CoT data).
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol, Sequence
+
+from ..errors import FlanlabError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    fields: dict
+    answer: str
+    options: tuple[str, ...] | None = None
+    rationale: str | None = None
+    aliases: tuple[str, ...] | None = None  # further acceptable answers (for exact match / F1)
+
+    def text_key(self) -> str:
+        """Normalized template-free content, used for decontamination."""
+        return " ".join(" ".join(str(self.fields[k]) for k in sorted(self.fields)).lower().split())
+
+
+@dataclass(frozen=True)
+class Template:
+    input: str
+    target: str = "{answer}"
+
+    def fields(self) -> set[str]:
+        return {f for _, f, _, _ in string.Formatter().parse(self.input + self.target) if f}
+
+    def render(self, example: Example, task_name: str = "?") -> tuple[str, str]:
+        values = dict(example.fields)
+        values["answer"] = example.answer
+        try:
+            return self.input.format_map(values), self.target.format_map(values)
+        except KeyError as e:
+            raise FlanlabError(
+                f"template refers to {{{e.args[0]}}} but example {example.id} has fields {sorted(values)}",
+                file=f"task {task_name}", field="templates") from None
+
+
+class ExampleSource(Protocol):
+    def size(self, split: str) -> int: ...
+    def get(self, split: str, index: int) -> Example: ...
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A data source: where examples come from."""
+    name: str
+    source: ExampleSource = field(compare=False, repr=False)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskCategory:
+    """A task setup: what is asked of the model, with its templates."""
+    name: str
+    templates: tuple[Template, ...]
+    description: str = ""
+    answer_type: str = "text"  # text | choice | number
+
+
+@dataclass
+class Task:
+    dataset: Dataset
+    category: TaskCategory
+    collection: str = "synthetic"
+    held_out: bool = False
+    benchmark: bool = False  # benchmark sources may never enter training data
+    templates: tuple[Template, ...] | None = None  # overrides category templates
+    name_override: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.name_override or f"{self.category.name}:{self.dataset.name}"
+
+    def get_templates(self) -> tuple[Template, ...]:
+        return self.templates or self.category.templates
+
+    def size(self, split: str) -> int:
+        return self.dataset.source.size(split)
+
+    def get(self, split: str, index: int) -> Example:
+        return self.dataset.source.get(split, index)
+
+    def examples(self, split: str, limit: int | None = None) -> Iterator[Example]:
+        n = self.size(split)
+        if limit is not None:
+            n = min(n, limit)
+        for i in range(n):
+            yield self.get(split, i)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "dataset": self.dataset.name,
+            "category": self.category.name,
+            "collection": self.collection,
+            "held_out": self.held_out,
+            "benchmark": self.benchmark,
+            "answer_type": self.category.answer_type,
+            "templates": [{"input": t.input, "target": t.target} for t in self.get_templates()],
+            "sizes": {s: self.size(s) for s in SPLITS},
+        }
+
+
+class ListSource:
+    """Examples held in memory, split by explicit lists."""
+
+    def __init__(self, splits: dict[str, Sequence[Example]]):
+        self.splits = {s: list(splits.get(s, [])) for s in SPLITS}
+
+    def size(self, split: str) -> int:
+        return len(self.splits[split])
+
+    def get(self, split: str, index: int) -> Example:
+        return self.splits[split][index]
+
+
+def hash_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
+    """Deterministic split assignment for sources that ship without splits."""
+    import hashlib
+    h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
+    if h < fractions[0]:
+        return "train"
+    if h < fractions[0] + fractions[1]:
+        return "validation"
+    return "test"
+
+
+class GeneratedSource:
+    """Examples produced on demand by a seeded generator: example i of a split is a pure
+    function of (seed, split, i), so mixtures never need the whole dataset in memory."""
+
+    def __init__(self, name: str, gen: Callable, sizes: dict[str, int], seed: int = 0):
+        self.name, self.gen, self.sizes, self.seed = name, gen, sizes, seed
+
+    def size(self, split: str) -> int:
+        return self.sizes.get(split, 0)
+
+    def get(self, split: str, index: int) -> Example:
+        import random
+        if not 0 <= index < self.size(split):
+            raise IndexError(f"{self.name}/{split}: index {index} out of range")
+        rng = random.Random(f"{self.seed}/{self.name}/{split}/{index}")
+        ex = self.gen(rng)
+        return Example(id=f"{self.name}/{split}/{index}", **ex)

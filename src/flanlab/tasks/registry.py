@@ -1,0 +1,171 @@
+"""The task registry: built-in synthetic suite + task files (YAML) + BIG-bench tasks."""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from ..config import StrictModel, read_yaml, validate
+from ..errors import FlanlabError
+from .model import Dataset, Task, TaskCategory, Template
+from .synthetic import DEFAULT_HELD_OUT_CATEGORIES, build_synthetic_tasks
+
+GENERIC_TEMPLATES = (Template("{question}"), Template("Question: {question}\nAnswer:"),
+                     Template("{question}\n\nWhat is the answer?"))
+
+
+class SourceSpec(StrictModel):
+    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench"]
+    path: str | None = None
+    splits: dict[str, str] | None = None
+    fields: dict[str, str] = Field(default_factory=lambda: {"question": "question", "answer": "answer"})
+    hf_path: str | None = None
+    hf_name: str | None = None
+    hf_split_map: dict[str, str] | None = None
+    data_files: dict[str, str] | str | None = None
+    bigbench_task: str | None = None
+    bigbench_root: str | None = None
+
+
+class TemplateSpec(StrictModel):
+    input: str
+    target: str = "{answer}"
+
+
+class TaskSpec(StrictModel):
+    dataset: str
+    category: str
+    name: str | None = None
+    collection: str = "custom"
+    held_out: bool = False
+    benchmark: bool = False
+    answer_type: Literal["text", "choice", "number"] = "text"
+    source: SourceSpec
+    templates: list[TemplateSpec] = Field(default_factory=list)
+
+
+class TaskFile(StrictModel):
+    tasks: list[TaskSpec]
+
+
+def _build_source(spec: SourceSpec, base: Path, file: Path, idx: int, label: str):
+    from .sources import BigBenchSource, CotTsvSource, FileSource, HFSource
+    where = f"tasks[{idx}].source"
+
+    def rel(p: str) -> Path:
+        q = Path(p)
+        return q if q.is_absolute() else base / q
+    if spec.type in ("jsonl", "csv", "tsv", "parquet"):
+        if not spec.path and not spec.splits:
+            raise FlanlabError("needs 'path' or 'splits'", file=file, field=f"{where}.path")
+        try:
+            return FileSource(spec.fields, path=rel(spec.path) if spec.path else None,
+                              split_paths={k: rel(v) for k, v in spec.splits.items()} if spec.splits else None,
+                              fmt=spec.type, name=label)
+        except FlanlabError as e:
+            if e.field and e.field.startswith("source"):  # a mapping problem: name the task file and the data file
+                raise FlanlabError(f"{e.file}: {e.message}", file=file, field=f"tasks[{idx}].{e.field}") from None
+            raise
+    if spec.type == "cot_tsv":
+        if not spec.path:
+            raise FlanlabError("needs 'path'", file=file, field=f"{where}.path")
+        return CotTsvSource(rel(spec.path), name=label)
+    if spec.type == "hf":
+        if not spec.hf_path:
+            raise FlanlabError("needs 'hf_path'", file=file, field=f"{where}.hf_path")
+        df = spec.data_files
+        if isinstance(df, dict):
+            df = {k: str(rel(v)) for k, v in df.items()}
+        elif isinstance(df, str):
+            df = str(rel(df))
+        return HFSource(spec.hf_path, spec.fields, name=spec.hf_name, split_map=spec.hf_split_map, data_files=df, label=label)
+    if spec.type == "bigbench":
+        if not spec.bigbench_task:
+            raise FlanlabError("needs 'bigbench_task'", file=file, field=f"{where}.bigbench_task")
+        return BigBenchSource(spec.bigbench_task, rel(spec.bigbench_root) if spec.bigbench_root else None)
+    raise AssertionError(spec.type)
+
+
+def load_task_file(path: str | Path) -> list[Task]:
+    path = Path(path)
+    tf = validate(TaskFile, read_yaml(path), file=path)
+    tasks = []
+    for i, spec in enumerate(tf.tasks):
+        templates = tuple(Template(t.input, t.target) for t in spec.templates) or GENERIC_TEMPLATES
+        name = spec.name or f"{spec.category}:{spec.dataset}"
+        src = _build_source(spec.source, path.parent, path, i, name)
+        probe = next((src.get(s, 0) for s in ("train", "validation", "test") if src.size(s)), None)
+        if probe is not None:
+            for j, t in enumerate(templates):
+                missing = t.fields() - set(probe.fields) - {"answer"}
+                if missing:
+                    raise FlanlabError(f"template uses {sorted(missing)} but examples only have fields "
+                                       f"{sorted(probe.fields)} (map them under source.fields)",
+                                       file=path, field=f"tasks[{i}].templates[{j}]")
+        tasks.append(Task(Dataset(spec.dataset, src), TaskCategory(spec.category, templates, answer_type=spec.answer_type),
+                          collection=spec.collection, held_out=spec.held_out, benchmark=spec.benchmark,
+                          name_override=spec.name))
+    return tasks
+
+
+class TaskRegistry:
+    def __init__(self, tasks: list[Task] | None = None):
+        self._tasks: dict[str, Task] = {}
+        for t in tasks or []:
+            self.add(t)
+
+    @classmethod
+    def default(cls, held_out_categories=DEFAULT_HELD_OUT_CATEGORIES, task_files=(), bigbench_tasks=(),
+                bigbench_root=None, seed: int = 0) -> "TaskRegistry":
+        reg = cls(build_synthetic_tasks(tuple(held_out_categories), seed=seed))
+        for f in task_files:
+            for t in load_task_file(f):
+                reg.add(t, file=f)
+        if bigbench_tasks:
+            from .sources.bigbench import bigbench_task, list_bigbench_tasks
+            avail = list_bigbench_tasks(str(bigbench_root) if bigbench_root else None)
+            for pat in bigbench_tasks:
+                hits = [n for n in avail if fnmatch.fnmatch(n, pat)]
+                if not hits:
+                    raise FlanlabError(f"no BIG-bench task matches '{pat}'", field="bigbench_tasks")
+                for n in hits:
+                    reg.add(bigbench_task(n, bigbench_root, held_out=False))
+        return reg
+
+    def add(self, task: Task, file=None) -> None:
+        if task.name in self._tasks:
+            raise FlanlabError(f"duplicate task name '{task.name}'", file=file, field="name")
+        self._tasks[task.name] = task
+
+    def __getitem__(self, name: str) -> Task:
+        if name not in self._tasks:
+            raise FlanlabError(f"unknown task '{name}'", field="task")
+        return self._tasks[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tasks
+
+    def __iter__(self):
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def select(self, patterns: list[str]) -> list[Task]:
+        """Glob patterns over task names, categories ('category:*') and collections ('@synthetic')."""
+        out, seen = [], set()
+        for pat in patterns:
+            if pat.startswith("@"):
+                hits = [t for t in self if t.collection == pat[1:]]
+            else:
+                hits = [t for t in self if fnmatch.fnmatch(t.name, pat)]
+            for t in hits:
+                if t.name not in seen:
+                    seen.add(t.name)
+                    out.append(t)
+        return out
+
+    def held_out(self) -> list[Task]:
+        return [t for t in self if t.held_out]

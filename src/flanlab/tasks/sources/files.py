@@ -1,0 +1,120 @@
+"""JSONL / CSV / Parquet / Flan CoT TSV sources with a field mapping."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ...errors import FlanlabError
+from ..model import SPLITS, Example, ListSource, hash_split
+
+SPECIAL = ("answer", "options", "rationale")
+
+
+def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
+    """Yields (row number, row dict). Row numbers are 1-based lines for JSONL/CSV."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlanlabError("data file not found", file=path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt in ("jsonl", "json"):
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
+                if not isinstance(row, dict):
+                    raise FlanlabError(f"line {n} is not a JSON object", file=path)
+                yield n, row
+    elif fmt in ("csv", "tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            for n, row in enumerate(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","), 2):
+                yield n, row
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises several types
+            raise FlanlabError(f"cannot read Parquet: {e}", file=path) from None
+        for n, row in enumerate(table.to_pylist(), 1):
+            yield n, row
+    else:
+        raise FlanlabError(f"unknown data format '{fmt}' (jsonl, csv, tsv, parquet)", file=path, field="format")
+
+
+def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], *, file: object, prefix: str) -> list[Example]:
+    """mapping: example field -> column. 'answer' is required; 'options' and 'rationale' optional;
+    every other key becomes a template field."""
+    if "answer" not in mapping:
+        raise FlanlabError("field mapping must name the column holding the answer", file=file, field="source.fields.answer")
+    out = []
+    for n, row in rows:
+        vals = {}
+        for key, col in mapping.items():
+            if col not in row or row[col] is None:
+                raise FlanlabError(f"row {n} has no column '{col}' (mapped to '{key}'); columns: {sorted(row)}",
+                                   file=file, field=f"source.fields.{key}")
+            vals[key] = row[col]
+        opts = vals.pop("options", None)
+        if opts is not None:
+            if isinstance(opts, str):
+                opts = [o.strip() for o in opts.split("|")]
+            opts = tuple(str(o) for o in opts)
+        answer = vals.pop("answer")
+        if isinstance(answer, list):
+            answer = answer[0] if answer else ""
+        rationale = vals.pop("rationale", None)
+        out.append(Example(id=f"{prefix}/{n}", fields={k: str(v) for k, v in vals.items()}, answer=str(answer),
+                           options=opts, rationale=str(rationale) if rationale is not None else None))
+    return out
+
+
+def split_examples(examples: list[Example]) -> dict[str, list[Example]]:
+    splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for ex in examples:
+        splits[hash_split(ex.text_key() or ex.id)].append(ex)
+    return splits
+
+
+class FileSource(ListSource):
+    """Either one file split deterministically by content hash (80/10/10), or one file per split."""
+
+    def __init__(self, mapping: dict[str, str], *, path: str | Path | None = None,
+                 split_paths: dict[str, str | Path] | None = None, fmt: str | None = None, name: str = "data"):
+        if split_paths:
+            splits = {}
+            for s, p in split_paths.items():
+                if s not in SPLITS:
+                    raise FlanlabError(f"unknown split '{s}' (one of {SPLITS})", file=p, field="source.splits")
+                splits[s] = rows_to_examples(read_rows(p, fmt), mapping, file=p, prefix=f"{name}/{s}")
+        elif path is not None:
+            splits = split_examples(rows_to_examples(read_rows(path, fmt), mapping, file=path, prefix=name))
+        else:
+            raise FlanlabError("a file source needs 'path' or 'splits'", field="source")
+        super().__init__(splits)
+
+
+class CotTsvSource(ListSource):
+    """Flan's CoT data files: tab-separated `question<TAB>answer<TAB>rationale`, no header."""
+
+    def __init__(self, path: str | Path, name: str = "cot"):
+        path = Path(path)
+        if not path.is_file():
+            raise FlanlabError("data file not found", file=path)
+        exs = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                cols = line.split("\t")
+                if len(cols) != 3:
+                    raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected 3 (question, answer, rationale)",
+                                       file=path)
+                q, a, r = cols
+                exs.append(Example(id=f"{name}/{n}", fields={"question": q}, answer=a.strip(), rationale=r.strip()))
+        super().__init__(split_examples(exs))

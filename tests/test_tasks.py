@@ -1,0 +1,145 @@
+import json
+
+import pytest
+
+from flanlab.errors import FlanlabError
+from flanlab.tasks.registry import TaskRegistry, load_task_file
+from flanlab.tasks.synthetic import CATEGORIES, DEFAULT_HELD_OUT_CATEGORIES, build_synthetic_tasks
+
+
+def test_suite_size_templates_and_rationales():
+    tasks = build_synthetic_tasks()
+    assert len(tasks) >= 50
+    assert len({t.category.name for t in tasks}) >= 10
+    for t in tasks:
+        assert len(t.get_templates()) >= 3
+        for i in range(5):
+            ex = t.get("train", i)
+            assert ex.rationale and ex.answer in ex.rationale, (t.name, ex)
+            if ex.options:
+                assert ex.answer in ex.options and len(set(ex.options)) == len(ex.options)
+            for tpl in t.get_templates():
+                inp, tgt = tpl.render(ex, t.name)
+                assert tgt == ex.answer and "{" not in inp
+
+
+def test_generators_are_correct():
+    reg = TaskRegistry.default()
+    ex = reg["add_numbers:hundreds"].get("test", 7)
+    assert int(ex.answer) == int(ex.fields["a"]) + int(ex.fields["b"])
+    ex = reg["sort_list:long_lists"].get("train", 3)
+    assert ex.answer.split() == sorted(ex.fields["numbers"].split(), key=int)
+    ex = reg["evaluate_boolean:bool_triples"].get("train", 11)
+    assert str(eval(ex.fields["expression"])) == ex.answer
+    ex = reg["key_lookup:large_tables"].get("train", 5)
+    table = dict(kv.split(" = ") for kv in ex.fields["table"].split(", "))
+    assert table[ex.fields["key"]] == ex.answer
+
+
+def test_examples_are_deterministic_and_splits_differ():
+    a, b = build_synthetic_tasks(), build_synthetic_tasks()
+    for ta, tb in zip(a, b):
+        assert ta.get("train", 17) == tb.get("train", 17)
+    t = a[0]
+    assert t.get("train", 0).id != t.get("test", 0).id
+
+
+def test_held_out_flags():
+    reg = TaskRegistry.default()
+    held = {t.category.name for t in reg.held_out()}
+    assert held == set(DEFAULT_HELD_OUT_CATEGORIES)
+    assert all(c in CATEGORIES for c in held)
+
+
+def test_task_file_jsonl_and_cot_tsv(tmp_path):
+    (tmp_path / "qa.jsonl").write_text("\n".join(json.dumps({"q": f"What is {i}+{i}?", "a": str(2 * i), "why": f"{i}+{i}={2*i}"})
+                                                  for i in range(40)))
+    (tmp_path / "cot.tsv").write_text("Q one?\tyes\tbecause one\nQ two?\tno\tbecause two\n")
+    (tmp_path / "tasks.yaml").write_text(
+        "tasks:\n"
+        "  - dataset: doubles\n    category: arithmetic_qa\n"
+        "    source: {type: jsonl, path: qa.jsonl, fields: {question: q, answer: a, rationale: why}}\n"
+        "    templates: [{input: 'Q: {question}'}, {input: '{question} A:'}, {input: 'Solve {question}'}]\n"
+        "  - dataset: cot_demo\n    category: cot\n    source: {type: cot_tsv, path: cot.tsv}\n")
+    tasks = load_task_file(tmp_path / "tasks.yaml")
+    assert [t.name for t in tasks] == ["arithmetic_qa:doubles", "cot:cot_demo"]
+    t = tasks[0]
+    assert sum(t.size(s) for s in ("train", "validation", "test")) == 40
+    ex = next(t.examples("train"))
+    assert ex.rationale.startswith(ex.fields["question"].split()[2][:1])
+    allcot = [e for s in ("train", "validation", "test") for e in tasks[1].examples(s)]
+    assert sorted(e.answer for e in allcot) == ["no", "yes"]
+
+
+def test_task_file_csv_parquet_and_hf(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows = [{"text": f"item {i}", "label": "a" if i % 2 else "b"} for i in range(30)]
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "t.yaml").write_text(
+        "tasks:\n"
+        "  - {dataset: c, category: cls, source: {type: csv, path: d.csv, fields: {question: text, answer: label}}}\n"
+        "  - {dataset: p, category: cls, source: {type: parquet, splits: {train: d.parquet}, fields: {question: text, answer: label}}}\n"
+        "  - {dataset: h, category: cls, source: {type: hf, hf_path: json, data_files: {train: d.jsonl}, hf_split_map: {train: train},"
+        " fields: {question: text, answer: label}}}\n")
+    c, p, h = load_task_file(tmp_path / "t.yaml")
+    assert p.size("train") == 30 and h.size("train") == 30
+    assert sum(c.size(s) for s in ("train", "validation", "test")) == 30
+    assert [e.answer for e in p.examples("train")] == [e.answer for e in h.examples("train")]
+
+
+@pytest.mark.parametrize("body,field", [
+    ("tasks:\n  - {dataset: d, category: c}\n", "tasks.0.source"),
+    ("tasks:\n  - {dataset: d, category: c, source: {type: xml, path: a}}\n", "tasks.0.source.type"),
+    ("tasks:\n  - {dataset: d, category: c, source: {type: jsonl, path: data.jsonl, fields: {question: nope, answer: a}}}\n",
+     "tasks[0].source.fields.question"),
+    ("tasks:\n  - {dataset: d, category: c, source: {type: jsonl, path: data.jsonl, fields: {question: q, answer: a}},"
+     " templates: [{input: 'Q: {missing}'}]}\n", "tasks[0].templates[0]"),
+    ("tasks: [\n", None),
+])
+def test_malformed_task_file_names_file_and_field(tmp_path, body, field):
+    (tmp_path / "data.jsonl").write_text('{"q": "x", "a": "y"}\n')
+    f = tmp_path / "bad.yaml"
+    f.write_text(body)
+    with pytest.raises(FlanlabError) as ei:
+        load_task_file(f)
+    assert ei.value.file == str(f)
+    if field:
+        assert ei.value.field == field
+    else:
+        assert "not valid YAML" in str(ei.value)
+
+
+def test_bad_data_row_names_the_data_file(tmp_path):
+    (tmp_path / "data.jsonl").write_text('{"q": "x", "a": "y"}\n{"q": broken\n')
+    (tmp_path / "t.yaml").write_text("tasks:\n  - {dataset: d, category: c, source: {type: jsonl, path: data.jsonl,"
+                                     " fields: {question: q, answer: a}}}\n")
+    with pytest.raises(FlanlabError, match=r"data.jsonl: line 2 is not valid JSON"):
+        load_task_file(tmp_path / "t.yaml")
+
+
+def test_bigbench_json_from_directory(tmp_path):
+    d = tmp_path / "bb" / "toy_task"
+    d.mkdir(parents=True)
+    exs = [{"input": f"{i} plus 1?", "target_scores": {str(i + 1): 1, str(i): 0}} for i in range(20)]
+    exs.append({"input": "name?", "target": ["bob", "robert"]})
+    (d / "task.json").write_text(json.dumps({"name": "toy_task", "task_prefix": "Add.", "examples": exs}))
+    reg = TaskRegistry.default(bigbench_tasks=["toy_*"], bigbench_root=str(tmp_path / "bb"))
+    t = reg["bigbench:toy_task"]
+    src = t.dataset.source
+    assert len(src.all_examples) == 21
+    assert src.all_examples[3].answer == "4" and src.all_examples[3].options == ("4", "3")
+    assert src.all_examples[-1].aliases == ("bob", "robert")
+    inp, _ = t.get_templates()[0].render(src.all_examples[0])
+    assert inp == "Add.\nQ: 0 plus 1?\nA: "
+
+
+def test_bigbench_installed_package_and_bbh_flag():
+    pytest.importorskip("bigbench")
+    from flanlab.tasks.sources import list_bigbench_tasks
+    names = list_bigbench_tasks()
+    assert len(names) >= 150 and "arithmetic/1_digit_addition" in names
+    reg = TaskRegistry.default(bigbench_tasks=["navigate", "arithmetic/1_digit_addition"])
+    assert reg["bigbench:navigate"].benchmark and not reg["bigbench:arithmetic/1_digit_addition"].benchmark
