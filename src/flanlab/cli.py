@@ -103,6 +103,31 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
               f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as contaminated)")
 
 
+@app.command()
+def train(config: Path = typer.Argument(..., help="Training YAML (top level or under 'train:')."),
+          nproc: int = typer.Option(1, "--nproc", help="Processes (DDP via torchrun; gloo on CPU)."),
+          no_progress: bool = typer.Option(False, "--no-progress"),
+          overrides: list[str] = typer.Argument(None, help="key=value overrides")):
+    """Finetune a model on a mixture (packed, loss on targets only, resumable)."""
+    if nproc > 1:
+        import subprocess
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+               "-m", "flanlab.train.launch", str(config), *(overrides or [])]
+        raise typer.Exit(subprocess.call(cmd))
+    from .config import validate
+    from .train.trainer import TrainConfig, train as run_train
+    try:
+        data, sec = _section(config, "train")
+        cfg = validate(TrainConfig, data, file=config, prefix=sec)
+        for kv in overrides or []:
+            k, v = kv.split("=", 1)
+            cfg = validate(TrainConfig, {**cfg.model_dump(), k: v}, file="<command line>")
+        s = run_train(cfg, progress=not no_progress, file=config)
+    except FlanlabError as e:
+        _fail(e)
+    out.print_json(json.dumps(s))
+
+
 def main():  # pragma: no cover
     app()
 

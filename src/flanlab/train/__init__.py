@@ -1,0 +1,1 @@
+"""Packed instruction finetuning for encoder-decoder (T5) and decoder-only (Llama) models."""

@@ -1,0 +1,58 @@
+"""Tokenizers. Default: byte-level with ByT5's ids (pad 0, eos 1, unk 2, byte b -> b + 3), so a
+checkpoint saved with it is readable by transformers' ByT5Tokenizer. A checkpoint's own tokenizer
+is used when the checkpoint directory ships one."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class ByteTokenizer:
+    pad_id, eos_id, unk_id = 0, 1, 2
+    offset = 3
+    vocab_size = 384  # 3 specials + 256 bytes + 125 unused extra ids, as ByT5
+    name = "byte"
+
+    def encode(self, text: str) -> list[int]:
+        return [b + 3 for b in text.encode("utf-8")]
+
+    def decode(self, ids) -> str:
+        return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", errors="ignore")
+
+    def save(self, path: str | Path) -> None:
+        from transformers import ByT5Tokenizer
+        ByT5Tokenizer(extra_ids=125).save_pretrained(str(path))
+
+
+class HFTokenizer:
+    """Adapter around a transformers tokenizer (a checkpoint's own)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else self.pad_id
+        self.vocab_size = len(tok)
+        self.name = type(tok).__name__
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False)
+
+    def decode(self, ids) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    def save(self, path: str | Path) -> None:
+        self.tok.save_pretrained(str(path))
+
+
+def load_tokenizer(path: str | Path | None):
+    if path is None:
+        return ByteTokenizer()
+    p = Path(path)
+    cfg = p / "tokenizer_config.json"
+    if cfg.is_file():
+        if json.loads(cfg.read_text()).get("tokenizer_class") == "ByT5Tokenizer":
+            return ByteTokenizer()
+    elif p.is_dir():
+        return ByteTokenizer()  # a checkpoint without a tokenizer: byte-level
+    from transformers import AutoTokenizer
+    return HFTokenizer(AutoTokenizer.from_pretrained(str(path)))

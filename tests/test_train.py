@@ -1,0 +1,174 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from flanlab.mixture import MixConfig, build_mixture
+from flanlab.train.models import ModelSpec, build_model
+from flanlab.train.packing import IGNORE, collate, forward_logits, loss_sum, pack, tokenize_pair
+from flanlab.train.tokenizer import ByteTokenizer
+from flanlab.train.trainer import TrainConfig, train
+
+TEXTS = [("What is 12 plus 7?", "19"), ("Reverse the word cat.", "tac"), ("Sort: 3 1 2\n\nOPTIONS:\n- 1 2 3\n- 3 2 1", "1 2 3"),
+         ("Is 7 even or odd? Let's think step by step.", "7 is odd. So the answer is odd."), ("x", "y"), ("longer input " * 5, "ok")]
+
+
+@pytest.fixture(scope="module")
+def mixture(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mix") / "m"
+    build_mixture(MixConfig(total_examples=1500, output=str(out)), progress=False)
+    return out
+
+
+def test_byte_tokenizer_matches_byt5():
+    from transformers import ByT5Tokenizer
+    ref = ByT5Tokenizer(extra_ids=125)
+    tok = ByteTokenizer()
+    s = "Hello, wörld ✓\n"
+    assert tok.encode(s) == ref.encode(s, add_special_tokens=False)
+    assert tok.decode(tok.encode(s) + [tok.eos_id]) == s
+    assert len(ref) == tok.vocab_size
+
+
+@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
+def test_packed_equals_unpacked(preset):
+    model, tok = build_model(ModelSpec(preset=preset), seed=1)
+    model.eval()
+    ed = model.config.is_encoder_decoder
+    exs = [tokenize_pair(tok, i, t, 96, 48, ed) for i, t in TEXTS]
+    rows = pack(exs, ed, 96, 48)
+    assert len(rows) < len(exs) and max(len(r) for r in rows) >= 3
+    with torch.no_grad():
+        packed = forward_logits(model, collate(rows, ed))
+        single = [forward_logits(model, collate([[e]], ed))[0] for e in exs]
+        lp, n_p = loss_sum(model, collate(rows, ed))
+        lu, n_u = loss_sum(model, collate([[e] for e in exs], ed))
+    assert n_p == n_u == sum(len(e.targets) for e in exs)  # loss only on target tokens
+    assert torch.allclose(lp, lu, rtol=1e-5)
+    # every target-position logit of every packed segment equals its unpacked counterpart
+    b = collate(rows, ed)
+    seg_key = "dec_seg" if ed else "seg"
+    index = {id(e): i for i, e in enumerate(exs)}
+    for r, row in enumerate(rows):
+        for s, ex in enumerate(row, 1):
+            pos = (b[seg_key][r] == s).nonzero().flatten()
+            assert torch.allclose(packed[r, pos], single[index[id(ex)]][: len(pos)], atol=1e-4), (r, s)
+
+
+@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
+def test_unpacked_forward_matches_hf_forward(preset):
+    model, tok = build_model(ModelSpec(preset=preset), seed=2)
+    model.eval()
+    ed = model.config.is_encoder_decoder
+    ex = tokenize_pair(tok, *TEXTS[0], 96, 48, ed)
+    b = collate([[ex]], ed)
+    with torch.no_grad():
+        ours = forward_logits(model, b)
+        if ed:
+            ref = model(input_ids=b["input_ids"], decoder_input_ids=b["decoder_input_ids"]).logits
+        else:
+            ref = model(input_ids=b["input_ids"]).logits
+    assert torch.allclose(ours, ref, atol=1e-4)
+    if not ed:  # labels: position p predicts token p+1, only inside the target
+        lab = b["labels"][0]
+        k = len(ex.inputs)
+        m = len(ex.targets)
+        assert (lab[: k - 1] == IGNORE).all() and lab[k - 1:k - 1 + m].tolist() == ex.targets and lab[-1] == IGNORE
+
+
+def test_training_reduces_loss_and_writes_hf_checkpoint(mixture, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+    cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=30, batch_size=8, log_every=10, save_every=15,
+                      lr=3e-3)
+    s = train(cfg, progress=False)
+    logs = [json.loads(l) for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert logs[-1]["loss"] < logs[0]["loss"] * 0.8 and logs[-1]["tokens_per_s"] > 0
+    m = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "t" / "final")
+    assert sum(p.numel() for p in m.parameters()) == s["params"]
+    assert (tmp_path / "t" / "final" / "model.safetensors").is_file()
+    assert not list((tmp_path / "t").glob(".tmp*"))
+
+
+def test_adamw_warmup_and_llama(mixture, tmp_path):
+    cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=6, batch_size=4, optimizer="adamw",
+                      warmup_steps=4, log_every=1, model=ModelSpec(preset="llama-1m", dropout=0.1))
+    train(cfg, progress=False)
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[:4] == pytest.approx([cfg.lr * k / 4 for k in (2, 3, 4, 4)])
+
+
+def test_lora_trains_only_adapters(mixture, tmp_path):
+    from flanlab.train.models import LoraSpec
+    cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=4, batch_size=4, save_every=2,
+                      model=ModelSpec(preset="t5-1m", lora=LoraSpec(r=4)))
+    train(cfg, progress=False)
+    base, _ = build_model(ModelSpec(preset="t5-1m"), seed=0)
+    final = load_file(str(tmp_path / "t" / "final" / "model.safetensors"))
+    sd = base.state_dict()
+    changed = [k for k in final if not torch.equal(final[k], sd[k])]
+    assert changed and all(("q.weight" in k or "v.weight" in k) for k in changed)
+
+
+def _run(cfg_path, *extra, env=None):
+    return subprocess.Popen([sys.executable, "-m", "flanlab.train.launch", str(cfg_path), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def _write_cfg(path, mixture, out, **kw):
+    import yaml
+    d = {"mixture": str(mixture), "output": str(out), "steps": 24, "batch_size": 4, "save_every": 3, "log_every": 1,
+         "model": {"preset": "t5-1m", "dropout": 0.1}, "tensorboard": False, "threads": 1, **kw}
+    path.write_text(yaml.safe_dump({"train": d}))
+    return path
+
+
+def test_resume_after_kill9_is_bit_identical(mixture, tmp_path):
+    ref_cfg = _write_cfg(tmp_path / "ref.yaml", mixture, tmp_path / "ref")
+    p = _run(ref_cfg)
+    assert p.wait(300) == 0, p.stdout.read().decode()
+    cfg = _write_cfg(tmp_path / "k.yaml", mixture, tmp_path / "k")
+    p = _run(cfg)
+    deadline = time.time() + 300
+    while not (tmp_path / "k" / "checkpoint-6").exists():
+        assert p.poll() is None, p.stdout.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (tmp_path / "k" / "final").exists(), "run finished before the kill; test proves nothing"
+    p = _run(cfg)
+    out = p.communicate(timeout=300)[0].decode()
+    assert p.returncode == 0, out
+    summary = json.loads((tmp_path / "k" / "summary.json").read_text())
+    assert summary["resumed_from"] >= 6
+    a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "k" / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    la = [json.loads(l)["loss"] for l in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
+    lb = {json.loads(l)["step"]: json.loads(l)["loss"] for l in (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()}
+    assert [lb[s] for s in range(1, 25)] == la
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_single_process(mixture, tmp_path):
+    single = _write_cfg(tmp_path / "s.yaml", mixture, tmp_path / "s", steps=6, model={"preset": "t5-1m"}, grad_accum=2)
+    assert _run(single).wait(300) == 0
+    ddp = _write_cfg(tmp_path / "d.yaml", mixture, tmp_path / "d", steps=6, model={"preset": "t5-1m"}, grad_accum=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                        "-m", "flanlab.train.launch", str(ddp)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert json.loads((tmp_path / "d" / "summary.json").read_text())["world_size"] == 2
+    ls = [json.loads(l)["loss"] for l in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    ld = [json.loads(l)["loss"] for l in (tmp_path / "d" / "metrics.jsonl").read_text().splitlines()]
+    assert ld == pytest.approx(ls, rel=1e-4)
+    a = load_file(str(tmp_path / "s" / "final" / "model.safetensors"))
+    b = load_file(str(tmp_path / "d" / "final" / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
