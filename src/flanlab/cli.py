@@ -128,6 +128,26 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
     out.print_json(json.dumps(s))
 
 
+@app.command("eval")
+def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
+             checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Model directory (overrides config)."),
+             output: Optional[Path] = typer.Option(None, "--output", "-o")):
+    """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
+    from .config import validate
+    from .evaluate.harness import EvalConfig, markdown_table, run_eval
+    try:
+        data, sec = _section(config, "eval")
+        cfg = validate(EvalConfig, data, file=config, prefix=sec)
+        if checkpoint:
+            cfg.checkpoint, cfg.preset = checkpoint, None
+        if output:
+            cfg.output = str(output)
+        res = run_eval(cfg, file=config, base=config.parent)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(markdown_table(res))
+
+
 def main():  # pragma: no cover
     app()
 

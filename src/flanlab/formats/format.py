@@ -75,13 +75,14 @@ def _single(example: Example, template: Template, fmt: Format, task_name: str, t
 def render_example(task: Task | None, example: Example, template: Template, fmt: Format, *,
                    exemplars: Sequence[Example] = (), max_input_len: int | None = None,
                    length: Callable[[str], int] = lambda s: len(s.encode("utf-8")),
-                   rng: random.Random | None = None) -> dict:
+                   rng: random.Random | None = None, trigger: str | None = None) -> dict:
     """Render one example. Few-shot exemplars must not include the example itself; exemplars are
     dropped from the end while the input exceeds `max_input_len` (in `length` units, bytes by default).
     Returns {inputs, targets, format, n_exemplars}."""
     name = task.name if task is not None else "?"
     rng = rng or random.Random(0)
-    trigger = COT_TRIGGERS[rng.randrange(len(COT_TRIGGERS))] if fmt.cot else ""
+    if trigger is None:
+        trigger = COT_TRIGGERS[rng.randrange(len(COT_TRIGGERS))] if fmt.cot else ""
     if fmt.inverted:
         inp, _ = template.render(example, name)
         prompt = INVERSION_PROMPTS[rng.randrange(len(INVERSION_PROMPTS))]

@@ -1,0 +1,244 @@
+"""`flanlab eval`: run benchmarks x prompting modes, write results.json, predictions.jsonl, results.md."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..config import StrictModel
+from ..errors import FlanlabError
+from ..mixture import RegistrySpec
+from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
+                         load_tydiqa)
+from .engine import Engine, GenRequest, model_fingerprint
+from .scoring import (bootstrap_ci, exact_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
+                      majority_vote, normalize, normalized_average, normalized_score, number_match, extract_number)
+
+DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
+Mode = Literal["direct", "cot", "cot_sc"]
+
+
+class BenchmarkSpec(StrictModel):
+    name: Literal["mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "bigbench", "synthetic"]
+    label: str | None = None
+    path: str | None = None
+    shots: int | None = Field(None, ge=0)
+    modes: list[Mode] = Field(default_factory=lambda: ["direct"])
+    limit: int | None = Field(None, gt=0)
+    tasks: list[str] | None = None
+    languages: list[str] | None = None
+    options: bool = False
+    mc_scoring: Literal["generate", "loglik"] = "generate"
+
+
+class DecodingSpec(StrictModel):
+    direct_max_new_tokens: int = Field(32, gt=0)
+    cot_max_new_tokens: int = Field(256, gt=0)
+    sc_samples: int = Field(8, gt=1)
+    temperature: float = Field(0.7, gt=0)
+    top_k: int = Field(40, ge=0)
+
+
+class EvalConfig(StrictModel):
+    checkpoint: str | None = None
+    preset: str | None = None  # an untrained model built from config (baselines, tests)
+    output: str = "runs/eval"
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(name="synthetic", tasks=["held_out"])])
+    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    batch_tokens: int = Field(16384, gt=0)
+    max_prompt_len: int = Field(2048, gt=8)
+    seed: int = 0
+    threads: int | None = None
+
+
+def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path | None = None, idx: int = 0) -> Benchmark:
+    shots = spec.shots if spec.shots is not None else DEFAULT_SHOTS[spec.name]
+    where = f"benchmarks[{idx}]"
+
+    def need_path():
+        if not spec.path:
+            raise FlanlabError(f"{spec.name} needs 'path' (a local directory in the upstream format)", field=f"{where}.path")
+        p = Path(spec.path)
+        return p if p.is_absolute() or base is None else base / p
+    n = spec.name
+    if n == "mmlu":
+        return load_mmlu(need_path(), shots, spec.tasks, spec.limit)
+    if n == "bbh":
+        return load_bbh(need_path(), shots, spec.tasks, spec.limit)
+    if n == "tydiqa":
+        return load_tydiqa(need_path(), shots, spec.languages, spec.limit)
+    if n == "mgsm":
+        return load_mgsm(need_path(), shots, spec.languages, spec.limit)
+    if n == "gsm8k":
+        return load_gsm8k(need_path(), shots, spec.limit)
+    if n == "bigbench":
+        if not spec.tasks:
+            raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
+        return load_bigbench(spec.tasks, spec.path, shots, spec.limit)
+    reg = registry_spec.build(base)
+    return load_synthetic(reg, spec.tasks or ["held_out"], shots, spec.limit or 100, spec.options,
+                          name=spec.label or "synthetic")
+
+
+def canonical(item: EvalItem, text: str, mode: str) -> str:
+    """The answer a model output commits to, in the item's canonical form."""
+    ans = extract_direct_answer(text) if mode == "direct" else extract_cot_answer(text)
+    if item.answer_type == "letter":
+        return extract_choice(ans, None, letters=True)
+    if item.answer_type == "choice":
+        return extract_choice(ans, item.options)
+    if item.answer_type == "number":
+        return extract_number(ans) or ans
+    return ans
+
+
+def score(item: EvalItem, answer: str) -> dict:
+    if item.answer_type == "letter":
+        golds = [normalize(g) for g in item.golds]
+        return {"score": float(normalize(answer) in golds)}
+    if item.answer_type == "number":
+        return {"score": number_match(answer, item.golds)}
+    if item.answer_type == "span":
+        return {"score": exact_match(answer, item.golds), "f1": f1(answer, item.golds)}
+    return {"score": exact_match(answer, item.golds)}
+
+
+def aggregate(items: list[EvalItem], values: list[float], how: str, seed: int = 0) -> dict:
+    groups: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.group, []).append(i)
+    v = np.asarray(values, float)
+    if how == "macro":
+        w = np.empty(len(items))
+        for idx in groups.values():
+            w[idx] = 1.0 / (len(groups) * len(idx))
+    else:
+        w = np.full(len(items), 1.0 / len(items))
+    mean = float((v * w).sum() * 100)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(1000):
+        s = rng.integers(0, len(items), len(items))
+        boots.append((v[s] * w[s]).sum() / w[s].sum() * 100)
+    rnd = np.asarray([it.random for it in items])
+    return {"score": round(mean, 3), "ci95": [round(float(x), 3) for x in np.quantile(boots, [0.025, 0.975])],
+            "random": round(float((rnd * w).sum()), 3), "n": len(items),
+            "per_group": {g: round(float(v[idx].mean() * 100), 2) for g, idx in sorted(groups.items())}}
+
+
+def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: DecodingSpec, mc_scoring: str, seed: int,
+                  where: str = "benchmarks") -> tuple[dict, list[dict]]:
+    results, preds = {}, []
+    for mode in modes:
+        pkey = "direct" if mode == "direct" else "cot"
+        items = [it for it in bench.items if pkey in it.prompts]
+        if not items:
+            raise FlanlabError(f"{bench.name} has no {pkey} prompts (no exemplars with reasoning); drop mode '{mode}'",
+                               field=f"{where}.modes")
+        t0 = time.time()
+        if mode == "direct" and mc_scoring == "loglik" and all(it.options for it in items):
+            lls = engine.loglik([(it.prompts["direct"], it.options) for it in items])
+            outs = [[it.options[int(np.argmax(ll))]] for it, ll in zip(items, lls)]
+        else:
+            stop = ("\n\nQ:", "\nQ:") if not engine.ed else ()
+            if mode == "direct":
+                reqs = [GenRequest(it.prompts["direct"], 1, 0.0, 0, dec.direct_max_new_tokens, stop + ("\n\n",), seed) for it in items]
+            elif mode == "cot":
+                reqs = [GenRequest(it.prompts["cot"], 1, 0.0, 0, dec.cot_max_new_tokens, stop, seed) for it in items]
+            else:
+                reqs = [GenRequest(it.prompts["cot"], dec.sc_samples, dec.temperature, dec.top_k, dec.cot_max_new_tokens, stop, seed)
+                        for it in items]
+            outs = engine.generate(reqs)
+        vals, extra = [], []
+        for it, o in zip(items, outs):
+            answers = [canonical(it, t, "direct" if mode == "direct" else "cot") for t in o]
+            final = majority_vote(answers) if mode == "cot_sc" else answers[0]
+            sc = score(it, final)
+            vals.append(sc["score"])
+            if "f1" in sc:
+                extra.append(sc["f1"])
+            preds.append({"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
+                          "answers": answers, "answer": final, "golds": it.golds, **sc})
+        res = aggregate(items, vals, bench.aggregate, seed)
+        if extra:
+            res["f1"] = round(float(np.mean(extra)) * 100, 3)
+        res["normalized"] = round(normalized_score(res["score"], res["random"]), 3)
+        res["seconds"] = round(time.time() - t0, 2)
+        results[mode] = res
+    return results, preds
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(results: dict) -> str:
+    lines = ["| benchmark | mode | score | 95% CI | random | normalized | n |", "|---|---|---|---|---|---|---|"]
+    for b, modes in results["benchmarks"].items():
+        for m, r in modes.items():
+            lines.append(f"| {b} | {m} | {r['score']:.1f} | {r['ci95'][0]:.1f}–{r['ci95'][1]:.1f} | {r['random']:.1f} | "
+                         f"{r['normalized']:.1f} | {r['n']} |")
+    lines.append(f"\nNormalized average: **{results['normalized_average']:.2f}**")
+    return "\n".join(lines) + "\n"
+
+
+def load_eval_model(cfg: EvalConfig):
+    from ..train.models import ModelSpec, build_model
+    if cfg.checkpoint:
+        model, tok = build_model(ModelSpec(checkpoint=cfg.checkpoint, preset=None), seed=cfg.seed)
+    elif cfg.preset:
+        model, tok = build_model(ModelSpec(preset=cfg.preset), seed=cfg.seed)
+    else:
+        raise FlanlabError("set 'checkpoint' (a model directory) or 'preset'", field="checkpoint")
+    model.config.use_cache = True
+    return model, tok
+
+
+def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None) -> dict:
+    import torch
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    benches = []
+    for i, spec in enumerate(cfg.benchmarks):  # load (and validate) all data before any model work
+        try:
+            benches.append((spec, load_benchmark(spec, cfg.registry, base, i)))
+        except FlanlabError as e:
+            if e.file is None:
+                e.file = str(file)
+            raise
+    if model is None:
+        model, tok = load_eval_model(cfg)
+        fp = model_fingerprint(cfg.checkpoint, None if cfg.checkpoint else model)
+    else:
+        fp = model_fingerprint(None, model)
+    engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,
+                    max_prompt_len=cfg.max_prompt_len)
+    results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "benchmarks": {}, "notes": {}}
+    all_preds = []
+    t0 = time.time()
+    for i, (spec, bench) in enumerate(benches):
+        label = spec.label or spec.name
+        r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed, where=f"benchmarks[{i}]")
+        results["benchmarks"][label] = r
+        if bench.notes:
+            results["notes"][label] = bench.notes
+        all_preds += [{**x, "benchmark": label} for x in p]
+    engine.cache.close()
+    results["normalized_average"] = round(normalized_average(
+        (r["score"], r["random"]) for m in results["benchmarks"].values() for r in m.values()), 3)
+    results["seconds"] = round(time.time() - t0, 2)
+    results["engine"] = {**engine.stats, "cache_hits": engine.cache.hits}
+    _atomic_write(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
+    _atomic_write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    _atomic_write(out / "results.md", markdown_table(results))
+    return results

@@ -1,0 +1,139 @@
+"""Answer extraction, metrics, majority vote, the paper's normalized average, bootstrap CIs."""
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Iterable, Sequence
+
+import numpy as np
+
+_ANSWER_RES = [re.compile(r"[Ss]o the answer is\s*(.+?)\s*(?:\.\s*$|\.\s+|\n|$)", re.S),
+               re.compile(r"[Tt]he answer is\s*(.+?)\s*(?:\.\s*$|\.\s+|\n|$)", re.S)]
+_NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_LETTER_RE = re.compile(r"^\(?([A-Z])\)?(?:[.:)\s]|$)")
+
+
+def extract_cot_answer(text: str) -> str:
+    """The answer in "<reasoning> So the answer is X." (last occurrence); else the last line."""
+    for rx in _ANSWER_RES:
+        hits = list(rx.finditer(text))
+        if hits:
+            return hits[-1].group(1).strip()
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def extract_direct_answer(text: str) -> str:
+    t = text.strip()
+    # a direct answer is the first line; models sometimes continue with a new few-shot block
+    t = t.split("\n\n")[0].split("\nQ:")[0].strip()
+    return t
+
+
+def extract_number(text: str) -> str | None:
+    nums = _NUM_RE.findall(text)
+    if not nums:
+        return None
+    n = nums[-1].replace(",", "")
+    if "." in n:
+        n = n.rstrip("0").rstrip(".")
+    return n
+
+
+def extract_choice(text: str, options: Sequence[str] | None, letters: bool = False) -> str:
+    """Map free text to an option: a letter "(B)", "B." or an option string."""
+    t = text.strip()
+    if letters:
+        m = _LETTER_RE.match(t)
+        if m:
+            return m.group(1)
+        m = re.search(r"\(([A-Z])\)", t)
+        if m:
+            return m.group(1)
+    if options:
+        norm = normalize(t)
+        for o in options:
+            if normalize(o) == norm:
+                return o
+        hits = [o for o in options if normalize(o) and normalize(o) in norm]
+        if len(hits) == 1:
+            return hits[0]
+    return t
+
+
+def normalize(s: str) -> str:
+    """SQuAD normalisation: lower case, drop punctuation and articles, fold white space."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def exact_match(pred: str, golds: Iterable[str]) -> float:
+    p = normalize(pred)
+    return float(any(p == normalize(g) for g in golds))
+
+
+def f1(pred: str, golds: Iterable[str]) -> float:
+    best = 0.0
+    pt = normalize(pred).split()
+    for g in golds:
+        gt = normalize(g).split()
+        common = collections.Counter(pt) & collections.Counter(gt)
+        same = sum(common.values())
+        if not pt or not gt:
+            best = max(best, float(pt == gt))
+            continue
+        if same == 0:
+            continue
+        prec, rec = same / len(pt), same / len(gt)
+        best = max(best, 2 * prec * rec / (prec + rec))
+    return best
+
+
+def number_match(pred: str, golds: Iterable[str]) -> float:
+    p = extract_number(pred)
+    return float(p is not None and any(p == extract_number(g) for g in golds))
+
+
+def majority_vote(answers: Sequence[str]) -> str:
+    """Most frequent (normalized) answer; ties go to the answer seen first. Empty answers don't vote."""
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for a in answers:
+        k = normalize(a)
+        if not k:
+            continue
+        counts[k] = counts.get(k, 0) + 1
+        first.setdefault(k, a)
+    if not counts:
+        return answers[0] if answers else ""
+    best = max(counts.values())
+    for a in answers:
+        k = normalize(a)
+        if k and counts[k] == best:
+            return first[k]
+    raise AssertionError
+
+
+def normalized_score(score: float, random_baseline: float) -> float:
+    """Flan's normalization (scores in %): 0 = random guessing, 100 = perfect."""
+    if random_baseline >= 100:
+        return 0.0
+    return (score - random_baseline) / (100.0 - random_baseline) * 100.0
+
+
+def normalized_average(entries: Iterable[tuple[float, float]]) -> float:
+    vals = [normalized_score(s, r) for s, r in entries]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def bootstrap_ci(values: Sequence[float], n: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

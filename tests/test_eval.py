@@ -1,0 +1,220 @@
+import json
+
+import pytest
+import torch
+
+from flanlab.errors import FlanlabError
+from flanlab.evaluate.benchmarks import GSM_EXEMPLARS, load_bbh, load_gsm8k, load_mgsm, load_mmlu, load_tydiqa, parse_bbh_cot_prompt
+from flanlab.evaluate.engine import Engine, GenRequest
+from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, canonical, run_eval
+from flanlab.evaluate.scoring import (bootstrap_ci, exact_match, extract_cot_answer, extract_number, f1, majority_vote,
+                                      normalized_average, normalized_score)
+from flanlab.train.models import ModelSpec, build_model
+
+
+# ------------------------------------------------------------------ scoring
+
+@pytest.mark.parametrize("text,ans", [
+    ("3 + 4 = 7. So the answer is 7.", "7"),
+    ("First (B) looks wrong. So the answer is (A).", "(A)"),
+    ("So the answer is 5. Wait. So the answer is 6.", "6"),
+    ("The answer is (C).", "(C)"),
+    ("no marker\nfinal line", "final line"),
+    ("Michael had 33 golf balls. So the answer is 33.\n\nQ: next", "33"),
+])
+def test_extract_cot_answer(text, ans):
+    assert extract_cot_answer(text) == ans
+
+
+def test_numbers_em_f1():
+    assert extract_number("It costs $1,234.50 total") == "1234.5"
+    assert extract_number("no digits") is None
+    assert exact_match("The Eiffel tower!", ["eiffel tower"]) == 1.0
+    assert f1("the big red dog", ["red dog"]) == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+    assert f1("cat", ["dog"]) == 0.0
+
+
+def test_majority_vote():
+    assert majority_vote(["7", "8", "7", "9"]) == "7"
+    assert majority_vote(["8", "7", "7", "8"]) == "8"  # tie: first seen wins
+    assert majority_vote(["", "", "5"]) == "5"  # empty answers do not vote
+    assert majority_vote(["Yes", "yes.", "no"]) == "Yes"
+
+
+def test_normalized_average():
+    assert normalized_score(25.0, 25.0) == 0.0
+    assert normalized_score(100.0, 25.0) == 100.0
+    assert normalized_score(62.5, 25.0) == pytest.approx(50.0)
+    # MMLU at 62.5 (random 25) and MGSM at 30 (random 0): (50 + 30) / 2
+    assert normalized_average([(62.5, 25.0), (30.0, 0.0)]) == pytest.approx(40.0)
+    lo, hi = bootstrap_ci([1, 0] * 50)
+    assert lo < 0.5 < hi and hi - lo < 0.25
+
+
+# ------------------------------------------------------------------ loaders (upstream formats)
+
+def make_mmlu(root, subject="astronomy", n_test=4):
+    (root / "dev").mkdir(parents=True)
+    (root / "test").mkdir()
+    rows = [f'"Q{i}: which?",opt a,opt b,opt c,opt d,{"ABCD"[i % 4]}' for i in range(5)]
+    (root / "dev" / f"{subject}_dev.csv").write_text("\n".join(rows) + "\n")
+    (root / "test" / f"{subject}_test.csv").write_text("\n".join(r.replace("Q", "T") for r in rows[:n_test]) + "\n")
+    (root / "cot_prompts.json").write_text(json.dumps({subject: "The following are ...\n\nQ: x\n(A) a (B) b (C) c (D) d\n"
+                                                       "A: Let's think step by step. Because. The answer is (B)."}))
+
+
+def test_mmlu_loader_and_prompts(tmp_path):
+    make_mmlu(tmp_path)
+    b = load_mmlu(tmp_path)
+    assert len(b.items) == 4 and b.items[1].golds == ["B"] and b.items[0].random == 25.0
+    p = b.items[0].prompts["direct"]
+    assert p.startswith("The following are multiple choice questions (with answers) about astronomy.\n\n")
+    assert p.count("Answer:") == 6 and p.endswith("T0: which?\nA. opt a\nB. opt b\nC. opt c\nD. opt d\nAnswer:")
+    assert b.items[0].prompts["cot"].endswith("(A) opt a (B) opt b (C) opt c (D) opt d\nA: Let's think step by step.")
+    assert canonical(b.items[0], " B\n\nQ", "direct") == "B"
+    assert canonical(b.items[0], "blah. So the answer is (C).", "cot") == "C"
+
+
+def test_mmlu_bad_row_names_file(tmp_path):
+    make_mmlu(tmp_path)
+    (tmp_path / "test" / "astronomy_test.csv").write_text("q,a,b,c,d,E\n")
+    with pytest.raises(FlanlabError, match="answer must be one of") as ei:
+        load_mmlu(tmp_path)
+    assert ei.value.file.endswith("astronomy_test.csv")
+
+
+def test_bbh_loader_upstream_files(tmp_path):
+    (tmp_path / "bbh").mkdir()
+    (tmp_path / "cot-prompts").mkdir()
+    exs = [{"input": f"not {v} is", "target": str(not v)} for v in (True, False, True)]
+    (tmp_path / "bbh" / "boolean_expressions.json").write_text(json.dumps({"examples": exs}))
+    (tmp_path / "cot-prompts" / "boolean_expressions.txt").write_text(
+        "Evaluate the result of a random Boolean expression.\n\n"
+        "Q: not True is\nA: Let's think step by step.\nnot True = False. So the answer is False.\n\n"
+        "Q: True and True is\nA: Let's think step by step.\nBoth are True. So the answer is True.")
+    b = load_bbh(tmp_path, shots=2)
+    assert len(b.items) == 3 and b.items[0].random == 50.0
+    d = b.items[0].prompts["direct"]
+    assert d == ("Evaluate the result of a random Boolean expression.\n\nQ: not True is\nA: False\n\n"
+                 "Q: True and True is\nA: True\n\nQ: not True is\nA:")
+    assert b.items[0].prompts["cot"].endswith("Q: not True is\nA: Let's think step by step.\n")
+    (tmp_path / "bbh" / "broken.json").write_text(json.dumps({"examples": [{"input": "x"}]}))
+    with pytest.raises(FlanlabError) as ei:
+        load_bbh(tmp_path)
+    assert ei.value.file.endswith("broken.json") and ei.value.field == "examples[0]"
+
+
+def test_bbh_lm_eval_prompts_parse():
+    pytest.importorskip("yaml")
+    from flanlab.evaluate.benchmarks import _bbh_lm_eval
+    got = _bbh_lm_eval("boolean_expressions")
+    if got is None:
+        pytest.skip("lm-eval not installed")
+    desc, shots = got
+    assert len(shots) == 3 and all(extract_cot_answer(r) in ("True", "False") for _, r in shots)
+    text = desc + "\n\n" + "\n\n".join(f"Q: {q}\nA: Let's think step by step.\n{r}" for q, r in shots)
+    assert parse_bbh_cot_prompt(text) == (desc, shots)
+
+
+def test_tydiqa_mgsm_gsm8k_loaders(tmp_path):
+    squad = {"data": [{"paragraphs": [{"context": "Paris is the capital of France.", "qas": [
+        {"id": "english-1", "question": "Capital of France?", "answers": [{"text": "Paris", "answer_start": 0}]},
+        {"id": "english-2", "question": "What country?", "answers": [{"text": "France", "answer_start": 24}]}]}]}]}
+    (tmp_path / "tydiqa-goldp-v1.1-dev.json").write_text(json.dumps(squad))
+    t = load_tydiqa(tmp_path)
+    assert [i.group for i in t.items] == ["english", "english"]
+    assert t.items[0].prompts["direct"].count("Q:") == 2 and "A: France\n\n" in t.items[0].prompts["direct"]
+    (tmp_path / "mgsm_de.tsv").write_text("Wie viel ist 2+2?\t4\nUnd 3+3?\t6\n")
+    m = load_mgsm(tmp_path)
+    assert len(m.items) == 2 and m.items[1].golds == ["6"]
+    assert m.items[0].prompts["cot"].count("So the answer is") == 8
+    assert m.items[0].prompts["cot"].startswith(f"Q: {GSM_EXEMPLARS[0][0]}\nA: Let's think step by step.")
+    (tmp_path / "mgsm_fr.tsv").write_text("only one column\n")
+    with pytest.raises(FlanlabError, match="mgsm_fr.tsv: line 1 has 1 tab-separated"):
+        load_mgsm(tmp_path)
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n")
+    assert load_gsm8k(tmp_path).items[0].golds == ["2"]
+
+
+# ------------------------------------------------------------------ engine
+
+@pytest.fixture(scope="module", params=["t5-1m", "llama-1m"])
+def tiny(request):
+    m, tok = build_model(ModelSpec(preset=request.param), seed=5)
+    m.config.use_cache = True
+    return m.eval(), tok
+
+
+def test_batched_greedy_equals_one_by_one_and_hf_generate(tiny):
+    model, tok = tiny
+    prompts = ["What is 2+2?", "Reverse cat", "a much longer prompt than the others, to force padding"]
+    e = Engine(model, tok)
+    batched = e.generate([GenRequest(p, max_new_tokens=6) for p in prompts])
+    singles = [Engine(model, tok).generate([GenRequest(p, max_new_tokens=6)])[0] for p in prompts]
+    assert batched == singles
+    ids = torch.tensor([e._encode_prompt(prompts[0])])
+    g = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False, eos_token_id=1, pad_token_id=0)
+    g = g[0] if model.config.is_encoder_decoder else g[0, ids.shape[1]:]
+    assert tok.decode(g.tolist()) == batched[0][0]
+
+
+def test_samples_share_one_prompt_pass_and_are_seeded(tiny):
+    model, tok = tiny
+    e = Engine(model, tok)
+    r = GenRequest("Is 7 odd?", n=8, temperature=1.0, top_k=50, max_new_tokens=5, seed=1)
+    out = e.generate([r])[0]
+    assert len(out) == 8 and len(set(out)) > 1
+    assert e.stats["forward_calls"] == 1 and e.stats["prompt_tokens"] == len(e._encode_prompt(r.prompt))
+    assert Engine(model, tok).generate([r])[0] == out  # same seed, same samples
+    assert Engine(model, tok).generate([GenRequest(r.prompt, 8, 1.0, 50, 5, (), seed=2)])[0] != out
+
+
+def test_loglik_ranking_matches_manual(tiny):
+    model, tok = tiny
+    e = Engine(model, tok)
+    ll = e.loglik([("Pick one:", ["yes", "no", "maybe"])])[0]
+    from flanlab.train.packing import Tokenized, collate, forward_logits
+    for opt, v in zip(["yes", "no", "maybe"], ll):
+        t = Tokenized(e._encode_prompt("Pick one:"), tok.encode(opt) + [tok.eos_id])
+        b = collate([[t]], model.config.is_encoder_decoder)
+        with torch.no_grad():
+            lp = torch.log_softmax(forward_logits(model, b), -1)
+        lab = b["labels"][0]
+        manual = sum(lp[0, i, lab[i]].item() for i in range(len(lab)) if lab[i] != -100)
+        assert v == pytest.approx(manual, abs=1e-4)
+
+
+def test_eval_cache_resumes_after_interruption(tmp_path):
+    cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "ev"),
+                     benchmarks=[BenchmarkSpec(name="synthetic", tasks=["parity:*"], modes=["direct", "cot_sc"], limit=4)],
+                     decoding=DecodingSpec(cot_max_new_tokens=12, sc_samples=3))
+    full = run_eval(cfg)
+    cache = tmp_path / "ev" / "cache.jsonl"
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 2 * 12  # 3 tasks x 4 examples x 2 modes
+    # simulate a kill mid-write: keep half the lines plus a truncated one
+    cache.write_text("\n".join(lines[:12]) + "\n" + lines[12][:20])
+    again = run_eval(cfg)
+    assert again["engine"]["cache_hits"] == 12
+    strip = lambda r: {m: {k: v for k, v in x.items() if k != "seconds"} for m, x in r["benchmarks"]["synthetic"].items()}  # noqa: E731
+    assert strip(again) == strip(full)
+    third = run_eval(cfg)
+    assert third["engine"]["cache_hits"] == 24 and third["engine"]["forward_calls"] == 0
+    md = (tmp_path / "ev" / "results.md").read_text()
+    assert "| synthetic | cot_sc |" in md
+    preds = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    sc = [p for p in preds if p["mode"] == "cot_sc"]
+    assert all(len(p["outputs"]) == 3 and p["answer"] == majority_vote(p["answers"]) for p in sc)
+
+
+def test_eval_bad_config_names_field(tmp_path):
+    cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), benchmarks=[BenchmarkSpec(name="mmlu")])
+    with pytest.raises(FlanlabError) as ei:
+        run_eval(cfg, file="eval.yaml")
+    assert ei.value.field == "benchmarks[0].path" and ei.value.file == "eval.yaml"
+    squad = {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "english-1", "question": "q", "answers": [{"text": "c"}]}]}]}]}
+    (tmp_path / "tydiqa-goldp-v1.1-dev.json").write_text(json.dumps(squad))
+    cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), benchmarks=[BenchmarkSpec(name="tydiqa", path=str(tmp_path), modes=["cot"])])
+    with pytest.raises(FlanlabError, match="no cot prompts") as ei:
+        run_eval(cfg)
+    assert ei.value.field == "benchmarks[0].modes"
