@@ -54,6 +54,10 @@ class DiskCache:
         self.data: dict[str, object] = {}
         self.hits = 0
         if self.path and self.path.is_file():
+            raw = self.path.read_bytes()
+            if raw and not raw.endswith(b"\n"):  # a record cut by a kill: drop it so appends start on a fresh line
+                with self.path.open("r+b") as f:
+                    f.truncate(raw.rfind(b"\n") + 1)
             with self.path.open(encoding="utf-8") as f:
                 for line in f:
                     try:
