@@ -148,6 +148,63 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
     out.print(markdown_table(res))
 
 
+def _run_config(config: Optional[Path]):
+    from .config import validate
+    from .experiments.run import RunConfig
+    if config is None:
+        return RunConfig(), None
+    from .config import read_yaml
+    return validate(RunConfig, read_yaml(config), file=config), config.parent
+
+
+@app.command()
+def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/train/eval sections; default: the built-in suite."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o"),
+        no_progress: bool = typer.Option(False, "--no-progress")):
+    """Mix -> train -> eval (before and after finetuning), with stage caching; prints the score table."""
+    from .experiments.run import run as run_all, summary_table
+    try:
+        cfg, base = _run_config(config)
+        if output:
+            cfg.output = str(output)
+        rep = run_all(cfg, progress=not no_progress, log=lambda m: console.print(m, highlight=False), base=base)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(summary_table(rep["results"]), highlight=False)
+    out.print(f"timing (s): {rep['timing']}; outputs in {cfg.output}/", highlight=False)
+
+
+@app.command()
+def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x CoT share {0,0.3}."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o"),
+          no_progress: bool = typer.Option(False, "--no-progress")):
+    """Grid over number of finetuning tasks x model size x CoT share; then writes the report."""
+    from .config import read_yaml, validate
+    from .experiments.report import report as make_report
+    from .experiments.sweep import SweepConfig, sweep as run_sweep
+    try:
+        cfg = validate(SweepConfig, read_yaml(config), file=config) if config else SweepConfig()
+        if output:
+            cfg.output = str(output)
+        run_sweep(cfg, progress=not no_progress, log=lambda m: console.print(m, highlight=False))
+        r = make_report(cfg.output)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
+
+
+@app.command()
+def report(path: Path = typer.Argument(..., help="A run or sweep output directory.")):
+    """Write report.md and report.html (with plots) for a run or sweep directory."""
+    from .experiments.report import report as make_report
+    try:
+        r = make_report(path)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
+    out.print(f"wrote {r['markdown']} and {r['html']}")
+
+
 def main():  # pragma: no cover
     app()
 

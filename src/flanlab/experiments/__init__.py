@@ -1,0 +1,1 @@
+"""End-to-end runs (mix -> train -> eval), scaling sweeps and reports."""

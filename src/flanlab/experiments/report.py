@@ -1,0 +1,204 @@
+"""`flanlab report`: markdown + HTML report with plots like the paper's (held-out score vs number of
+finetuning tasks, vs model parameters; CoT and self-consistency effects) and paired-bootstrap
+confidence intervals for each effect."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlanlabError
+
+
+def _scores(cell_dir: Path) -> dict:
+    """(benchmark, mode) -> {item id: score} from a run's eval_after/predictions.jsonl."""
+    f = cell_dir / "eval_after" / "predictions.jsonl"
+    out: dict = {}
+    for line in f.read_text().splitlines():
+        p = json.loads(line)
+        out.setdefault((p["benchmark"], p["mode"]), {})[p["id"]] = p["score"]
+    return out
+
+
+def paired_diff(a: dict, b: dict, n: int = 2000, seed: int = 0) -> dict:
+    """Mean of b - a over shared items (in points), with a 95% paired bootstrap CI."""
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return {"diff": float("nan"), "ci95": [float("nan")] * 2, "n": 0}
+    d = np.array([b[i] - a[i] for i in ids]) * 100
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), (n, len(d)))].mean(1)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"diff": round(float(d.mean()), 2), "ci95": [round(float(lo), 2), round(float(hi), 2)], "n": len(ids)}
+
+
+def _verdict(e: dict) -> str:
+    lo, hi = e["ci95"]
+    if lo > 0:
+        return "yes (CI above 0)"
+    if hi < 0:
+        return "no: reversed (CI below 0)"
+    return "not shown (CI includes 0)"
+
+
+def effects(sweep_dir: Path, rows: list[dict]) -> list[dict]:
+    cells = {(r["num_tasks"], r["preset"], r["cot_share"], r["seed"]): r for r in rows}
+    scores = {k: _scores(sweep_dir / r["cell"]) for k, r in cells.items()}
+    tasks = sorted({k[0] for k in cells})
+    presets = sorted({k[1] for k in cells}, key=lambda p: next(r["params"] for r in rows if r["preset"] == p))
+    shares = sorted({k[2] for k in cells})
+    seeds = sorted({k[3] for k in cells})
+    s0, top_share, top_t, big = seeds[0], shares[-1], tasks[-1], presets[-1]
+    out = []
+
+    def add(claim, bench, mode, ka, kb, mode_b=None):
+        if ka in scores and kb in scores and (bench, mode) in scores[ka] and (bench, mode_b or mode) in scores[kb]:
+            e = paired_diff(scores[ka][(bench, mode)], scores[kb][(bench, mode_b or mode)])
+            out.append({"claim": claim, "eval": bench, **e, "verdict": _verdict(e)})
+    for p in presets:
+        for mode in ("direct", "cot"):
+            add(f"held-out {mode} rises with number of tasks ({tasks[0]} -> {top_t} tasks, {p}, CoT share {top_share:g})",
+                "held_out", mode, (tasks[0], p, top_share, s0), (top_t, p, top_share, s0))
+    if len(presets) > 1:
+        for bench in ("held_out", "held_in"):
+            add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks)", bench, "direct",
+                (top_t, presets[0], top_share, s0), (top_t, big, top_share, s0))
+    for bench in ("held_in", "held_out"):
+        for sh in shares:
+            add(f"{bench}: CoT prompting minus direct, CoT share {sh:g} ({big}, {top_t} tasks)", bench, "direct",
+                (top_t, big, sh, s0), (top_t, big, sh, s0), mode_b="cot")
+        add(f"{bench}: self-consistency minus greedy CoT ({big}, {top_t} tasks, CoT share {top_share:g})", bench, "cot",
+            (top_t, big, top_share, s0), (top_t, big, top_share, s0), mode_b="cot_sc")
+    return out
+
+
+def _plot(rows: list[dict], path: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = []
+    shares = sorted({r["cot_share"] for r in rows})
+    top = shares[-1]
+    presets = sorted({r["preset"] for r in rows}, key=lambda p: next(r["params"] for r in rows if r["preset"] == p))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, mode in zip(axes, ("direct", "cot")):
+        for p in presets:
+            rs = sorted((r for r in rows if r["preset"] == p and r["cot_share"] == top and r["seed"] == rows[0]["seed"]),
+                        key=lambda r: r["num_tasks"])
+            if not rs or mode not in rs[0]["scores"].get("held_out", {}):
+                continue
+            x = [r["num_tasks"] for r in rs]
+            y = [r["scores"]["held_out"][mode]["score"] for r in rs]
+            lo = [y_ - r["scores"]["held_out"][mode]["ci95"][0] for y_, r in zip(y, rs)]
+            hi = [r["scores"]["held_out"][mode]["ci95"][1] - y_ for y_, r in zip(y, rs)]
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{p} ({rs[0]['params'] / 1e6:.1f}M)")
+        ax.set_xscale("log")
+        ax.set_xlabel("number of finetuning tasks")
+        ax.set_ylabel(f"held-out score, {mode} (%)")
+        ax.set_title(f"Held-out ({mode}) vs number of tasks")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    f = path / "score_vs_tasks.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for n in sorted({r["num_tasks"] for r in rows}):
+        rs = sorted((r for r in rows if r["num_tasks"] == n and r["cot_share"] == top and r["seed"] == rows[0]["seed"]),
+                    key=lambda r: r["params"])
+        if rs and "held_out" in rs[0]["scores"]:
+            ax.plot([r["params"] for r in rs], [r["scores"]["held_out"]["direct"]["score"] for r in rs], marker="o", label=f"{n} tasks")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("held-out score, direct (%)")
+    ax.set_title("Held-out vs model size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    f = path / "score_vs_params.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    big = presets[-1]
+    tmax = max(r["num_tasks"] for r in rows)
+    labels, width = [], 0.25
+    rs = [r for r in rows if r["preset"] == big and r["num_tasks"] == tmax and r["seed"] == rows[0]["seed"]]
+    rs.sort(key=lambda r: r["cot_share"])
+    xs = np.arange(len(rs))
+    for j, mode in enumerate(("direct", "cot", "cot_sc")):
+        ax.bar(xs + (j - 1) * width, [r["scores"].get("held_in", {}).get(mode, {}).get("score", 0) for r in rs],
+               width, label=mode)
+    ax.set_xticks(xs, [f"CoT share {r['cot_share']:g}" for r in rs])
+    ax.set_ylabel("held-in score (%)")
+    ax.set_title(f"Prompting, {big}, {tmax} tasks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    f = path / "cot_by_share.png"
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+    return files
+
+
+def sweep_table(rows: list[dict]) -> str:
+    benches = [b for b in ("held_in", "held_out") if b in rows[0]["scores"]]
+    modes = ("direct", "cot", "cot_sc")
+    head = "| tasks | model | params | CoT share | loss | " + " | ".join(f"{b} {m}" for b in benches for m in modes) + " |"
+    lines = [head, "|" + "---|" * (5 + len(benches) * len(modes))]
+    for r in sorted(rows, key=lambda r: (r["params"], r["num_tasks"], r["cot_share"], r["seed"])):
+        cells = [f"{r['scores'][b][m]['score']:.1f}" if m in r["scores"][b] else "" for b in benches for m in modes]
+        lines.append(f"| {r['num_tasks']} | {r['preset']} | {r['params'] / 1e6:.2f}M | {r['cot_share']:g} | {r['final_loss']:.3f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def report(path: str | Path) -> dict:
+    path = Path(path)
+    if (path / "sweep.json").is_file():
+        data = json.loads((path / "sweep.json").read_text())
+        rows = data["rows"]
+        if not rows:
+            raise FlanlabError("sweep has no finished cells", file=path / "sweep.json")
+        eff = effects(path, rows)
+        pngs = _plot(rows, path)
+        md = ["# flanlab scaling report", "", "## Cells (scores in %, exact match)", "", sweep_table(rows),
+              "## Effects (paired bootstrap over the same evaluation items, 95% CI, points)", "",
+              "| claim | eval | difference | 95% CI | n | shown? |", "|---|---|---|---|---|---|"]
+        md += [f"| {e['claim']} | {e['eval']} | {e['diff']:+.2f} | [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}] | {e['n']} | {e['verdict']} |"
+               for e in eff]
+        md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    elif (path / "run.json").is_file():
+        from .run import summary_table
+        data = json.loads((path / "run.json").read_text())
+        eff, pngs = [], []
+        md = ["# flanlab run report", "", summary_table(data["results"])]
+    else:
+        raise FlanlabError("not a run or sweep directory (no run.json / sweep.json)", file=path)
+    text = "\n".join(md) + "\n"
+    (path / "report.md").write_text(text)
+    parts, buf = [], []
+
+    def flush():
+        if buf:
+            parts.append("<pre>" + html.escape("\n".join(buf)) + "</pre>")
+            buf.clear()
+    for line in md:
+        if line.startswith("!["):
+            flush()
+            name = line[line.index("(") + 1:-1]
+            b64 = base64.b64encode((path / name).read_bytes()).decode()
+            parts.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{b64}" style="max-width:100%">')
+        elif line.startswith("#"):
+            flush()
+            lvl = len(line) - len(line.lstrip("#"))
+            parts.append(f"<h{lvl}>{html.escape(line.lstrip('# '))}</h{lvl}>")
+        else:
+            buf.extend(line.splitlines() or [""])
+    flush()
+    page = ("<!doctype html><meta charset='utf-8'><title>flanlab report</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}</style>" + "".join(parts))
+    (path / "report.html").write_text(page)
+    return {"markdown": str(path / "report.md"), "html": str(path / "report.html"), "effects": eff, "plots": [str(p) for p in pngs]}
