@@ -19,11 +19,20 @@ from flanlab.train.models import ModelSpec, build_model
     ("First (B) looks wrong. So the answer is (A).", "(A)"),
     ("So the answer is 5. Wait. So the answer is 6.", "6"),
     ("The answer is (C).", "(C)"),
-    ("no marker\nfinal line", "final line"),
+    ("no marker\nfinal line 42", ""),
     ("Michael had 33 golf balls. So the answer is 33.\n\nQ: next", "33"),
 ])
 def test_extract_cot_answer(text, ans):
     assert extract_cot_answer(text) == ans
+
+
+def test_number_answers_must_commit():
+    from flanlab.evaluate.benchmarks import EvalItem
+    it = EvalItem("x", "g", ["7"], {"direct": "", "cot": ""}, "number")
+    assert canonical(it, "7", "direct") == "7" and canonical(it, "$7.", "direct") == "7"
+    assert canonical(it, "x9q7z", "direct") != "7"  # digits inside garbage are not an answer
+    assert canonical(it, "5 + 2 = 7. So the answer is 7 apples.", "cot") == "7"
+    assert canonical(it, "5 + 2 = 7 and 7 again", "cot") == ""  # no answer marker: no answer
 
 
 def test_numbers_em_f1():

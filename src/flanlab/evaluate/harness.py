@@ -17,7 +17,7 @@ from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8
                          load_tydiqa)
 from .engine import Engine, GenRequest, model_fingerprint
 from .scoring import (bootstrap_ci, exact_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
-                      majority_vote, normalize, normalized_average, normalized_score, number_match, extract_number)
+                      majority_vote, normalize, normalized_average, normalized_score, number_match, extract_number, as_number)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
@@ -94,7 +94,9 @@ def canonical(item: EvalItem, text: str, mode: str) -> str:
     if item.answer_type == "choice":
         return extract_choice(ans, item.options)
     if item.answer_type == "number":
-        return extract_number(ans) or ans
+        # direct: the output must be the number; CoT: the number inside "So the answer is ..."
+        num = as_number(ans) if mode == "direct" else extract_number(ans)
+        return num if num is not None else ans
     return ans
 
 

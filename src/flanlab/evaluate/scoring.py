@@ -15,13 +15,22 @@ _LETTER_RE = re.compile(r"^\(?([A-Z])\)?(?:[.:)\s]|$)")
 
 
 def extract_cot_answer(text: str) -> str:
-    """The answer in "<reasoning> So the answer is X." (last occurrence); else the last line."""
+    """The answer in "<reasoning> So the answer is X." (last occurrence). Without the marker the
+    output commits to no answer (as Flan's and lm-eval's CoT parsing): returns ""."""
     for rx in _ANSWER_RES:
         hits = list(rx.finditer(text))
         if hits:
             return hits[-1].group(1).strip()
-    lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1].strip() if lines else ""
+    return ""
+
+
+_WHOLE_NUM_RE = re.compile(r"^\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*\.?$")
+
+
+def as_number(text: str) -> str | None:
+    """The number a short answer *is* ("42", "$1,200", "7."), or None if it is anything else."""
+    m = _WHOLE_NUM_RE.match(text.strip())
+    return extract_number(m.group(1)) if m else None
 
 
 def extract_direct_answer(text: str) -> str:

@@ -21,16 +21,19 @@ from ..train.trainer import TrainConfig, train
 
 def default_eval() -> EvalConfig:
     return EvalConfig(benchmarks=[
-        BenchmarkSpec(name="synthetic", label="held_in", tasks=["held_in"], modes=["direct", "cot", "cot_sc"], limit=4),
+        BenchmarkSpec(name="synthetic", label="held_in", tasks=["held_in"], modes=["direct", "cot", "cot_sc"], limit=3),
         BenchmarkSpec(name="synthetic", label="held_out", tasks=["held_out"], modes=["direct", "cot", "cot_sc"], limit=12),
-    ], decoding=DecodingSpec(cot_max_new_tokens=160, sc_samples=5, temperature=0.7, top_k=40))
+    ], decoding=DecodingSpec(cot_max_new_tokens=160, sc_samples=8, temperature=0.7, top_k=40))
 
 
 class RunConfig(StrictModel):
     output: str = "runs/default"
-    mix: MixConfig = Field(default_factory=lambda: MixConfig(total_examples=20000))
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1000, batch_size=16, lr=3e-3, save_every=250,
-                                                                   log_every=50, model=ModelSpec(preset="t5-1m")))
+    mix: MixConfig = Field(default_factory=lambda: MixConfig(total_examples=20000, max_input_len=256))
+    # From-scratch miniature: AdamW. (The paper's Adafactor, without momentum, is meant for finetuning pretrained
+    # checkpoints; from random init it reached loss 1.80 vs AdamW's 1.27 after 400 steps here.)
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, optimizer="adamw", lr=1e-3,
+                                                                   save_every=500, log_every=50, max_input_len=256,
+                                                                   model=ModelSpec(preset="t5-1m")))
     eval: EvalConfig = Field(default_factory=default_eval)
     baseline: bool = True  # also evaluate the model before instruction finetuning
 

@@ -13,10 +13,11 @@ from .tokenizer import ByteTokenizer, load_tokenizer
 
 # name -> (arch, dims). T5 presets follow T5 v1.1 / Flan-T5 (gated-GELU, untied head).
 PRESETS = {
+    "t5-0.5m": ("t5", dict(d_model=96, d_ff=192, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=24)),
     "t5-1m": ("t5", dict(d_model=128, d_ff=256, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=32)),
     "t5-5m": ("t5", dict(d_model=256, d_ff=512, num_layers=3, num_decoder_layers=3, num_heads=4, d_kv=64)),
     "t5-20m": ("t5", dict(d_model=384, d_ff=1024, num_layers=6, num_decoder_layers=6, num_heads=6, d_kv=64)),
-    "t5-100m": ("t5", dict(d_model=768, d_ff=2048, num_layers=8, num_decoder_layers=8, num_heads=12, d_kv=64)),
+    "t5-100m": ("t5", dict(d_model=768, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=12, d_kv=64)),
     "llama-1m": ("llama", dict(hidden_size=128, intermediate_size=344, num_hidden_layers=4, num_attention_heads=4)),
     "llama-5m": ("llama", dict(hidden_size=256, intermediate_size=688, num_hidden_layers=6, num_attention_heads=4)),
     "llama-20m": ("llama", dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=10, num_attention_heads=6)),

@@ -88,29 +88,33 @@ class DataStream:
         self.examples = [tokenize_pair(tok, r["inputs"], r["targets"], cfg.max_input_len, cfg.max_target_len, encoder_decoder)
                          for r in recs]
         self.rows_per_step = cfg.batch_size * cfg.grad_accum
-        self._epochs: dict[int, list] = {}
+        self._rows: tuple[int, list] | None = None  # (epoch, rows): one epoch in memory
+        self._steps_in_epoch: dict[int, int] = {}  # epoch -> whole steps it holds
 
     def epoch_rows(self, epoch: int) -> list:
-        if epoch not in self._epochs:
+        if self._rows is None or self._rows[0] != epoch:
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
             exs = [self.examples[i] for i in order]
             rows = pack(exs, self.ed, self.cfg.max_input_len, self.cfg.max_target_len) if self.cfg.packing else [[e] for e in exs]
-            self._epochs = {epoch: rows}  # keep one epoch in memory
-        return self._epochs[epoch]
+            self._rows = (epoch, rows)
+            self._steps_in_epoch[epoch] = len(rows) // self.rows_per_step
+            if self._steps_in_epoch[epoch] == 0:
+                raise FlanlabError(f"mixture packs into {len(rows)} rows, fewer than one step's {self.rows_per_step}",
+                                   file=self.cfg.mixture, field="batch_size")
+        return self._rows[1]
+
+    def _steps(self, epoch: int) -> int:
+        if epoch not in self._steps_in_epoch:
+            self.epoch_rows(epoch)
+        return self._steps_in_epoch[epoch]
 
     def step_rows(self, step: int) -> list:
         """Rows for global step `step` (0-based); steps never straddle epochs (a short tail is dropped)."""
-        out, e, s = [], 0, step
-        while True:
-            rows = self.epoch_rows(e)
-            per_epoch = len(rows) // self.rows_per_step
-            if per_epoch == 0:
-                raise FlanlabError(f"mixture packs into {len(rows)} rows, fewer than one step's {self.rows_per_step}",
-                                   file=self.cfg.mixture, field="batch_size")
-            if s < per_epoch:
-                return rows[s * self.rows_per_step:(s + 1) * self.rows_per_step]
-            s -= per_epoch
+        e, s = 0, step
+        while s >= self._steps(e):
+            s -= self._steps(e)
             e += 1
+        return self.epoch_rows(e)[s * self.rows_per_step:(s + 1) * self.rows_per_step]
 
 
 def _optimizer(cfg: TrainConfig, params):
@@ -303,7 +307,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     summary = {"fingerprint": config_fingerprint(cfg), "steps": cfg.steps, "final_loss": last_loss,
                "params": count_params(model), "world_size": world, "encoder_decoder": ed,
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
-               "train_tokens_this_run": tokens_seen * (world if dist is None else 1)}
+               "train_tokens_this_run": tokens_seen}  # non-pad tokens this process consumed in this invocation
     if rank == 0 and (stop_after is None or stop_after >= cfg.steps):
         tmp = out / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)

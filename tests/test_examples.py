@@ -1,0 +1,25 @@
+"""The shipped example configs stay valid."""
+from pathlib import Path
+
+from flanlab.config import read_yaml, validate
+from flanlab.evaluate.harness import EvalConfig
+from flanlab.experiments.sweep import SweepConfig
+from flanlab.mixture import MixConfig, plan_mixture
+from flanlab.train.trainer import TrainConfig
+
+EX = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_example_configs_validate_and_plan():
+    mix = validate(MixConfig, read_yaml(EX / "mix.yaml")["mix"], file=EX / "mix.yaml")
+    reg = mix.registry.build(EX)
+    assert reg["closed_book_qa:capitals"].size("train") + reg["closed_book_qa:capitals"].size("test") > 10
+    plan = plan_mixture(mix, reg)
+    per_coll = {}
+    for p in plan["tasks"]:
+        per_coll[p["collection"]] = per_coll.get(p["collection"], 0) + p["n"]
+    assert per_coll["synthetic"] == 3 * per_coll["custom"]  # weights 3:1
+    validate(TrainConfig, read_yaml(EX / "train.yaml")["train"], file=EX / "train.yaml")
+    validate(EvalConfig, read_yaml(EX / "eval.yaml")["eval"], file=EX / "eval.yaml")
+    sw = validate(SweepConfig, read_yaml(EX / "sweep.yaml"), file=EX / "sweep.yaml")
+    assert sw.base.train.steps == 800 and sw.presets == ["t5-0.5m", "t5-1m"]
