@@ -18,7 +18,6 @@ import yaml
 
 from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from flanlab.formats import cot_target
-from flanlab.mixture import CollectionSpec, FormatMix, MixConfig, build_mixture
 from flanlab.tasks.registry import TaskRegistry
 from flanlab.train.models import ModelSpec
 from flanlab.train.trainer import TrainConfig, train
@@ -26,8 +25,8 @@ from flanlab.train.trainer import TrainConfig, train
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=60)
 ap.add_argument("--k", type=int, default=8)
-ap.add_argument("--steps", type=int, default=300)
-ap.add_argument("--max-new", type=int, default=96)
+ap.add_argument("--steps", type=int, default=500)
+ap.add_argument("--max-new", type=int, default=160)
 ap.add_argument("--batch", type=int, default=16, help="lm-eval batch size")
 a = ap.parse_args()
 TASK = "boolean_expressions"
@@ -35,18 +34,23 @@ DESC = "Evaluate the result of a random Boolean expression."
 
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
-    # ---- a tiny checkpoint: t5-1m finetuned briefly on the boolean task with CoT targets
-    build_mixture(MixConfig(total_examples=4000, output=str(d / "mix"), max_input_len=256,
-                            collections=[CollectionSpec(name="b", tasks=["evaluate_boolean:*"])],
-                            formats=FormatMix(cot_share=0.7, few_shot_prob=0.3)), progress=False)
-    train(TrainConfig(mixture=str(d / "mix"), output=str(d / "ckpt"), steps=a.steps, batch_size=16, lr=3e-3, save_every=10**9,
-                      tensorboard=False, model=ModelSpec(preset="t5-1m")), progress=False)
+    # ---- a tiny checkpoint: t5-1m trained on prompts in exactly this BBH 3-shot CoT format (train split),
+    #      so that it learns to end with "So the answer is X." and the two harnesses have answers to compare
+    t = TaskRegistry.default()["evaluate_boolean:bool_triples"]
+    shots = [(f"{e.fields['expression']} is", cot_target(e.rationale, e.answer)) for e in t.examples("train", 3)]
+    head = DESC + "\n\n" + "".join(f"Q: {q}\nA: Let's think step by step.\n{r}\n\n" for q, r in shots)
+    recs = [{"inputs": head + f"Q: {e.fields['expression']} is\nA: Let's think step by step.\n",
+             "targets": cot_target(e.rationale, e.answer)} for e in (t.get("train", i) for i in range(3, t.size("train")))]
+    (d / "mix").mkdir()
+    (d / "mix" / "shard-00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (d / "mix" / "manifest.json").write_text(json.dumps({"shards": [{"file": "shard-00000.jsonl", "examples": len(recs)}]}))
+    train(TrainConfig(mixture=str(d / "mix"), output=str(d / "ckpt"), steps=a.steps, batch_size=16, optimizer="adamw", lr=1e-3,
+                      max_input_len=1024, max_target_len=160, save_every=10**9, tensorboard=False,
+                      model=ModelSpec(preset="t5-1m")), progress=False)
     ckpt = d / "ckpt" / "final"
 
     # ---- BBH-format data from the suite's test split, exemplars (with reasoning) from its train split
-    t = TaskRegistry.default()["evaluate_boolean:bool_triples"]
     exs = [{"input": f"{e.fields['expression']} is", "target": e.answer} for e in t.examples("test", a.n)]
-    shots = [(f"{e.fields['expression']} is", cot_target(e.rationale, e.answer)) for e in t.examples("train", 3)]
     (d / "bbh" / "bbh").mkdir(parents=True)
     (d / "bbh" / "cot-prompts").mkdir()
     (d / "bbh" / "bbh" / f"{TASK}.json").write_text(json.dumps({"examples": exs}))
@@ -98,9 +102,10 @@ with tempfile.TemporaryDirectory() as d:
     lm_g, lm_g_ans, tlg = lm("flanlab_bbh_greedy")
     lm_sc, _, tlsc = lm("flanlab_bbh_sc")
     preds = [json.loads(l) for l in (d / "g" / "predictions.jsonl").read_text().splitlines()]
-    agree = sum(p["answer"].strip() == str(lm_g_ans[i]).strip() for i, p in enumerate(preds)) / len(preds)
+    norm = lambda x: "" if x in ("[invalid]", None) else str(x).strip()  # noqa: E731  (both ways of saying "no answer")
+    agree = sum(norm(p["answer"]) == norm(lm_g_ans[i]) for i, p in enumerate(preds)) / len(preds)
 
-print(json.dumps({
+RESULT = (json.dumps({
     "items": a.n, "k": a.k, "max_new_tokens": a.max_new,
     "greedy_cot": {"flanlab_s": round(tg, 2), "lm_eval_s": round(tlg, 2), "speedup": round(tlg / tg, 2),
                    "flanlab_score": ours_g["benchmarks"]["bbh"]["cot"]["score"], "lm_eval_score": round(lm_g, 2),
@@ -108,4 +113,10 @@ print(json.dumps({
     "self_consistency": {"flanlab_s": round(tsc, 2), "lm_eval_s": round(tlsc, 2), "speedup": round(tlsc / tsc, 2),
                          "flanlab_score": ours_sc["benchmarks"]["bbh"]["cot_sc"]["score"],
                          "flanlab_ci95": ours_sc["benchmarks"]["bbh"]["cot_sc"]["ci95"], "lm_eval_score": round(lm_sc, 2)},
+    "flanlab_greedy_answers_committed": sum(bool(p["answer"]) for p in preds),
+    "sample_answers_flanlab_vs_lm_eval": [(p["answer"], lm_g_ans[i]) for i, p in enumerate(preds[:5])],
 }, indent=1))
+out = Path(__file__).resolve().parent / "results" / "eval_speed.json"
+out.parent.mkdir(exist_ok=True)
+out.write_text(RESULT + "\n")
+print(RESULT)

@@ -20,6 +20,10 @@ with tempfile.TemporaryDirectory() as d:
     m = build_mixture(cfg, progress=False)
     wall = time.time() - t
     size = sum(f.stat().st_size for f in (Path(d) / "mix").iterdir())
-print(json.dumps({"examples": m["examples"], "wall_seconds": round(wall, 2), "examples_per_second": round(m["examples"] / wall, 1),
+RESULT = (json.dumps({"examples": m["examples"], "wall_seconds": round(wall, 2), "examples_per_second": round(m["examples"] / wall, 1),
                   "shards": len(m["shards"]), "bytes": size, "format": a.format, "formats": len(m["per_format"]),
                   "tasks": len(m["per_task"])}))
+out = Path(__file__).resolve().parent / "results" / "mix_speed.json"
+out.parent.mkdir(exist_ok=True)
+out.write_text(RESULT + "\n")
+print(RESULT)

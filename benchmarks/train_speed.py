@@ -6,7 +6,6 @@ the same mixture and the same optimizer, in one run.
 """
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ ap.add_argument("--preset", default="t5-1m")
 ap.add_argument("--steps", type=int, default=40)
 ap.add_argument("--batch", type=int, default=16)
 ap.add_argument("--examples", type=int, default=20000)
+ap.add_argument("--row-in", type=int, default=256, help="packed row capacity, input side (examples are truncated to 256)")
+ap.add_argument("--row-out", type=int, default=128)
 a = ap.parse_args()
 MAX_IN, MAX_OUT = 256, 128
 
@@ -32,7 +33,7 @@ with tempfile.TemporaryDirectory() as d:
 
     # --- flanlab: packed rows, segment-isolated attention
     cfg = TrainConfig(mixture=str(d / "mix"), output=str(d / "ours"), steps=a.steps, batch_size=a.batch, max_input_len=MAX_IN,
-                      max_target_len=MAX_OUT, lr=3e-3, save_every=10**9, log_every=a.steps, tensorboard=False,
+                      max_target_len=MAX_OUT, row_input_len=a.row_in, row_target_len=a.row_out, lr=3e-3, save_every=10**9, log_every=a.steps, tensorboard=False,
                       model=ModelSpec(preset=a.preset))
     s = train(cfg, progress=False)
     ours_tps = s["train_tokens_this_run"] / s["seconds"]
@@ -74,7 +75,11 @@ with tempfile.TemporaryDirectory() as d:
     tr.train()
     hf_tps = counted["nonpad"] / (counted["t1"] - counted["t0"])
 
-print(json.dumps({"preset": a.preset, "steps": a.steps, "batch_rows": a.batch, "threads": torch.get_num_threads(),
+RESULT = (json.dumps({"preset": a.preset, "row": [a.row_in, a.row_out], "truncation": [MAX_IN, MAX_OUT], "steps": a.steps, "batch_rows": a.batch, "threads": torch.get_num_threads(),
                   "flanlab_packed_nonpad_tokens_per_s": round(ours_tps, 1), "hf_padded_nonpad_tokens_per_s": round(hf_tps, 1),
                   "ratio": round(ours_tps / hf_tps, 2), "hf_pad_fraction": round(1 - counted["nonpad"] / counted["padded"], 3),
                   "flanlab_tokens_per_step": round(s["train_tokens_this_run"] / a.steps), "hf_tokens_per_step": round(counted["nonpad"] / a.steps)}))
+out = Path(__file__).resolve().parent / "results" / "train_speed.json"
+out.parent.mkdir(exist_ok=True)
+out.write_text(RESULT + "\n")
+print(RESULT)

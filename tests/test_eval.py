@@ -43,6 +43,19 @@ def test_numbers_em_f1():
     assert f1("cat", ["dog"]) == 0.0
 
 
+def test_no_answer_never_matches_article_or_letter_golds():
+    from flanlab.evaluate.benchmarks import EvalItem
+    from flanlab.evaluate.harness import score
+    assert exact_match("", ["a"]) == 0.0 and exact_match("a", ["a"]) == 1.0 and exact_match("A.", ["a"]) == 1.0
+    assert exact_match("the cat", ["cat"]) == 1.0
+    mc = EvalItem("x", "g", ["A"], {}, "letter")
+    assert score(mc, "")["score"] == 0.0 and score(mc, "A")["score"] == 1.0 and score(mc, "B")["score"] == 0.0
+    bbh = EvalItem("y", "g", ["(A)"], {}, "letter")
+    assert score(bbh, "A")["score"] == 1.0 and score(bbh, "(A)")["score"] == 1.0 and score(bbh, "")["score"] == 0.0
+    txt = EvalItem("z", "g", ["a"], {}, "text")
+    assert canonical(txt, "no marker at all", "cot") == "" and score(txt, "")["score"] == 0.0
+
+
 def test_majority_vote():
     assert majority_vote(["7", "8", "7", "9"]) == "7"
     assert majority_vote(["8", "7", "7", "8"]) == "8"  # tie: first seen wins

@@ -22,4 +22,4 @@ def test_example_configs_validate_and_plan():
     validate(TrainConfig, read_yaml(EX / "train.yaml")["train"], file=EX / "train.yaml")
     validate(EvalConfig, read_yaml(EX / "eval.yaml")["eval"], file=EX / "eval.yaml")
     sw = validate(SweepConfig, read_yaml(EX / "sweep.yaml"), file=EX / "sweep.yaml")
-    assert sw.base.train.steps == 800 and sw.presets == ["t5-0.5m", "t5-1m"]
+    assert sw.base.train.steps == 600 and sw.presets == ["t5-0.5m", "t5-1m"]

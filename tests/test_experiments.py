@@ -1,10 +1,9 @@
 import json
 
-import pytest
 
 from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig
 from flanlab.experiments.report import paired_diff, report
-from flanlab.experiments.run import RunConfig, run, summary_table
+from flanlab.experiments.run import RunConfig, run
 from flanlab.experiments.sweep import SweepConfig, sweep, task_subsets
 from flanlab.mixture import MixConfig
 from flanlab.train.trainer import TrainConfig

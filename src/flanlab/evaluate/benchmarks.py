@@ -143,7 +143,7 @@ def _bbh_random(exs: list[dict]) -> float:
     if all(re.fullmatch(r"\([A-R]\)", g) for g in golds):
         counts = [len(re.findall(r"^\([A-R]\)", e["input"], re.M)) or len(golds) for e in exs]
         return 100.0 * sum(1 / c for c in counts) / len(counts)
-    if len(golds) <= 3:
+    if 1 < len(golds) <= 3:
         return 100.0 / len(golds)
     return 0.0
 

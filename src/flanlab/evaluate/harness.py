@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -11,13 +10,14 @@ import numpy as np
 from pydantic import Field
 
 from ..config import StrictModel
+from ..utils import atomic_write_text
 from ..errors import FlanlabError
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
 from .engine import Engine, GenRequest, model_fingerprint
-from .scoring import (bootstrap_ci, exact_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
-                      majority_vote, normalize, normalized_average, normalized_score, number_match, extract_number, as_number)
+from .scoring import (exact_match, letter_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
+                      majority_vote, normalized_average, normalized_score, number_match, extract_number, as_number)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
@@ -34,6 +34,7 @@ class BenchmarkSpec(StrictModel):
     languages: list[str] | None = None
     options: bool = False
     mc_scoring: Literal["generate", "loglik"] = "generate"
+    hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
 
 
 class DecodingSpec(StrictModel):
@@ -53,17 +54,25 @@ class EvalConfig(StrictModel):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     batch_tokens: int = Field(16384, gt=0)
     max_prompt_len: int = Field(2048, gt=8)
+    hub_cache: str = "~/.cache/flanlab/hub"  # where hub downloads are written in the upstream layouts
     seed: int = 0
     threads: int | None = None
 
 
-def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path | None = None, idx: int = 0) -> Benchmark:
+def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path | None = None, idx: int = 0,
+                   hub_cache: str = "~/.cache/flanlab/hub") -> Benchmark:
     shots = spec.shots if spec.shots is not None else DEFAULT_SHOTS[spec.name]
     where = f"benchmarks[{idx}]"
 
     def need_path():
-        if not spec.path:
-            raise FlanlabError(f"{spec.name} needs 'path' (a local directory in the upstream format)", field=f"{where}.path")
+        if not spec.path:  # no local copy: fetch from the hub (works when online) into the upstream layout
+            from .hub import HUB, fetch
+            repo = spec.hub or HUB[spec.name]
+            try:
+                return fetch(spec.name, Path(hub_cache).expanduser() / repo.replace("/", "__"), repo=repo,
+                             configs=spec.tasks or spec.languages)
+            except FlanlabError as e:
+                raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}", field=f"{where}.path") from None
         p = Path(spec.path)
         return p if p.is_absolute() or base is None else base / p
     n = spec.name
@@ -102,8 +111,7 @@ def canonical(item: EvalItem, text: str, mode: str) -> str:
 
 def score(item: EvalItem, answer: str) -> dict:
     if item.answer_type == "letter":
-        golds = [normalize(g) for g in item.golds]
-        return {"score": float(normalize(answer) in golds)}
+        return {"score": letter_match(answer, item.golds)}
     if item.answer_type == "number":
         return {"score": number_match(answer, item.golds)}
     if item.answer_type == "span":
@@ -176,12 +184,6 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
     return results, preds
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def markdown_table(results: dict) -> str:
     lines = ["| benchmark | mode | score | 95% CI | random | normalized | n |", "|---|---|---|---|---|---|---|"]
     for b, modes in results["benchmarks"].items():
@@ -213,7 +215,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     benches = []
     for i, spec in enumerate(cfg.benchmarks):  # load (and validate) all data before any model work
         try:
-            benches.append((spec, load_benchmark(spec, cfg.registry, base, i)))
+            benches.append((spec, load_benchmark(spec, cfg.registry, base, i, cfg.hub_cache)))
         except FlanlabError as e:
             if e.file is None:
                 e.file = str(file)
@@ -240,7 +242,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
         (r["score"], r["random"]) for m in results["benchmarks"].values() for r in m.values()), 3)
     results["seconds"] = round(time.time() - t0, 2)
     results["engine"] = {**engine.stats, "cache_hits": engine.cache.hits}
-    _atomic_write(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
-    _atomic_write(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    _atomic_write(out / "results.md", markdown_table(results))
+    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    atomic_write_text(out / "results.md", markdown_table(results))
     return results

@@ -72,16 +72,24 @@ def extract_choice(text: str, options: Sequence[str] | None, letters: bool = Fal
 
 
 def normalize(s: str) -> str:
-    """SQuAD normalisation: lower case, drop punctuation and articles, fold white space."""
+    """SQuAD normalisation: lower case, drop punctuation and articles, fold white space. An answer
+    that is nothing but an article (the letter "a") keeps it, so it cannot collapse to ""."""
     s = s.lower()
     s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
+    kept = " ".join(re.sub(r"\b(a|an|the)\b", " ", s).split())
+    return kept or " ".join(s.split())
 
 
 def exact_match(pred: str, golds: Iterable[str]) -> float:
+    """An empty prediction (no answer) never matches."""
     p = normalize(pred)
-    return float(any(p == normalize(g) for g in golds))
+    return float(bool(p) and any(p == normalize(g) for g in golds))
+
+
+def letter_match(pred: str, golds: Iterable[str]) -> float:
+    """Multiple-choice letters: "(B)", "B", "b." all mean B."""
+    p = pred.strip().strip("().:").strip().upper()
+    return float(len(p) == 1 and any(p == g.strip().strip("().:").strip().upper() for g in golds))
 
 
 def f1(pred: str, golds: Iterable[str]) -> float:

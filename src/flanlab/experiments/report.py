@@ -124,7 +124,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6, 4))
     big = presets[-1]
     tmax = max(r["num_tasks"] for r in rows)
-    labels, width = [], 0.25
+    width = 0.25
     rs = [r for r in rows if r["preset"] == big and r["num_tasks"] == tmax and r["seed"] == rows[0]["seed"]]
     rs.sort(key=lambda r: r["cot_share"])
     xs = np.arange(len(rs))

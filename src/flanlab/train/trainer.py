@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -23,6 +22,7 @@ import torch
 from pydantic import Field
 
 from ..config import StrictModel
+from ..utils import atomic_write_text
 from ..errors import FlanlabError
 from ..mixture import read_mixture
 from .models import ModelSpec, build_model, count_params, is_encoder_decoder, save_pretrained
@@ -40,6 +40,10 @@ class TrainConfig(StrictModel):
     max_input_len: int = Field(256, gt=1)
     max_target_len: int = Field(128, gt=1)
     packing: bool = True
+    # capacity of a packed row (defaults: the truncation lengths). Set them to the data's input:target ratio so
+    # neither side of a T5 row runs half empty; for decoder-only rows the sum is the row length.
+    row_input_len: int | None = Field(None, gt=1)
+    row_target_len: int | None = Field(None, gt=1)
     optimizer: Literal["adafactor", "adamw"] = "adafactor"
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
@@ -52,12 +56,6 @@ class TrainConfig(StrictModel):
     tensorboard: bool = True
     max_examples: int | None = None
     threads: int | None = None
-
-
-def _atomic_write(path: Path, data: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(data)
-    os.replace(tmp, path)
 
 
 def _dist():
@@ -95,7 +93,9 @@ class DataStream:
         if self._rows is None or self._rows[0] != epoch:
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.examples))
             exs = [self.examples[i] for i in order]
-            rows = pack(exs, self.ed, self.cfg.max_input_len, self.cfg.max_target_len) if self.cfg.packing else [[e] for e in exs]
+            c = self.cfg
+            rows = (pack(exs, self.ed, max(c.row_input_len or 0, c.max_input_len), max(c.row_target_len or 0, c.max_target_len))
+                    if c.packing else [[e] for e in exs])
             self._rows = (epoch, rows)
             self._steps_in_epoch[epoch] = len(rows) // self.rows_per_step
             if self._steps_in_epoch[epoch] == 0:
@@ -156,7 +156,7 @@ def save_checkpoint(out: Path, step: int, model, tok, opt, sched, cfg: TrainConf
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _atomic_write(out / "latest", final.name)
+    atomic_write_text(out / "latest", final.name)
     ckpts = sorted((p for p in out.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
     for old in ckpts[: -cfg.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
@@ -315,7 +315,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
         if final_dir.exists():
             shutil.rmtree(final_dir)
         os.rename(tmp, final_dir)
-        _atomic_write(summary_path, json.dumps(summary, indent=1))
+        atomic_write_text(summary_path, json.dumps(summary, indent=1))
     if dist is not None:
         dist.barrier()
     return summary
