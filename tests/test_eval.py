@@ -33,6 +33,10 @@ def test_number_answers_must_commit():
     assert canonical(it, "x9q7z", "direct") != "7"  # digits inside garbage are not an answer
     assert canonical(it, "5 + 2 = 7. So the answer is 7 apples.", "cot") == "7"
     assert canonical(it, "5 + 2 = 7 and 7 again", "cot") == ""  # no answer marker: no answer
+    from flanlab.evaluate.harness import score
+    garbage = canonical(it, "\u57df7\t-\u57df", "direct")
+    assert score(it, garbage)["score"] == 0.0 and score(it, canonical(it, "7", "direct"))["score"] == 1.0
+    assert score(it, canonical(it, "x. So the answer is 7 apples.", "cot"))["score"] == 1.0
 
 
 def test_numbers_em_f1():
