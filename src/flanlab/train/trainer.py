@@ -44,6 +44,9 @@ class TrainConfig(StrictModel):
     # neither side of a T5 row runs half empty; for decoder-only rows the sum is the row length.
     row_input_len: int | None = Field(None, gt=1)
     row_target_len: int | None = Field(None, gt=1)
+    # batch packed rows of similar length together (within windows of 64 steps, window order shuffled per epoch),
+    # so a step of short-target rows is not padded to the longest CoT target; deterministic per (seed, epoch)
+    group_by_length: bool = False
     optimizer: Literal["adafactor", "adamw"] = "adafactor"
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
@@ -96,6 +99,8 @@ class DataStream:
             c = self.cfg
             rows = (pack(exs, self.ed, max(c.row_input_len or 0, c.max_input_len), max(c.row_target_len or 0, c.max_target_len))
                     if c.packing else [[e] for e in exs])
+            if c.group_by_length:
+                rows = group_rows(rows, self.rows_per_step, self.ed, np.random.default_rng([c.seed, epoch, 1]))
             self._rows = (epoch, rows)
             self._steps_in_epoch[epoch] = len(rows) // self.rows_per_step
             if self._steps_in_epoch[epoch] == 0:
@@ -115,6 +120,25 @@ class DataStream:
             s -= self._steps(e)
             e += 1
         return self.epoch_rows(e)[s * self.rows_per_step:(s + 1) * self.rows_per_step]
+
+
+def group_rows(rows: list, per_step: int, encoder_decoder: bool, rng, window_steps: int = 64) -> list:
+    """Within each window of `window_steps` steps, sort rows by length (decoder length first for T5) and cut
+    them into steps; then shuffle the order of the steps. Every row is kept exactly once."""
+    def key(r):
+        dec = sum(len(e.targets) for e in r)
+        enc = sum(len(e.inputs) for e in r)
+        return (dec, enc) if encoder_decoder else (enc + dec, 0)
+    out, w = [], per_step * window_steps
+    for i in range(0, len(rows), w):
+        block = sorted(rows[i:i + w], key=key)
+        steps = [block[j:j + per_step] for j in range(0, len(block), per_step)]
+        full, tail = [st for st in steps if len(st) == per_step], [st for st in steps if len(st) < per_step]
+        for k in rng.permutation(len(full)):
+            out += full[k]
+        for st in tail:
+            out += st
+    return out
 
 
 def _optimizer(cfg: TrainConfig, params):
@@ -138,6 +162,8 @@ def _set_rng_state(s: dict) -> None:
 def config_fingerprint(cfg: TrainConfig) -> str:
     d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every", "threads",
                                 "steps"})
+    if not d.get("group_by_length"):  # added later: hashed only when on, so runs from before stay cached
+        d.pop("group_by_length", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
