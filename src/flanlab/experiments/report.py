@@ -67,6 +67,9 @@ def effects(sweep_dir: Path, rows: list[dict]) -> list[dict]:
             add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks)", bench, "direct",
                 (top_t, presets[0], top_share, s0), (top_t, big, top_share, s0))
     for bench in ("held_in", "held_out"):
+        for mode in ("cot", "cot_sc"):
+            add(f"{bench}: {mode} score with CoT data (share {shares[0]:g} -> {top_share:g}; {big}, {top_t} tasks)", bench, mode,
+                (top_t, big, shares[0], s0), (top_t, big, top_share, s0))
         for sh in shares:
             add(f"{bench}: CoT prompting minus direct, CoT share {sh:g} ({big}, {top_t} tasks)", bench, "direct",
                 (top_t, big, sh, s0), (top_t, big, sh, s0), mode_b="cot")
@@ -96,6 +99,9 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
             hi = [r["scores"]["held_out"][mode]["ci95"][1] - y_ for y_, r in zip(y, rs)]
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{p} ({rs[0]['params'] / 1e6:.1f}M)")
         ax.set_xscale("log")
+        ticks = sorted({r["num_tasks"] for r in rows})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("number of finetuning tasks")
         ax.set_ylabel(f"held-out score, {mode} (%)")
         ax.set_title(f"Held-out ({mode}) vs number of tasks")
@@ -112,6 +118,9 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
         if rs and "held_out" in rs[0]["scores"]:
             ax.plot([r["params"] for r in rs], [r["scores"]["held_out"]["direct"]["score"] for r in rs], marker="o", label=f"{n} tasks")
     ax.set_xscale("log")
+    ticks = sorted({r["params"] for r in rows})
+    ax.set_xticks(ticks, [f"{t / 1e6:.2g}M" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("parameters")
     ax.set_ylabel("held-out score, direct (%)")
     ax.set_title("Held-out vs model size")
