@@ -58,14 +58,16 @@ def effects(sweep_dir: Path, rows: list[dict]) -> list[dict]:
         if ka in scores and kb in scores and (bench, mode) in scores[ka] and (bench, mode_b or mode) in scores[kb]:
             e = paired_diff(scores[ka][(bench, mode)], scores[kb][(bench, mode_b or mode)])
             out.append({"claim": claim, "eval": bench, **e, "verdict": _verdict(e)})
-    for p in presets:
-        for mode in ("direct", "cot"):
-            add(f"held-out {mode} rises with number of tasks ({tasks[0]} -> {top_t} tasks, {p}, CoT share {top_share:g})",
-                "held_out", mode, (tasks[0], p, top_share, s0), (top_t, p, top_share, s0))
+    for p in presets:  # every claim is tested in every cell setting, not only where it holds
+        for sh in shares:
+            for mode in ("direct", "cot"):
+                add(f"held-out {mode} rises with number of tasks ({tasks[0]} -> {top_t} tasks, {p}, CoT share {sh:g})",
+                    "held_out", mode, (tasks[0], p, sh, s0), (top_t, p, sh, s0))
     if len(presets) > 1:
         for bench in ("held_out", "held_in"):
-            add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks)", bench, "direct",
-                (top_t, presets[0], top_share, s0), (top_t, big, top_share, s0))
+            for sh in shares:
+                add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks, CoT share {sh:g})", bench,
+                    "direct", (top_t, presets[0], sh, s0), (top_t, big, sh, s0))
     for bench in ("held_in", "held_out"):
         for mode in ("cot", "cot_sc"):
             add(f"{bench}: {mode} score with CoT data (share {shares[0]:g} -> {top_share:g}; {big}, {top_t} tasks)", bench, mode,
