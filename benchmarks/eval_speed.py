@@ -102,6 +102,15 @@ with tempfile.TemporaryDirectory() as d:
     lm_g, lm_g_ans, tlg = lm("flanlab_bbh_greedy")
     lm_sc, _, tlsc = lm("flanlab_bbh_sc")
     preds = [json.loads(l) for l in (d / "g" / "predictions.jsonl").read_text().splitlines()]
+    # the same flanlab samples scored under lm-eval's voting rule, where samples without an answer vote "[invalid]"
+    from collections import Counter
+    sc_preds = [json.loads(l) for l in (d / "sc" / "predictions.jsonl").read_text().splitlines()]
+    def lm_rule(p):
+        votes = [a if a else "[invalid]" for a in p["answers"]]
+        top = Counter(votes).most_common(1)[0][0]
+        return float(top.strip() == p["golds"][0])
+    ours_sc_lm_rule = 100 * sum(lm_rule(p) for p in sc_preds) / len(sc_preds)
+    no_answer_share = sum(not a for p in sc_preds for a in p["answers"]) / sum(len(p["answers"]) for p in sc_preds)
     norm = lambda x: "" if x in ("[invalid]", None) else str(x).strip()  # noqa: E731  (both ways of saying "no answer")
     agree = sum(norm(p["answer"]) == norm(lm_g_ans[i]) for i, p in enumerate(preds)) / len(preds)
 
@@ -112,7 +121,9 @@ RESULT = (json.dumps({
                    "per_item_answer_agreement": round(agree, 3)},
     "self_consistency": {"flanlab_s": round(tsc, 2), "lm_eval_s": round(tlsc, 2), "speedup": round(tlsc / tsc, 2),
                          "flanlab_score": ours_sc["benchmarks"]["bbh"]["cot_sc"]["score"],
-                         "flanlab_ci95": ours_sc["benchmarks"]["bbh"]["cot_sc"]["ci95"], "lm_eval_score": round(lm_sc, 2)},
+                         "flanlab_ci95": ours_sc["benchmarks"]["bbh"]["cot_sc"]["ci95"], "lm_eval_score": round(lm_sc, 2),
+                         "flanlab_score_with_lm_eval_voting_rule": round(ours_sc_lm_rule, 2),
+                         "flanlab_samples_without_answer": round(no_answer_share, 3)},
     "flanlab_greedy_answers_committed": sum(bool(p["answer"]) for p in preds),
     "sample_answers_flanlab_vs_lm_eval": [(p["answer"], lm_g_ans[i]) for i, p in enumerate(preds[:5])],
 }, indent=1))
