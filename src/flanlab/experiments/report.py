@@ -80,6 +80,21 @@ def effects(sweep_dir: Path, rows: list[dict]) -> list[dict]:
     return out
 
 
+def _log_axis(ax, ticks, labels, xlabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, labels)
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+
+
+def _save(fig, f: Path, files: list[Path]) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(f, dpi=110)
+    plt.close(fig)
+    files.append(f)
+
+
 def _plot(rows: list[dict], path: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -100,38 +115,24 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
             lo = [y_ - r["scores"]["held_out"][mode]["ci95"][0] for y_, r in zip(y, rs)]
             hi = [r["scores"]["held_out"][mode]["ci95"][1] - y_ for y_, r in zip(y, rs)]
             ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{p} ({rs[0]['params'] / 1e6:.1f}M)")
-        ax.set_xscale("log")
         ticks = sorted({r["num_tasks"] for r in rows})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.minorticks_off()
-        ax.set_xlabel("number of finetuning tasks")
+        _log_axis(ax, ticks, [str(t) for t in ticks], "number of finetuning tasks")
         ax.set_ylabel(f"held-out score, {mode} (%)")
         ax.set_title(f"Held-out ({mode}) vs number of tasks")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    f = path / "score_vs_tasks.png"
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    _save(fig, path / "score_vs_tasks.png", files)
     fig, ax = plt.subplots(figsize=(5, 4))
     for n in sorted({r["num_tasks"] for r in rows}):
         rs = sorted((r for r in rows if r["num_tasks"] == n and r["cot_share"] == top and r["seed"] == rows[0]["seed"]),
                     key=lambda r: r["params"])
         if rs and "held_out" in rs[0]["scores"]:
             ax.plot([r["params"] for r in rs], [r["scores"]["held_out"]["direct"]["score"] for r in rs], marker="o", label=f"{n} tasks")
-    ax.set_xscale("log")
     ticks = sorted({r["params"] for r in rows})
-    ax.set_xticks(ticks, [f"{t / 1e6:.2g}M" for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("parameters")
+    _log_axis(ax, ticks, [f"{t / 1e6:.2g}M" for t in ticks], "parameters")
     ax.set_ylabel("held-out score, direct (%)")
     ax.set_title("Held-out vs model size")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    f = path / "score_vs_params.png"
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    _save(fig, path / "score_vs_params.png", files)
     fig, ax = plt.subplots(figsize=(6, 4))
     big = presets[-1]
     tmax = max(r["num_tasks"] for r in rows)
@@ -146,11 +147,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     ax.set_ylabel("held-in score (%)")
     ax.set_title(f"Prompting, {big}, {tmax} tasks")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    f = path / "cot_by_share.png"
-    fig.savefig(f, dpi=110)
-    plt.close(fig)
-    files.append(f)
+    _save(fig, path / "cot_by_share.png", files)
     return files
 
 
