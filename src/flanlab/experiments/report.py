@@ -133,20 +133,20 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     ax.set_title("Held-out vs model size")
     ax.legend(fontsize=8)
     _save(fig, path / "score_vs_params.png", files)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     big = presets[-1]
     tmax = max(r["num_tasks"] for r in rows)
     width = 0.25
     rs = [r for r in rows if r["preset"] == big and r["num_tasks"] == tmax and r["seed"] == rows[0]["seed"]]
     rs.sort(key=lambda r: r["cot_share"])
     xs = np.arange(len(rs))
-    for j, mode in enumerate(("direct", "cot", "cot_sc")):
-        ax.bar(xs + (j - 1) * width, [r["scores"].get("held_in", {}).get(mode, {}).get("score", 0) for r in rs],
-               width, label=mode)
-    ax.set_xticks(xs, [f"CoT share {r['cot_share']:g}" for r in rs])
-    ax.set_ylabel("held-in score (%)")
-    ax.set_title(f"Prompting, {big}, {tmax} tasks")
-    ax.legend(fontsize=8)
+    for ax, bench in zip(axes, ("held_in", "held_out")):
+        for j, mode in enumerate(("direct", "cot", "cot_sc")):
+            ax.bar(xs + (j - 1) * width, [r["scores"].get(bench, {}).get(mode, {}).get("score", 0) for r in rs], width, label=mode)
+        ax.set_xticks(xs, [f"CoT share {r['cot_share']:g}" for r in rs])
+        ax.set_ylabel(f"{bench.replace('_', '-')} score (%)")
+        ax.set_title(f"{bench.replace('_', '-')}: prompting by CoT data, {big}, {tmax} tasks")
+        ax.legend(fontsize=8)
     _save(fig, path / "cot_by_share.png", files)
     return files
 
