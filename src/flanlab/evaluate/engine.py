@@ -134,21 +134,27 @@ class Engine:
         if batch:
             yield batch
 
-    # ------------------------------------------------------------------ generation
-    def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
-        keys = [self._key("gen", asdict(r)) for r in requests]
+    def _cached(self, keys: list[str], prepare, length, rows, run_batch) -> list:
+        """Answer each key from the disk cache, or compute the misses in length-sorted batches and append
+        each finished batch to the cache. prepare(i) -> work item; length(w) / rows(w) size it for batching;
+        run_batch([w]) -> results."""
         results: list = [self.cache.get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
-            enc = {i: self._encode_prompt(requests[i].prompt) for i in todo}
-            lens = [len(enc[i]) + requests[i].max_new_tokens for i in todo]
-            for b in self._batches(lens, [requests[i].n for i in todo]):
+            work = {i: prepare(i) for i in todo}
+            for b in self._batches([length(work[i]) for i in todo], [rows(work[i]) for i in todo]):
                 idx = [todo[j] for j in b]
-                outs = self._generate_batch([requests[i] for i in idx], [enc[i] for i in idx])
-                for i, o in zip(idx, outs):
-                    results[i] = o
+                for i, out in zip(idx, run_batch([work[i] for i in idx])):
+                    results[i] = out
                 self.cache.put_many([(keys[i], results[i]) for i in idx])
         return results
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
+        return self._cached([self._key("gen", asdict(r)) for r in requests],
+                            prepare=lambda i: (requests[i], self._encode_prompt(requests[i].prompt)),
+                            length=lambda w: len(w[1]) + w[0].max_new_tokens, rows=lambda w: w[0].n,
+                            run_batch=lambda ws: self._generate_batch([w[0] for w in ws], [w[1] for w in ws]))
 
     @torch.no_grad()
     def _generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]]) -> list[list[str]]:
@@ -255,20 +261,11 @@ class Engine:
     # ------------------------------------------------------------------ log-likelihood ranking
     def loglik(self, prompt_options: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
         """Sum of log-probabilities of each option (plus eos) given the prompt."""
-        keys = [self._key("ll", [p, list(o)]) for p, o in prompt_options]
-        results: list = [self.cache.get(k) for k in keys]
-        todo = [i for i, r in enumerate(results) if r is None]
-        if todo:
-            enc = {i: self._encode_prompt(prompt_options[i][0]) for i in todo}
-            opts = {i: [self.tok.encode(o) + [self.tok.eos_id] for o in prompt_options[i][1]] for i in todo}
-            lens = [len(enc[i]) + max(len(o) for o in opts[i]) for i in todo]
-            for b in self._batches(lens, [len(opts[i]) for i in todo]):
-                idx = [todo[j] for j in b]
-                scores = self._loglik_batch([enc[i] for i in idx], [opts[i] for i in idx])
-                for i, s in zip(idx, scores):
-                    results[i] = s
-                self.cache.put_many([(keys[i], results[i]) for i in idx])
-        return results
+        return self._cached([self._key("ll", [p, list(o)]) for p, o in prompt_options],
+                            prepare=lambda i: (self._encode_prompt(prompt_options[i][0]),
+                                               [self.tok.encode(o) + [self.tok.eos_id] for o in prompt_options[i][1]]),
+                            length=lambda w: len(w[0]) + max(len(o) for o in w[1]), rows=lambda w: len(w[1]),
+                            run_batch=lambda ws: self._loglik_batch([w[0] for w in ws], [w[1] for w in ws]))
 
     @torch.no_grad()
     def _loglik_batch(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:
