@@ -17,7 +17,7 @@ from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8
                          load_tydiqa)
 from .engine import Engine, GenRequest, model_fingerprint
 from .scoring import (exact_match, letter_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
-                      majority_vote, normalized_average, normalized_score, extract_number, as_number)
+                      majority_vote, normalized_average, normalized_score, number_match, extract_number, as_number)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
@@ -113,8 +113,7 @@ def score(item: EvalItem, answer: str) -> dict:
     if item.answer_type == "letter":
         return {"score": letter_match(answer, item.golds)}
     if item.answer_type == "number":  # `answer` is canonical: a bare number, or text that committed to none
-        num = as_number(answer)
-        return {"score": float(num is not None and any(num == extract_number(g) for g in item.golds))}
+        return {"score": number_match(answer, item.golds)}
     if item.answer_type == "span":
         return {"score": exact_match(answer, item.golds), "f1": f1(answer, item.golds)}
     return {"score": exact_match(answer, item.golds)}

@@ -110,7 +110,8 @@ def f1(pred: str, golds: Iterable[str]) -> float:
 
 
 def number_match(pred: str, golds: Iterable[str]) -> float:
-    p = extract_number(pred)
+    """`pred` must *be* a number (see as_number): digits inside other text are not an answer."""
+    p = as_number(pred)
     return float(p is not None and any(p == extract_number(g) for g in golds))
 
 

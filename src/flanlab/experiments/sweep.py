@@ -14,7 +14,6 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..mixture import CollectionSpec
-from ..train.models import PRESETS, build_config
 from .run import RunConfig, run
 
 
@@ -65,12 +64,3 @@ def sweep(cfg: SweepConfig, *, progress: bool = True, log=print) -> list[dict]:
         (out / "sweep.json").write_text(json.dumps({"config": cfg.model_dump(), "rows": rows}, indent=1))
     return rows
 
-
-def preset_params(preset: str) -> int:
-    """Parameter count of a preset without building it."""
-    import torch
-    from transformers import LlamaForCausalLM, T5ForConditionalGeneration
-    cfg = build_config(preset)
-    with torch.device("meta"):
-        m = (T5ForConditionalGeneration if PRESETS[preset][0] == "t5" else LlamaForCausalLM)(cfg)
-    return sum(p.numel() for p in m.parameters())

@@ -162,7 +162,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
             continue
         rng = random.Random(_seed_for(cfg.seed, task.name, k))
         templates = task.get_templates()
-        template = templates[rng.randrange(len(templates))]
+        ti = rng.randrange(len(templates))
+        template = templates[ti]
         if rng.random() < fm.inversion_prob:
             fmt = Format(inverted=True)
         else:
@@ -178,7 +179,7 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         if task.held_out or task.benchmark:  # final guard: never write held-out data
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
-               "template": templates.index(template), **rec}
+               "template": ti, **rec}
 
 
 def _write_shard(path: Path, rows: list[dict], fmt: str) -> str:

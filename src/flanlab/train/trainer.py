@@ -8,6 +8,7 @@ bit-identically. Loss normalisation is by the number of target tokens in the who
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -167,6 +168,13 @@ def config_fingerprint(cfg: TrainConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _publish_dir(tmp: Path, dest: Path) -> None:
+    """Put a fully written directory in place of `dest` (readers see the old one or the new one)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.rename(tmp, dest)
+
+
 def save_checkpoint(out: Path, step: int, model, tok, opt, sched, cfg: TrainConfig) -> Path:
     final = out / f"checkpoint-{step}"
     tmp = out / f".tmp-checkpoint-{step}-{os.getpid()}"
@@ -179,9 +187,7 @@ def save_checkpoint(out: Path, step: int, model, tok, opt, sched, cfg: TrainConf
                 "fingerprint": config_fingerprint(cfg)}, tmp / "trainer_state.pt")
     with open(tmp / "trainer_state.pt", "rb") as f:
         os.fsync(f.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    _publish_dir(tmp, final)
     atomic_write_text(out / "latest", final.name)
     ckpts = sorted((p for p in out.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
     for old in ckpts[: -cfg.keep_checkpoints]:
@@ -283,7 +289,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
                 mine = mb[rank::world]
                 batch = collate(mine, ed, tok.pad_id)
                 sync = mi == len(micro) - 1
-                ctx = ddp_model.no_sync() if (dist is not None and not sync) else _null()
+                ctx = ddp_model.no_sync() if (dist is not None and not sync) else contextlib.nullcontext()
                 with ctx:
                     ls, n = loss_sum(ddp_model, batch)
                     (ls * world / total_tgt).backward()  # DDP averages over ranks
@@ -305,8 +311,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
             window_loss += step_loss
             window_tgt += total_tgt
             done = step + 1
+            log_now = done % cfg.log_every == 0 or done == cfg.steps
             if rank == 0:
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                if log_now:
                     el = time.time() - window_t
                     rec = {"step": done, "loss": round(window_loss / window_tgt, 5), "lr": sched.get_last_lr()[0],
                            "tokens_per_s": round(wt / el, 1) if el > 0 else None, "elapsed": round(time.time() - t0, 2)}
@@ -316,11 +323,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
                         writer.add_scalar("loss", rec["loss"], done)
                         writer.add_scalar("tokens_per_s", rec["tokens_per_s"] or 0, done)
                     prog.update(bar, loss=f"{rec['loss']:.4f}", tps=f"{rec['tokens_per_s']:,.0f}")
-                    window_tokens, window_loss, window_tgt, window_t = 0, 0.0, 0, time.time()
                 prog.update(bar, completed=done)
                 if done % cfg.save_every == 0 or done == cfg.steps:
                     save_checkpoint(out, done, model, tok, opt, sched, cfg)
-            elif done % cfg.log_every == 0 or done == cfg.steps:
+            if log_now:
                 window_tokens, window_loss, window_tgt, window_t = 0, 0.0, 0, time.time()
             if dist is not None and (done % cfg.save_every == 0):
                 dist.barrier()
@@ -338,18 +344,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
         tmp = out / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         save_pretrained(model, tok, tmp)
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        os.rename(tmp, final_dir)
+        _publish_dir(tmp, final_dir)
         atomic_write_text(summary_path, json.dumps(summary, indent=1))
     if dist is not None:
         dist.barrier()
     return summary
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
