@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from flanlab.mixture import MixConfig, build_mixture
 from flanlab.train.models import ModelSpec, build_model
-from flanlab.train.packing import IGNORE, collate, forward_logits, loss_sum, pack, tokenize_pair
+from flanlab.train import packing, segattn
+from flanlab.train.packing import IGNORE, Tokenized, collate, forward_logits, loss_sum, pack, tokenize_pair
 from flanlab.train.tokenizer import ByteTokenizer
 from flanlab.train.trainer import TrainConfig, train
 
@@ -36,8 +37,10 @@ def test_byte_tokenizer_matches_byt5():
     assert len(ref) == tok.vocab_size
 
 
+@pytest.mark.parametrize("segments", [True, False], ids=["per-segment-attention", "dense-masks"])
 @pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
-def test_packed_equals_unpacked(preset):
+def test_packed_equals_unpacked(preset, segments, monkeypatch):
+    monkeypatch.setattr(packing, "SEGMENT_ATTENTION", segments)
     model, tok = build_model(ModelSpec(preset=preset), seed=1)
     model.eval()
     ed = model.config.is_encoder_decoder
@@ -80,6 +83,70 @@ def test_unpacked_forward_matches_hf_forward(preset):
         k = len(ex.inputs)
         m = len(ex.targets)
         assert (lab[: k - 1] == IGNORE).all() and lab[k - 1:k - 1 + m].tolist() == ex.targets and lab[-1] == IGNORE
+
+
+def _random_examples(n, seed, max_in=200, max_out=90):
+    import random
+    rng = random.Random(seed)
+    # lengths spread from 1 to max so the planner has to form several length buckets
+    return [Tokenized([rng.randrange(3, 250) for _ in range(rng.choice([1, 5, 30, 70, max_in - 1]))] + [1],
+                      [rng.randrange(3, 250) for _ in range(rng.choice([1, 3, 20, max_out - 1]))] + [1]) for _ in range(n)]
+
+
+@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
+def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, monkeypatch):
+    """The per-segment attention (segattn) computes the same loss and the same gradient for every parameter as
+    dense attention over whole rows with segment masks."""
+    model, tok = build_model(ModelSpec(preset=preset), seed=3)
+    model.train()  # dropout is 0 in presets; training mode exercises the training path
+    ed = model.config.is_encoder_decoder
+    rows = pack(_random_examples(40, 7), ed, 256, 128)
+    b = collate(rows, ed)
+    out = {}
+    for seg in (False, True):
+        monkeypatch.setattr(packing, "SEGMENT_ATTENTION", seg)
+        model.zero_grad()
+        ls, n = loss_sum(model, b)
+        ls.backward()
+        out[seg] = (ls.item() / n, {k: p.grad.clone() for k, p in model.named_parameters()})
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
+    for k, g in out[False][1].items():  # summed loss: gradients reach ~40, compare relative to each tensor's scale
+        assert (out[True][1][k] - g).abs().max() <= 1e-5 * g.abs().max() + 1e-7, k
+    key = "enc_seg" if ed else "seg"
+    flat, _ = packing._flat(b, key, ())
+    lay = segattn.layout_for({key: flat[key]} if not ed else {"enc_seg": flat[key], "dec_seg": packing._flat(b, "dec_seg", ())[0]["dec_seg"]})
+    assert len(lay["enc" if ed else "self"].buckets) >= 2  # lengths differ enough to need several buckets
+
+
+def test_segment_plan_covers_every_position_once():
+    seg = torch.tensor([[1, 1, 1, 2, 2, 3, 0, 0], [1, 1, 1, 1, 1, 1, 1, 2]])
+    segs = segattn.segments(seg)
+    assert segs == {(0, 1): (0, 3), (0, 2): (3, 2), (0, 3): (5, 1), (1, 1): (0, 7), (1, 2): (7, 1)}
+    for overhead in (0, 10, 10**9):  # one call per segment ... one call for all
+        p = segattn.plan(segs, segs, 8, 8, 2, causal=True, overhead=overhead)
+        seen = torch.cat([bk.q_idx[bk.q_valid] for bk in p.buckets])
+        assert sorted(seen.tolist()) == [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]  # each real position once
+        assert (p.inverse[[6, 7]] == p.n_valid).all()  # padding reads the zero row
+        assert sorted(p.inverse[seen].tolist()) == list(range(p.n_valid))
+    assert len(segattn.plan(segs, segs, 8, 8, 2, True, overhead=0).buckets) > len(segattn.plan(segs, segs, 8, 8, 2, True, overhead=10**9).buckets) == 1
+    # key padding and causality inside a bucket: the 3-token segment padded to 7 sees only its own past
+    p = segattn.plan(segs, segs, 8, 8, 2, causal=True, overhead=10**9)
+    bk = p.buckets[0]
+    row = (bk.q_idx.view(bk.n, bk.Sq)[:, 0] == 0).nonzero().item()  # the slot holding segment (0, 1)
+    allowed = bk.mask[row, 0] == 0
+    assert allowed[:3, :3].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    assert not allowed[:, 3:].any()
+
+
+def test_packed_attention_is_scoped_to_the_block():
+    model, _ = build_model(ModelSpec(preset="t5-0.5m"), seed=0)
+    before = {id(c): c._attn_implementation for c in segattn._configs(model)}
+    with pytest.raises(RuntimeError):
+        with segattn.packed_attention(model, {}):
+            assert all(c._attn_implementation == segattn.NAME for c in segattn._configs(model))
+            raise RuntimeError("boom")
+    assert {id(c): c._attn_implementation for c in segattn._configs(model)} == before
+    assert segattn._LAYOUT.get() is None  # outside the block attention falls back to SDPA (used by generate)
 
 
 def test_training_reduces_loss_and_writes_hf_checkpoint(mixture, tmp_path):

@@ -9,11 +9,17 @@ Loss is on target tokens only.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
+from . import segattn
+
 IGNORE = -100
+# run attention per segment (segattn) instead of dense L x L attention with segment masks; both give the
+# same logits (tested), the per-segment one skips the masked blocks
+SEGMENT_ATTENTION = True
 
 
 @dataclass
@@ -126,25 +132,84 @@ def segment_masks(batch: dict, dtype=torch.float32) -> dict:
 
 
 class PackedForward(torch.nn.Module):
-    """nn.Module wrapper so DistributedDataParallel sees the packed forward."""
+    """nn.Module wrapper so DistributedDataParallel sees the packed forward; returns the summed target loss."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return forward_logits(self.model, batch)
+        return _loss_sum(self.model, batch)
+
+
+def _unwrap(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _use_segments(base) -> bool:
+    return SEGMENT_ATTENTION and segattn.supported(base)
+
+
+def _flat(batch: dict, seg_key: str, keys: tuple[str, ...]) -> tuple[dict, torch.Tensor]:
+    """Drop padding: [B, L] tensors -> [1, T] with the rows' tokens one after another and segment ids made
+    unique across rows. Returns the flat tensors and the [B, L] mask of kept positions."""
+    seg = batch[seg_key]
+    keep = seg > 0
+    uid = (torch.arange(seg.shape[0], device=seg.device)[:, None] * (int(seg.max()) + 1) + seg)[keep]
+    return {seg_key: uid[None], **{k: batch[k][keep][None] for k in keys}}, keep
+
+
+def _segment_hidden(model, base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Final hidden states of the non-pad output positions, computed on the unpadded token stream with
+    per-segment attention: ([T, d], their labels [T], the [B, L] mask of those positions)."""
+    dtype = next(base.parameters()).dtype
+    if base.config.is_encoder_decoder:
+        enc, _ = _flat(batch, "enc_seg", ("input_ids",))
+        dec, keep = _flat(batch, "dec_seg", ("decoder_input_ids", "labels"))
+        layout = segattn.layout_for({"enc_seg": enc["enc_seg"], "dec_seg": dec["dec_seg"]}, dtype, enc["enc_seg"].device)
+        with segattn.packed_attention(base, layout):
+            e = _t5_stack(base.encoder, enc["input_ids"], layout["enc"].max_len)
+            h = _t5_stack(base.decoder, dec["decoder_input_ids"], layout["dec"].max_len, e)
+        if getattr(base.config, "scale_decoder_outputs", base.config.tie_word_embeddings):
+            h = h * (base.config.d_model ** -0.5)
+        return h[0], dec["labels"][0], keep
+    flat, keep = _flat(batch, "seg", ("input_ids", "position_ids", "labels"))
+    layout = segattn.layout_for({"seg": flat["seg"]}, dtype, flat["seg"].device)
+    ph = torch.zeros(1, 1, 1, 1, dtype=dtype, device=flat["seg"].device)  # passed through unread (4D masks are not rebuilt)
+    with segattn.packed_attention(base, layout):
+        h = base.model(input_ids=flat["input_ids"], attention_mask=ph, position_ids=flat["position_ids"]).last_hidden_state
+    return h[0], flat["labels"][0], keep
+
+
+def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """T5Stack.forward on a flat token stream, with the relative position bias computed once for the longest
+    segment (segattn slices it per bucket) instead of for the whole stream."""
+    h = stack.dropout(stack.embed_tokens(ids))
+    attn0 = stack.block[0].layer[0].SelfAttention
+    bias = attn0.compute_bias(max_len, max_len, device=ids.device)
+    cross_bias = segattn.ZERO_BIAS if encoder_hidden is not None else None
+    for block in stack.block:
+        h = block(h, None, bias, encoder_hidden, None, cross_bias)[0]
+    return stack.dropout(stack.final_layer_norm(h))
+
+
+def _head(base, h: torch.Tensor) -> torch.Tensor:
+    return base.lm_head(h)
 
 
 def forward_logits(model, batch: dict) -> torch.Tensor:
-    """Logits for a (packed) batch with segment-isolated attention. Works for plain HF models,
-    peft-wrapped ones, and PackedForward (optionally inside DDP)."""
-    if isinstance(model, PackedForward) or hasattr(model, "module") and isinstance(model.module, PackedForward):
-        return model(batch)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    """Logits [B, L, V] for a (packed) batch with segment-isolated attention (positions outside any target /
+    segment are 0 on the per-segment path). Works for plain HF models and peft-wrapped ones."""
+    base = _unwrap(model)
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     batch = {k: v.to(dev) for k, v in batch.items()}
+    if _use_segments(base):
+        h, _, keep = _segment_hidden(model, base, batch)
+        logits = _head(base, h)
+        out = logits.new_zeros(*keep.shape, logits.shape[-1])
+        out[keep] = logits
+        return out
     masks = {k: v.to(dev) for k, v in segment_masks(batch, dtype).items()}
     if base.config.is_encoder_decoder:
         enc = base.encoder(input_ids=batch["input_ids"], attention_mask=masks["enc"]).last_hidden_state
@@ -156,10 +221,21 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
     return model(input_ids=batch["input_ids"], attention_mask=masks["self"], position_ids=batch["position_ids"]).logits
 
 
+def _loss_sum(model, batch: dict) -> torch.Tensor:
+    base = _unwrap(model)
+    if not _use_segments(base):
+        logits = forward_logits(model, batch)
+        labels = batch["labels"].to(logits.device)
+        return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
+                                                 ignore_index=IGNORE, reduction="sum")
+    dev = next(model.parameters()).device
+    h, labels, _ = _segment_hidden(model, base, {k: v.to(dev) for k, v in batch.items()})
+    sel = labels != IGNORE  # the LM head runs on target positions only
+    return torch.nn.functional.cross_entropy(_head(base, h[sel]).float(), labels[sel], reduction="sum")
+
+
 def loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over target tokens, and their count."""
-    logits = forward_logits(model, batch)
-    labels = batch["labels"].to(logits.device)
-    loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
-                                             ignore_index=IGNORE, reduction="sum")
-    return loss, int((labels != IGNORE).sum())
+    """Summed cross-entropy over target tokens, and their count. `model` may be a PackedForward (inside DDP)."""
+    inner = model.module if hasattr(model, "module") and isinstance(model.module, PackedForward) else model
+    ls = model(batch) if isinstance(inner, PackedForward) else _loss_sum(model, batch)
+    return ls, int((batch["labels"] != IGNORE).sum())

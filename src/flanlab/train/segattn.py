@@ -1,0 +1,248 @@
+"""Attention over packed rows that computes only the blocks a segment may see.
+
+A packed row of length L holding segments of lengths l1..ln needs sum(li^2) attention scores, but a
+masked dense attention computes L^2 and throws most of them away (for T5's cross-attention it is
+Lq*Lk against sum(qi*ki)). Here every segment is gathered out of the row into its own slot, slots of
+similar length are batched together (length buckets chosen by a small dynamic program that trades
+padding against the fixed cost of a call; each bucket is padded only to its own longest segment),
+attention runs per bucket with key padding / causal masks, and the outputs are scattered back into
+the row layout. The linear layers still run on the dense packed rows, so nothing else changes.
+
+T5's relative position bias only depends on key - query distance, so the bias a segment needs is the
+top-left [:Sq, :Sk] block of the row's bias. Decoder-only rows restart position ids per segment, so
+rotary embeddings are already per segment before attention.
+
+Used through transformers' attention interface: `packed_attention(model, layout)` switches the
+model's attention implementation to this function for the duration of one forward; outside it (or
+for any call without a layout, e.g. generation) it falls back to SDPA.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+NAME = "flanlab_packed"
+_LAYOUT: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_layout", default=None)
+
+
+@dataclass
+class Bucket:
+    q_idx: torch.Tensor  # [n * Sq] flat query positions (padding slots point at position 0)
+    k_idx: torch.Tensor  # [n * Sk]
+    mask: torch.Tensor  # [n, 1, Sq, Sk] additive float mask (key padding, causal)
+    q_valid: torch.Tensor  # indices into [n * Sq] of the real (non-padding) query slots
+    n: int
+    Sq: int
+    Sk: int
+
+
+@dataclass
+class Plan:
+    buckets: list[Bucket]
+    inverse: torch.Tensor  # [B*Lq] index into cat(valid outputs of all buckets) + one zero row for pad positions
+    n_valid: int
+    max_len: int  # longest query or key segment
+    cache: dict = field(default_factory=dict)  # bucket -> (position bias, mask + bias) for the current forward
+
+
+def segments(seg: torch.Tensor) -> dict[tuple[int, int], tuple[int, int]]:
+    """(row, segment id) -> (start, length) for contiguous segment ids > 0 in a [B, L] tensor."""
+    out = {}
+    s = seg.cpu().numpy()
+    for b in range(s.shape[0]):
+        row = s[b]
+        change = np.flatnonzero(np.diff(row)) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [len(row)]])
+        for a, e in zip(starts, ends):
+            if row[a] > 0:
+                out[(b, int(row[a]))] = (int(a), int(e - a))
+    return out
+
+
+def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int = 64) -> list[list]:
+    """Cut `keys` (already sorted by length) into contiguous groups minimising sum(n * Sq * Sk) + overhead per group,
+    i.e. padded attention scores plus a fixed cost per batched call (dynamic programming, O(n * window))."""
+    n = len(keys)
+    ql = [q_segs[k][1] for k in keys]
+    kl = [k_segs[k][1] for k in keys]
+    best = [0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        mq = mk = 0
+        for i in range(j - 1, max(0, j - window) - 1, -1):
+            mq, mk = max(mq, ql[i]), max(mk, kl[i])
+            c = best[i] + (j - i) * mq * mk + overhead
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    out, j = [], n
+    while j > 0:
+        out.append(keys[cut[j]:j])
+        j = cut[j]
+    return out[::-1]
+
+
+# fixed cost of one batched attention call, in query-key pairs. Measured on t5-1m, 2 CPU cores, a training step
+# of 16 packed 256:128 rows (benchmarks/results/segattn_overhead.json): 8k -> 25.3k tok/s, 32k -> 26.5k,
+# 128k -> 25.4k, pow-2 buckets 24.7k, one call per segment (0) 16.4k, one bucket (1e9) 10.7k; dense masks 19.4k
+CALL_OVERHEAD = 32768
+
+
+def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dtype=torch.float32,
+         device=None, overhead: int | None = None) -> Plan:
+    """Group the (query segment, key segment) pairs of each (row, segment id) into length buckets."""
+    keys = sorted(q_segs, key=lambda k: (k_segs[k][1], q_segs[k][1]))
+    buckets = []
+    inverse = np.full(B * Lq, -1, dtype=np.int64)
+    n_valid = 0
+    neg = torch.finfo(dtype).min
+    for ks in _groups(keys, q_segs, k_segs, CALL_OVERHEAD if overhead is None else overhead):
+        Sq = max(q_segs[k][1] for k in ks)
+        Sk = max(k_segs[k][1] for k in ks)
+        q_idx = np.zeros((len(ks), Sq), dtype=np.int64)
+        k_idx = np.zeros((len(ks), Sk), dtype=np.int64)
+        q_valid = np.zeros((len(ks), Sq), dtype=bool)
+        k_valid = np.zeros((len(ks), Sk), dtype=bool)
+        for i, key in enumerate(ks):
+            b = key[0]
+            qs, ql = q_segs[key]
+            ks_, kl = k_segs[key]
+            q_idx[i, :ql] = b * Lq + qs + np.arange(ql)
+            k_idx[i, :kl] = b * Lk + ks_ + np.arange(kl)
+            q_valid[i, :ql] = True
+            k_valid[i, :kl] = True
+        allowed = torch.from_numpy(k_valid)[:, None, None, :].expand(len(ks), 1, Sq, Sk)
+        if causal:
+            allowed = allowed & torch.ones(Sq, Sk, dtype=torch.bool).tril()
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, neg)
+        flat_valid = q_idx[q_valid]
+        inverse[flat_valid] = n_valid + np.arange(len(flat_valid))
+        n_valid += len(flat_valid)
+        buckets.append(Bucket(torch.from_numpy(q_idx.reshape(-1)).to(device), torch.from_numpy(k_idx.reshape(-1)).to(device),
+                              mask.to(device), torch.from_numpy(np.flatnonzero(q_valid.reshape(-1))).to(device), len(ks), Sq, Sk))
+    inverse[inverse < 0] = n_valid  # padding positions read the zero row
+    longest = max([max(q_segs[k][1], k_segs[k][1]) for k in keys], default=1)
+    return Plan(buckets, torch.from_numpy(inverse).to(device), n_valid, longest)
+
+
+def layout_for(batch: dict, dtype=torch.float32, device=None) -> dict[str, Plan]:
+    """Plans for every attention in a packed batch (see packing.collate)."""
+    if "enc_seg" in batch:
+        e, d = batch["enc_seg"], batch["dec_seg"]
+        B, Le, Ld = e.shape[0], e.shape[1], d.shape[1]
+        es, ds = segments(e), segments(d)
+        return {"enc": plan(es, es, Le, Le, B, False, dtype, device), "dec": plan(ds, ds, Ld, Ld, B, True, dtype, device),
+                "cross": plan(ds, es, Ld, Le, B, False, dtype, device)}
+    s = batch["seg"]
+    ss = segments(s)
+    return {"self": plan(ss, ss, s.shape[1], s.shape[1], s.shape[0], True, dtype, device)}
+
+
+def _which(module, layout: dict) -> Plan:
+    if "self" in layout:
+        return layout["self"]
+    if not getattr(module, "is_decoder", False):
+        return layout["enc"]
+    return layout["dec"] if getattr(module, "is_causal", False) else layout["cross"]
+
+
+# a position bias that adds nothing (T5 cross-attention); broadcastable, never read
+ZERO_BIAS = torch.zeros(1, 1, 1, 1)
+
+
+def _mask(p: Plan, i: int, bk: Bucket, position_bias: torch.Tensor | None, dtype) -> torch.Tensor:
+    """Additive mask of bucket i: padding / causal mask plus the relative position bias. T5 layers share one bias
+    tensor, so the sum is built once per stack and reused by every layer."""
+    if position_bias is None or position_bias is ZERO_BIAS:
+        return bk.mask.to(dtype)
+    hit = p.cache.get(i)
+    if hit is None or hit[0] is not position_bias:
+        hit = (position_bias, bk.mask.to(dtype) + position_bias[:, :, :bk.Sq, :bk.Sk].to(dtype))
+        p.cache[i] = hit
+    return hit[1]
+
+
+def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+              position_bias: torch.Tensor | None = None, **kwargs):
+    """transformers attention-interface function: query [B, H, Lq, D], key/value [B, Hkv, Lk, D];
+    returns ([B, Lq, H, D], None)."""
+    layout = _LAYOUT.get()
+    if layout is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      position_bias=position_bias, **kwargs)
+    p = _which(module, layout)
+    B, H, Lq, D = query.shape
+    Lk = key.shape[2]
+    if key.shape[1] != H:  # grouped-query attention
+        rep = H // key.shape[1]
+        key, value = key.repeat_interleave(rep, dim=1), value.repeat_interleave(rep, dim=1)
+    q = query.transpose(1, 2).reshape(B * Lq, H, D)
+    k = key.transpose(1, 2).reshape(B * Lk, H, D)
+    v = value.transpose(1, 2).reshape(B * Lk, H, value.shape[-1])
+    Dv = v.shape[-1]
+    scale = D ** -0.5 if scaling is None else scaling
+    drop = dropout if module.training else 0.0
+    pieces = []
+    for i, bk in enumerate(p.buckets):
+        n, Sq, Sk = bk.n, bk.Sq, bk.Sk
+        qb = q.index_select(0, bk.q_idx).view(n, Sq, H, D).transpose(1, 2)  # [n, H, Sq, D]
+        kb = k.index_select(0, bk.k_idx).view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
+        vb = v.index_select(0, bk.k_idx).view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
+        scores = torch.matmul(qb, kb)
+        if scale != 1.0:
+            scores.mul_(scale)
+        w = torch.softmax(scores.add_(_mask(p, i, bk, position_bias, scores.dtype)), dim=-1)
+        if drop:
+            w = F.dropout(w, p=drop, training=True)
+        o = torch.matmul(w, vb)
+        o = o.transpose(1, 2).reshape(n * Sq, H, Dv)
+        pieces.append(o.index_select(0, bk.q_valid))
+    pieces.append(q.new_zeros(1, H, Dv))
+    out = torch.cat(pieces).index_select(0, p.inverse)  # [B*Lq, H, Dv]
+    return out.view(B, Lq, H, -1), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+    AttentionInterface.register(NAME, attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+
+
+def _configs(model) -> list:
+    seen, out = set(), []
+    for m in model.modules():
+        c = getattr(m, "config", None)
+        if c is not None and hasattr(c, "_attn_implementation") and id(c) not in seen:
+            seen.add(id(c))
+            out.append(c)
+    return out
+
+
+@contextlib.contextmanager
+def packed_attention(model, layout: dict):
+    """Within this block, `model`'s attention runs per segment according to `layout`."""
+    _register()
+    cfgs = _configs(model)
+    old = [c._attn_implementation for c in cfgs]
+    token = _LAYOUT.set(layout)
+    try:
+        for c in cfgs:
+            c._attn_implementation_internal = NAME
+        yield
+    finally:
+        for c, o in zip(cfgs, old):
+            c._attn_implementation_internal = o
+        _LAYOUT.reset(token)
+
+
+def supported(model) -> bool:
+    """T5 and Llama models (the architectures this is tested on) whose attention goes through the interface."""
+    return getattr(model.config, "model_type", "") in {"t5", "llama"} and \
+        getattr(model.config, "_attn_implementation", None) in {"sdpa", "eager", None}
