@@ -118,21 +118,36 @@ def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, mon
     assert len(lay["enc" if ed else "self"].buckets) >= 2  # lengths differ enough to need several buckets
 
 
+def test_fused_gelu_is_the_same_function():
+    from flanlab.train.models import fuse_gelu
+    model, tok = build_model(ModelSpec(preset="t5-1m"), seed=4)
+    model.eval()
+    b = collate(pack(_random_examples(12, 5), True, 256, 128), True)
+    with torch.no_grad():
+        ref = forward_logits(model, b)
+        assert fuse_gelu(model) == 4  # one gated-GELU per block: 2 encoder + 2 decoder
+        assert torch.allclose(forward_logits(model, b), ref, atol=1e-5)
+    assert fuse_gelu(build_model(ModelSpec(preset="llama-1m"))[0]) == 0  # SiLU models are left alone
+    assert "gelu_new" in model.config.to_json_string()  # the saved config is unchanged
+
+
 def test_segment_plan_covers_every_position_once():
     seg = torch.tensor([[1, 1, 1, 2, 2, 3, 0, 0], [1, 1, 1, 1, 1, 1, 1, 2]])
     segs = segattn.segments(seg)
     assert segs == {(0, 1): (0, 3), (0, 2): (3, 2), (0, 3): (5, 1), (1, 1): (0, 7), (1, 2): (7, 1)}
+    real = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]
     for overhead in (0, 10, 10**9):  # one call per segment ... one call for all
         p = segattn.plan(segs, segs, 8, 8, 2, causal=True, overhead=overhead)
-        seen = torch.cat([bk.q_idx[bk.q_valid] for bk in p.buckets])
-        assert sorted(seen.tolist()) == [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15]  # each real position once
-        assert (p.inverse[[6, 7]] == p.n_valid).all()  # padding reads the zero row
-        assert sorted(p.inverse[seen].tolist()) == list(range(p.n_valid))
+        assert p.slots == sum(b.n * b.Sq for b in p.buckets) == len(p.q_idx)
+        slot = p.inverse[real]
+        assert len(set(slot.tolist())) == len(real) and (slot < p.slots).all()  # every real position has its own slot
+        assert p.q_idx[slot].tolist() == real  # ... which gathers that very position
+        assert (p.inverse[[6, 7]] == p.slots).all()  # padding reads the zero row
     assert len(segattn.plan(segs, segs, 8, 8, 2, True, overhead=0).buckets) > len(segattn.plan(segs, segs, 8, 8, 2, True, overhead=10**9).buckets) == 1
     # key padding and causality inside a bucket: the 3-token segment padded to 7 sees only its own past
     p = segattn.plan(segs, segs, 8, 8, 2, causal=True, overhead=10**9)
     bk = p.buckets[0]
-    row = (bk.q_idx.view(bk.n, bk.Sq)[:, 0] == 0).nonzero().item()  # the slot holding segment (0, 1)
+    row = (p.q_idx.view(bk.n, bk.Sq)[:, 0] == 0).nonzero().item()  # the slot holding segment (0, 1)
     allowed = bk.mask[row, 0] == 0
     assert allowed[:3, :3].tolist() == [[True, False, False], [True, True, False], [True, True, True]]
     assert not allowed[:, 3:].any()

@@ -1,15 +1,20 @@
 """Packing several examples into one row, with attention isolated between them.
 
 Encoder-decoder (T5): encoder self-attention, decoder causal self-attention and cross-attention are
-all masked by segment id; the decoder input restarts with the decoder start token at each segment.
+all isolated by segment; the decoder input restarts with the decoder start token at each segment.
 T5's relative position bias only sees distances, which are the same inside a packed segment as
-unpacked, and cross-segment pairs are masked.
-Decoder-only: block-diagonal causal mask and position ids that restart at 0 in every segment.
-Loss is on target tokens only.
+unpacked. Decoder-only: block-diagonal causal attention and position ids that restart at 0 in every
+segment. Loss is on target tokens only.
+
+Two ways to run a packed batch, giving the same logits, loss and gradients (tested):
+- per-segment (default for T5 and Llama): the rows' padding is dropped, the model runs on one
+  unpadded token stream, and attention is computed per segment (segattn) - no compute on padding or
+  on the masked-out blocks between segments;
+- dense: the [B, L] rows with additive 4D segment masks through the model's own forward (any
+  architecture; SEGMENT_ATTENTION = False forces it).
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -159,7 +164,7 @@ def _flat(batch: dict, seg_key: str, keys: tuple[str, ...]) -> tuple[dict, torch
     return {seg_key: uid[None], **{k: batch[k][keep][None] for k in keys}}, keep
 
 
-def _segment_hidden(model, base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Final hidden states of the non-pad output positions, computed on the unpadded token stream with
     per-segment attention: ([T, d], their labels [T], the [B, L] mask of those positions)."""
     dtype = next(base.parameters()).dtype
@@ -205,7 +210,7 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
     dtype = next(model.parameters()).dtype
     batch = {k: v.to(dev) for k, v in batch.items()}
     if _use_segments(base):
-        h, _, keep = _segment_hidden(model, base, batch)
+        h, _, keep = _segment_hidden(base, batch)
         logits = _head(base, h)
         out = logits.new_zeros(*keep.shape, logits.shape[-1])
         out[keep] = logits
@@ -229,7 +234,7 @@ def _loss_sum(model, batch: dict) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
                                                  ignore_index=IGNORE, reduction="sum")
     dev = next(model.parameters()).device
-    h, labels, _ = _segment_hidden(model, base, {k: v.to(dev) for k, v in batch.items()})
+    h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()})
     sel = labels != IGNORE  # the LM head runs on target positions only
     return torch.nn.functional.cross_entropy(_head(base, h[sel]).float(), labels[sel], reduction="sum")
 

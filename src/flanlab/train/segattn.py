@@ -32,20 +32,19 @@ _LAYOUT: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_layout"
 
 @dataclass
 class Bucket:
-    q_idx: torch.Tensor  # [n * Sq] flat query positions (padding slots point at position 0)
-    k_idx: torch.Tensor  # [n * Sk]
+    n: int  # segments in this bucket
+    Sq: int  # their longest query length
+    Sk: int  # their longest key length
     mask: torch.Tensor  # [n, 1, Sq, Sk] additive float mask (key padding, causal)
-    q_valid: torch.Tensor  # indices into [n * Sq] of the real (non-padding) query slots
-    n: int
-    Sq: int
-    Sk: int
 
 
 @dataclass
 class Plan:
     buckets: list[Bucket]
-    inverse: torch.Tensor  # [B*Lq] index into cat(valid outputs of all buckets) + one zero row for pad positions
-    n_valid: int
+    q_idx: torch.Tensor  # [sum n*Sq] flat query position of every bucket slot (padding slots point at position 0)
+    k_idx: torch.Tensor  # [sum n*Sk]
+    inverse: torch.Tensor  # [B*Lq] slot of every query position; padding positions -> `slots` (a zero row)
+    slots: int  # sum n*Sq
     max_len: int  # longest query or key segment
     cache: dict = field(default_factory=dict)  # bucket -> (position bias, mask + bias) for the current forward
 
@@ -65,9 +64,10 @@ def segments(seg: torch.Tensor) -> dict[tuple[int, int], tuple[int, int]]:
     return out
 
 
-def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int = 64) -> list[list]:
-    """Cut `keys` (already sorted by length) into contiguous groups minimising sum(n * Sq * Sk) + overhead per group,
-    i.e. padded attention scores plus a fixed cost per batched call (dynamic programming, O(n * window))."""
+def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int = 64) -> tuple[float, list[list]]:
+    """Cut `keys` (in a length order) into contiguous groups minimising sum(n * Sq * Sk) + overhead per group,
+    i.e. padded attention scores plus a fixed cost per batched call (dynamic programming, O(n * window)).
+    Returns (cost, groups)."""
     n = len(keys)
     ql = [q_segs[k][1] for k in keys]
     kl = [k_segs[k][1] for k in keys]
@@ -84,29 +84,38 @@ def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int =
     while j > 0:
         out.append(keys[cut[j]:j])
         j = cut[j]
-    return out[::-1]
+    return best[n], out[::-1]
 
 
-# fixed cost of one batched attention call, in query-key pairs. Measured on t5-1m, 2 CPU cores, a training step
-# of 16 packed 256:128 rows (benchmarks/results/segattn_overhead.json): 8k -> 25.3k tok/s, 32k -> 26.5k,
-# 128k -> 25.4k, pow-2 buckets 24.7k, one call per segment (0) 16.4k, one bucket (1e9) 10.7k; dense masks 19.4k
-CALL_OVERHEAD = 32768
+# fixed cost of one batched attention call, in query-key pairs (see benchmarks/segattn_overhead.py; on t5-1m,
+# 2 CPU cores, anything from 2k to 8k was equally fast, one call per segment or one call for all much slower)
+CALL_OVERHEAD = 4096
+# per bucket, torch's fused scaled_dot_product_attention (CPU flash kernel) when the mask needs no gradient
+# (T5 cross-attention, Llama); False: always plain matmul / softmax / matmul
+USE_SDPA = True
 
 
 def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dtype=torch.float32,
          device=None, overhead: int | None = None) -> Plan:
     """Group the (query segment, key segment) pairs of each (row, segment id) into length buckets."""
-    keys = sorted(q_segs, key=lambda k: (k_segs[k][1], q_segs[k][1]))
-    buckets = []
+    # the best of a few orders: by key length, by query length (they differ for cross-attention), by area
+    ov = CALL_OVERHEAD if overhead is None else overhead
+    orders = [lambda k: (k_segs[k][1], q_segs[k][1]), lambda k: (q_segs[k][1], k_segs[k][1]),
+              lambda k: (q_segs[k][1] * k_segs[k][1], k_segs[k][1])]
+    keys = sorted(q_segs, key=orders[0])
+    if q_segs is k_segs:  # self-attention: one order is enough
+        groups = _groups(keys, q_segs, k_segs, ov)[1]
+    else:
+        groups = min((_groups(sorted(q_segs, key=o), q_segs, k_segs, ov) for o in orders), key=lambda cg: cg[0])[1]
+    buckets, q_all, k_all = [], [], []
     inverse = np.full(B * Lq, -1, dtype=np.int64)
-    n_valid = 0
+    slots = 0
     neg = torch.finfo(dtype).min
-    for ks in _groups(keys, q_segs, k_segs, CALL_OVERHEAD if overhead is None else overhead):
+    for ks in groups:
         Sq = max(q_segs[k][1] for k in ks)
         Sk = max(k_segs[k][1] for k in ks)
         q_idx = np.zeros((len(ks), Sq), dtype=np.int64)
         k_idx = np.zeros((len(ks), Sk), dtype=np.int64)
-        q_valid = np.zeros((len(ks), Sq), dtype=bool)
         k_valid = np.zeros((len(ks), Sk), dtype=bool)
         for i, key in enumerate(ks):
             b = key[0]
@@ -114,20 +123,20 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
             ks_, kl = k_segs[key]
             q_idx[i, :ql] = b * Lq + qs + np.arange(ql)
             k_idx[i, :kl] = b * Lk + ks_ + np.arange(kl)
-            q_valid[i, :ql] = True
             k_valid[i, :kl] = True
+            inverse[q_idx[i, :ql]] = slots + i * Sq + np.arange(ql)
         allowed = torch.from_numpy(k_valid)[:, None, None, :].expand(len(ks), 1, Sq, Sk)
         if causal:
             allowed = allowed & torch.ones(Sq, Sk, dtype=torch.bool).tril()
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, neg)
-        flat_valid = q_idx[q_valid]
-        inverse[flat_valid] = n_valid + np.arange(len(flat_valid))
-        n_valid += len(flat_valid)
-        buckets.append(Bucket(torch.from_numpy(q_idx.reshape(-1)).to(device), torch.from_numpy(k_idx.reshape(-1)).to(device),
-                              mask.to(device), torch.from_numpy(np.flatnonzero(q_valid.reshape(-1))).to(device), len(ks), Sq, Sk))
-    inverse[inverse < 0] = n_valid  # padding positions read the zero row
+        buckets.append(Bucket(len(ks), Sq, Sk, mask.to(device)))
+        q_all.append(q_idx.reshape(-1))
+        k_all.append(k_idx.reshape(-1))
+        slots += len(ks) * Sq
+    inverse[inverse < 0] = slots
     longest = max([max(q_segs[k][1], k_segs[k][1]) for k in keys], default=1)
-    return Plan(buckets, torch.from_numpy(inverse).to(device), n_valid, longest)
+    cat = (lambda xs: torch.from_numpy(np.concatenate(xs)).to(device)) if buckets else (lambda xs: torch.zeros(0, dtype=torch.long))
+    return Plan(buckets, cat(q_all), cat(k_all), torch.from_numpy(inverse).to(device), slots, longest)
 
 
 def layout_for(batch: dict, dtype=torch.float32, device=None) -> dict[str, Plan]:
@@ -188,23 +197,30 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     Dv = v.shape[-1]
     scale = D ** -0.5 if scaling is None else scaling
     drop = dropout if module.training else 0.0
-    pieces = []
+    # one gather per tensor for all buckets (and one scatter-add in backward); split() gives per-bucket views
+    Q = q.index_select(0, p.q_idx).split([b.n * b.Sq for b in p.buckets])
+    K = k.index_select(0, p.k_idx).split([b.n * b.Sk for b in p.buckets])
+    V = v.index_select(0, p.k_idx).split([b.n * b.Sk for b in p.buckets])
+    outs = []
     for i, bk in enumerate(p.buckets):
         n, Sq, Sk = bk.n, bk.Sq, bk.Sk
-        qb = q.index_select(0, bk.q_idx).view(n, Sq, H, D).transpose(1, 2)  # [n, H, Sq, D]
-        kb = k.index_select(0, bk.k_idx).view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
-        vb = v.index_select(0, bk.k_idx).view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
-        scores = torch.matmul(qb, kb)
-        if scale != 1.0:
-            scores.mul_(scale)
-        w = torch.softmax(scores.add_(_mask(p, i, bk, position_bias, scores.dtype)), dim=-1)
-        if drop:
-            w = F.dropout(w, p=drop, training=True)
-        o = torch.matmul(w, vb)
-        o = o.transpose(1, 2).reshape(n * Sq, H, Dv)
-        pieces.append(o.index_select(0, bk.q_valid))
-    pieces.append(q.new_zeros(1, H, Dv))
-    out = torch.cat(pieces).index_select(0, p.inverse)  # [B*Lq, H, Dv]
+        qb = Q[i].view(n, Sq, H, D).transpose(1, 2)  # [n, H, Sq, D]
+        kb = K[i].view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
+        vb = V[i].view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
+        m = _mask(p, i, bk, position_bias, qb.dtype)
+        if USE_SDPA and not m.requires_grad:
+            o = F.scaled_dot_product_attention(qb, kb.transpose(-1, -2), vb, attn_mask=m, dropout_p=drop, scale=scale)
+        else:  # a learned bias needs its gradient, which the fused kernel does not give (it would fall back to this)
+            scores = torch.matmul(qb, kb)
+            if scale != 1.0:
+                scores.mul_(scale)
+            w = torch.softmax(scores.add_(m), dim=-1)
+            if drop:
+                w = F.dropout(w, p=drop, training=True)
+            o = torch.matmul(w, vb)
+        outs.append(o.transpose(1, 2).reshape(n * Sq, H, Dv))
+    outs.append(q.new_zeros(1, H, Dv))
+    out = torch.cat(outs).index_select(0, p.inverse)  # [B*Lq, H, Dv]
     return out.view(B, Lq, H, -1), None
 
 
