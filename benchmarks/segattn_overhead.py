@@ -64,6 +64,6 @@ for _ in range(a.repeats):
 out = {"preset": a.preset, "batch_rows": a.batch, "batches": a.batches, "repeats": a.repeats, "threads": torch.get_num_threads(),
        "median_tokens_per_s": {k: round(statistics.median(v)) for k, v in res.items()},
        "all_tokens_per_s": {k: [round(x) for x in v] for k, v in res.items()}}
-p = Path(__file__).resolve().parent / "results" / "segattn_overhead.json"
+p = Path(__file__).resolve().parent / "results" / f"segattn_overhead_{a.preset}.json"
 p.write_text(json.dumps(out) + "\n")
 print(json.dumps(out["median_tokens_per_s"]))

@@ -198,10 +198,6 @@ def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tens
     return stack.dropout(stack.final_layer_norm(h))
 
 
-def _head(base, h: torch.Tensor) -> torch.Tensor:
-    return base.lm_head(h)
-
-
 def forward_logits(model, batch: dict) -> torch.Tensor:
     """Logits [B, L, V] for a (packed) batch with segment-isolated attention (positions outside any target /
     segment are 0 on the per-segment path). Works for plain HF models and peft-wrapped ones."""
@@ -211,7 +207,7 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
     batch = {k: v.to(dev) for k, v in batch.items()}
     if _use_segments(base):
         h, _, keep = _segment_hidden(base, batch)
-        logits = _head(base, h)
+        logits = base.lm_head(h)
         out = logits.new_zeros(*keep.shape, logits.shape[-1])
         out[keep] = logits
         return out
@@ -236,7 +232,7 @@ def _loss_sum(model, batch: dict) -> torch.Tensor:
     dev = next(model.parameters()).device
     h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()})
     sel = labels != IGNORE  # the LM head runs on target positions only
-    return torch.nn.functional.cross_entropy(_head(base, h[sel]).float(), labels[sel], reduction="sum")
+    return torch.nn.functional.cross_entropy(base.lm_head(h[sel]).float(), labels[sel], reduction="sum")
 
 
 def loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:

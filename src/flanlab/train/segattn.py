@@ -2,11 +2,12 @@
 
 A packed row of length L holding segments of lengths l1..ln needs sum(li^2) attention scores, but a
 masked dense attention computes L^2 and throws most of them away (for T5's cross-attention it is
-Lq*Lk against sum(qi*ki)). Here every segment is gathered out of the row into its own slot, slots of
-similar length are batched together (length buckets chosen by a small dynamic program that trades
-padding against the fixed cost of a call; each bucket is padded only to its own longest segment),
-attention runs per bucket with key padding / causal masks, and the outputs are scattered back into
-the row layout. The linear layers still run on the dense packed rows, so nothing else changes.
+Lq*Lk against sum(qi*ki)). Here every segment is gathered out of the token stream into its own slot,
+slots of similar length are batched together (length buckets chosen by a small dynamic program that
+trades padding against the fixed cost of a call; each bucket is padded only to its own longest
+segment), attention runs per bucket with key padding / causal masks, and the outputs are scattered
+back. packing.py runs the rest of the model on the rows' tokens laid end to end without padding
+(one [1, T] stream), so no layer computes anything for padding.
 
 T5's relative position bias only depends on key - query distance, so the bias a segment needs is the
 top-left [:Sq, :Sk] block of the row's bias. Decoder-only rows restart position ids per segment, so
@@ -87,8 +88,9 @@ def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int =
     return best[n], out[::-1]
 
 
-# fixed cost of one batched attention call, in query-key pairs (see benchmarks/segattn_overhead.py; on t5-1m,
-# 2 CPU cores, anything from 2k to 8k was equally fast, one call per segment or one call for all much slower)
+# fixed cost of one batched attention call, in query-key pairs. benchmarks/segattn_overhead.py (results in
+# benchmarks/results/segattn_overhead_*.json): on t5-1m and llama-1m, 2 CPU cores, 1k-16k were about equally fast;
+# one call per segment length (0) or one call for all segments were much slower
 CALL_OVERHEAD = 4096
 # per bucket, torch's fused scaled_dot_product_attention (CPU flash kernel) when the mask needs no gradient
 # (T5 cross-attention, Llama); False: always plain matmul / softmax / matmul
