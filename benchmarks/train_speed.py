@@ -118,7 +118,7 @@ RESULT = json.dumps({
     "all_runs_tokens_per_s": {k: [round(x) for x in v] for k, v in runs.items()},
     "hf_pad_fraction": round(1 - counted["nonpad"] / counted["padded"], 3),
     "flanlab_tokens_per_step": round(s["train_tokens_this_run"] / a.steps), "hf_tokens_per_step": round(counted["nonpad"] / a.steps)})
-out = Path(__file__).resolve().parent / "results" / "train_speed.json"
+out = Path(__file__).resolve().parent / "results" / ("train_speed.json" if a.preset == "t5-1m" else f"train_speed_{a.preset}.json")
 out.parent.mkdir(exist_ok=True)
 out.write_text(RESULT + "\n")
 print(RESULT)
