@@ -93,11 +93,12 @@ def _random_examples(n, seed, max_in=200, max_out=90):
                       [rng.randrange(3, 250) for _ in range(rng.choice([1, 3, 20, max_out - 1]))] + [1]) for _ in range(n)]
 
 
-@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
-def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, monkeypatch):
+@pytest.mark.parametrize("preset,overrides", [("t5-1m", {}), ("llama-1m", {}), ("llama-1m", {"num_key_value_heads": 2})],
+                         ids=["t5", "llama", "llama-grouped-query"])
+def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, overrides, monkeypatch):
     """The per-segment attention (segattn) computes the same loss and the same gradient for every parameter as
     dense attention over whole rows with segment masks."""
-    model, tok = build_model(ModelSpec(preset=preset), seed=3)
+    model, tok = build_model(ModelSpec(preset=preset, overrides=overrides), seed=3)
     model.train()  # dropout is 0 in presets; training mode exercises the training path
     ed = model.config.is_encoder_decoder
     rows = pack(_random_examples(40, 7), ed, 256, 128)
