@@ -154,6 +154,26 @@ def test_segment_plan_covers_every_position_once():
     assert not allowed[:, 3:].any()
 
 
+def test_bucket_planner_finds_the_cheapest_cut():
+    """The DP's cut of a length-ordered segment list costs exactly the minimum over all contiguous cuts."""
+    import itertools
+    import random
+    rng = random.Random(0)
+    for _ in range(40):
+        n = rng.randrange(1, 9)
+        q = {(0, i): (0, rng.randrange(1, 200)) for i in range(n)}
+        k = {(0, i): (0, rng.randrange(1, 200)) for i in range(n)}
+        keys = sorted(q, key=lambda x: (k[x][1], q[x][1]))
+        ov = rng.choice([0, 50, 4096, 10**6])
+
+        def cost(groups):
+            return sum(len(g) * max(q[x][1] for x in g) * max(k[x][1] for x in g) + ov for g in groups)
+        brute = min(cost([keys[a:b] for a, b in zip((0,) + cuts, cuts + (n,))])
+                    for r in range(n) for cuts in itertools.combinations(range(1, n), r))
+        c, groups = segattn._groups(keys, q, k, ov)
+        assert [x for g in groups for x in g] == keys and c == cost(groups) == brute
+
+
 def test_packed_attention_is_scoped_to_the_block():
     model, _ = build_model(ModelSpec(preset="t5-0.5m"), seed=0)
     before = {id(c): c._attn_implementation for c in segattn._configs(model)}

@@ -76,11 +76,18 @@ def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int =
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         mq = mk = 0
+        bj = best[j]
         for i in range(j - 1, max(0, j - window) - 1, -1):
-            mq, mk = max(mq, ql[i]), max(mk, kl[i])
-            c = best[i] + (j - i) * mq * mk + overhead
-            if c < best[j]:
-                best[j], cut[j] = c, i
+            if ql[i] > mq:
+                mq = ql[i]
+            if kl[i] > mk:
+                mk = kl[i]
+            area = (j - i) * mq * mk + overhead
+            if area >= bj:  # only grows as the group reaches further back, and best[i] >= 0
+                break
+            if best[i] + area < bj:
+                bj, cut[j] = best[i] + area, i
+        best[j] = bj
     out, j = [], n
     while j > 0:
         out.append(keys[cut[j]:j])
