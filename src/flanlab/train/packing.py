@@ -175,15 +175,20 @@ def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torc
         with segattn.packed_attention(base, layout):
             e = _t5_stack(base.encoder, enc["input_ids"], layout["enc"].max_len)
             h = _t5_stack(base.decoder, dec["decoder_input_ids"], layout["dec"].max_len, e)
-        if getattr(base.config, "scale_decoder_outputs", base.config.tie_word_embeddings):
-            h = h * (base.config.d_model ** -0.5)
-        return h[0], dec["labels"][0], keep
+        return _scale_decoder_output(base, h)[0], dec["labels"][0], keep
     flat, keep = _flat(batch, "seg", ("input_ids", "position_ids", "labels"))
     layout = segattn.layout_for({"seg": flat["seg"]}, dtype, flat["seg"].device)
     ph = torch.zeros(1, 1, 1, 1, dtype=dtype, device=flat["seg"].device)  # passed through unread (4D masks are not rebuilt)
     with segattn.packed_attention(base, layout):
         h = base.model(input_ids=flat["input_ids"], attention_mask=ph, position_ids=flat["position_ids"]).last_hidden_state
     return h[0], flat["labels"][0], keep
+
+
+def _scale_decoder_output(base, h: torch.Tensor) -> torch.Tensor:
+    """T5 with a tied head (v1.0) scales the decoder output by d_model^-0.5 before the LM head, as HF does."""
+    if getattr(base.config, "scale_decoder_outputs", base.config.tie_word_embeddings):
+        return h * (base.config.d_model ** -0.5)
+    return h
 
 
 def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
@@ -216,9 +221,7 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
         enc = base.encoder(input_ids=batch["input_ids"], attention_mask=masks["enc"]).last_hidden_state
         h = base.decoder(input_ids=batch["decoder_input_ids"], attention_mask=masks["dec"], encoder_hidden_states=enc,
                          encoder_attention_mask=masks["cross"]).last_hidden_state
-        if getattr(base.config, "scale_decoder_outputs", base.config.tie_word_embeddings):
-            h = h * (base.config.d_model ** -0.5)
-        return base.lm_head(h)
+        return base.lm_head(_scale_decoder_output(base, h))
     return model(input_ids=batch["input_ids"], attention_mask=masks["self"], position_ids=batch["position_ids"]).logits
 
 
