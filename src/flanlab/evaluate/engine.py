@@ -18,6 +18,7 @@ from typing import Sequence
 
 import torch
 
+from ..train.models import base_model
 from ..train.packing import lm_prompt
 
 
@@ -176,7 +177,7 @@ class Engine:
         self.stats["prompt_tokens"] += int(att.sum())
         self.stats["forward_calls"] += 1
         if self.ed:
-            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            base = base_model(model)
             enc = base.encoder(input_ids=ids, attention_mask=att).last_hidden_state  # one encoder pass per prompt
             enc = enc.repeat_interleave(rep, 0)
             att = att.repeat_interleave(rep, 0)

@@ -41,9 +41,13 @@ class ModelSpec(StrictModel):
     overrides: dict = Field(default_factory=dict)
 
 
+def base_model(model):
+    """The HF model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def is_encoder_decoder(model) -> bool:
-    base = getattr(model, "get_base_model", lambda: model)()
-    return bool(base.config.is_encoder_decoder)
+    return bool(base_model(model).config.is_encoder_decoder)
 
 
 def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokenizer.vocab_size, **overrides):

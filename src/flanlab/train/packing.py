@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from . import segattn
+from .models import base_model
 
 IGNORE = -100
 # run attention per segment (segattn) instead of dense L x L attention with segment masks; both give the
@@ -147,10 +148,6 @@ class PackedForward(torch.nn.Module):
         return _loss_sum(self.model, batch)
 
 
-def _unwrap(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def _use_segments(base) -> bool:
     return SEGMENT_ATTENTION and segattn.supported(base)
 
@@ -206,7 +203,7 @@ def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tens
 def forward_logits(model, batch: dict) -> torch.Tensor:
     """Logits [B, L, V] for a (packed) batch with segment-isolated attention (positions outside any target /
     segment are 0 on the per-segment path). Works for plain HF models and peft-wrapped ones."""
-    base = _unwrap(model)
+    base = base_model(model)
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     batch = {k: v.to(dev) for k, v in batch.items()}
@@ -226,7 +223,7 @@ def forward_logits(model, batch: dict) -> torch.Tensor:
 
 
 def _loss_sum(model, batch: dict) -> torch.Tensor:
-    base = _unwrap(model)
+    base = base_model(model)
     if not _use_segments(base):
         logits = forward_logits(model, batch)
         labels = batch["labels"].to(logits.device)

@@ -14,8 +14,9 @@ top-left [:Sq, :Sk] block of the row's bias. Decoder-only rows restart position 
 rotary embeddings are already per segment before attention.
 
 Used through transformers' attention interface: `packed_attention(model, layout)` switches the
-model's attention implementation to this function for the duration of one forward; outside it (or
-for any call without a layout, e.g. generation) it falls back to SDPA.
+model's attention implementation to this function for the duration of one forward and restores it
+afterwards, so generation and any other forward use the model's own attention (a call that somehow
+arrives here without a layout falls back to SDPA).
 """
 from __future__ import annotations
 
@@ -109,13 +110,12 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
     """Group the (query segment, key segment) pairs of each (row, segment id) into length buckets."""
     # the best of a few orders: by key length, by query length (they differ for cross-attention), by area
     ov = CALL_OVERHEAD if overhead is None else overhead
-    orders = [lambda k: (k_segs[k][1], q_segs[k][1]), lambda k: (q_segs[k][1], k_segs[k][1]),
-              lambda k: (q_segs[k][1] * k_segs[k][1], k_segs[k][1])]
-    keys = sorted(q_segs, key=orders[0])
-    if q_segs is k_segs:  # self-attention: one order is enough
-        groups = _groups(keys, q_segs, k_segs, ov)[1]
-    else:
-        groups = min((_groups(sorted(q_segs, key=o), q_segs, k_segs, ov) for o in orders), key=lambda cg: cg[0])[1]
+    keys = sorted(q_segs, key=lambda k: (k_segs[k][1], q_segs[k][1]))
+    orders = [keys]
+    if q_segs is not k_segs:  # cross-attention: query and key lengths differ, so try other orders too
+        orders += [sorted(q_segs, key=lambda k: (q_segs[k][1], k_segs[k][1])),
+                   sorted(q_segs, key=lambda k: (q_segs[k][1] * k_segs[k][1], k_segs[k][1]))]
+    groups = min((_groups(o, q_segs, k_segs, ov) for o in orders), key=lambda cg: cg[0])[1]
     buckets, q_all, k_all = [], [], []
     inverse = np.full(B * Lq, -1, dtype=np.int64)
     slots = 0
