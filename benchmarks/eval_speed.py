@@ -19,7 +19,7 @@ import yaml
 from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from flanlab.formats import cot_target
 from flanlab.tasks.registry import TaskRegistry
-from flanlab.train.models import ModelSpec
+from flanlab.models.build import ModelSpec
 from flanlab.train.trainer import TrainConfig, train
 
 ap = argparse.ArgumentParser()

@@ -17,7 +17,7 @@ import torch
 
 from flanlab.mixture import MixConfig, build_mixture, read_mixture
 from flanlab.train import packing, segattn
-from flanlab.train.models import ModelSpec, build_model
+from flanlab.models.build import ModelSpec, build_model
 from flanlab.train.packing import collate, loss_sum, pack, tokenize_pair
 
 ap = argparse.ArgumentParser()

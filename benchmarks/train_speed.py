@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from flanlab.mixture import MixConfig, build_mixture, read_mixture
-from flanlab.train.models import ModelSpec, build_model
+from flanlab.models.build import ModelSpec, build_model
 from flanlab.train import packing, trainer
 from flanlab.train.packing import tokenize_pair
 from flanlab.train.trainer import TrainConfig, train

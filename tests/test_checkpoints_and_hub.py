@@ -11,8 +11,8 @@ def test_checkpoint_with_its_own_tokenizer(tmp_path):
     from transformers import PreTrainedTokenizerFast
     from flanlab.evaluate.engine import Engine, GenRequest
     from flanlab.mixture import MixConfig, build_mixture
-    from flanlab.train.models import ModelSpec, build_config, build_model
-    from flanlab.train.tokenizer import HFTokenizer
+    from flanlab.models.build import ModelSpec, build_config, build_model
+    from flanlab.models.tokenizer import HFTokenizer
     from flanlab.train.trainer import TrainConfig, train
     from transformers import LlamaForCausalLM
 
@@ -42,7 +42,7 @@ def test_checkpoint_with_its_own_tokenizer(tmp_path):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    from flanlab.train.models import ModelSpec, build_model
+    from flanlab.models.build import ModelSpec, build_model
     with pytest.raises(FlanlabError) as ei:
         build_model(ModelSpec(checkpoint=str(tmp_path / "nope"), preset=None))
     assert ei.value.field == "model.checkpoint" and "nope" in ei.value.file

@@ -9,7 +9,7 @@ from flanlab.evaluate.engine import Engine, GenRequest
 from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, canonical, run_eval
 from flanlab.evaluate.scoring import (bootstrap_ci, exact_match, extract_cot_answer, extract_number, f1, majority_vote,
                                       normalized_average, normalized_score)
-from flanlab.train.models import ModelSpec, build_model
+from flanlab.models.build import ModelSpec, build_model
 
 
 # ------------------------------------------------------------------ scoring
@@ -153,10 +153,13 @@ def test_tydiqa_mgsm_gsm8k_loaders(tmp_path):
     (tmp_path / "mgsm_de.tsv").write_text("Wie viel ist 2+2?\t4\nUnd 3+3?\t6\n")
     m = load_mgsm(tmp_path)
     assert len(m.items) == 2 and m.items[1].golds == ["6"]
-    assert m.items[0].prompts["cot"].count("So the answer is") == 8
-    assert m.items[0].prompts["cot"].startswith(f"Q: {GSM_EXEMPLARS[0][0]}\nA: Let's think step by step.")
+    # no exemplars.json here: the 8 English exemplars in Wei et al.'s format (lm-eval's gsm8k-cot)
+    assert m.items[0].prompts["cot"].count("The answer is") == 8
+    q, r, a = GSM_EXEMPLARS[0]
+    assert m.items[0].prompts["cot"].startswith(f"Q: {q}\nA: {r} The answer is {a}.\n\nQ: ")
+    assert m.items[0].prompts["cot"].endswith("Q: Wie viel ist 2+2?\nA:")
     (tmp_path / "mgsm_fr.tsv").write_text("only one column\n")
-    with pytest.raises(FlanlabError, match="mgsm_fr.tsv: line 1 has 1 tab-separated"):
+    with pytest.raises(FlanlabError, match="mgsm_fr.tsv: line 1: 1 tab-separated"):
         load_mgsm(tmp_path)
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n")
     assert load_gsm8k(tmp_path).items[0].golds == ["2"]
@@ -178,7 +181,7 @@ def test_batched_greedy_equals_one_by_one_and_hf_generate(tiny):
     batched = e.generate([GenRequest(p, max_new_tokens=6) for p in prompts])
     singles = [Engine(model, tok).generate([GenRequest(p, max_new_tokens=6)])[0] for p in prompts]
     assert batched == singles
-    ids = torch.tensor([e._encode_prompt(prompts[0])])
+    ids = torch.tensor([e.encode_context(prompts[0])])
     g = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False, eos_token_id=1, pad_token_id=0)
     g = g[0] if model.config.is_encoder_decoder else g[0, ids.shape[1]:]
     assert tok.decode(g.tolist()) == batched[0][0]
@@ -190,7 +193,7 @@ def test_samples_share_one_prompt_pass_and_are_seeded(tiny):
     r = GenRequest("Is 7 odd?", n=8, temperature=1.0, top_k=50, max_new_tokens=5, seed=1)
     out = e.generate([r])[0]
     assert len(out) == 8 and len(set(out)) > 1
-    assert e.stats["forward_calls"] == 1 and e.stats["prompt_tokens"] == len(e._encode_prompt(r.prompt))
+    assert e.stats["forward_calls"] == 1 and e.stats["prompt_tokens"] == len(e.encode_context(r.prompt))
     assert Engine(model, tok).generate([r])[0] == out  # same seed, same samples
     assert Engine(model, tok).generate([GenRequest(r.prompt, 8, 1.0, 50, 5, (), seed=2)])[0] != out
 
@@ -200,8 +203,16 @@ def test_loglik_ranking_matches_manual(tiny):
     e = Engine(model, tok)
     ll = e.loglik([("Pick one:", ["yes", "no", "maybe"])])[0]
     from flanlab.train.packing import Tokenized, collate, forward_logits
+    if not model.config.is_encoder_decoder:  # one plain forward over context + option, continuation tokens summed
+        for opt, v in zip(["yes", "no", "maybe"], ll):
+            ctx, cont = e.encode_pair("Pick one:", opt)
+            with torch.no_grad():
+                lp = torch.log_softmax(model(torch.tensor([ctx + cont])).logits[0].float(), -1)
+            manual = sum(lp[len(ctx) - 1 + j, t].item() for j, t in enumerate(cont))
+            assert v == pytest.approx(manual, abs=1e-4)
+        return
     for opt, v in zip(["yes", "no", "maybe"], ll):
-        t = Tokenized(e._encode_prompt("Pick one:"), tok.encode(opt) + [tok.eos_id])
+        t = Tokenized(e.encode_context("Pick one:"), tok.encode(opt) + [tok.eos_id])
         b = collate([[t]], model.config.is_encoder_decoder)
         with torch.no_grad():
             lp = torch.log_softmax(forward_logits(model, b), -1)

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from flanlab.mixture import MixConfig, build_mixture
-from flanlab.train.models import ModelSpec, build_model
+from flanlab.models.build import ModelSpec, build_model
 from flanlab.train import packing, segattn
 from flanlab.train.packing import IGNORE, Tokenized, collate, forward_logits, loss_sum, pack, tokenize_pair
-from flanlab.train.tokenizer import ByteTokenizer
+from flanlab.models.tokenizer import ByteTokenizer
 from flanlab.train.trainer import TrainConfig, train
 
 TEXTS = [("What is 12 plus 7?", "19"), ("Reverse the word cat.", "tac"), ("Sort: 3 1 2\n\nOPTIONS:\n- 1 2 3\n- 3 2 1", "1 2 3"),
@@ -120,7 +120,7 @@ def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, ove
 
 
 def test_fused_gelu_is_the_same_function():
-    from flanlab.train.models import fuse_gelu
+    from flanlab.models.build import fuse_gelu
     model, tok = build_model(ModelSpec(preset="t5-1m"), seed=4)
     model.eval()
     b = collate(pack(_random_examples(12, 5), True, 256, 128), True)
@@ -207,7 +207,7 @@ def test_adamw_warmup_and_llama(mixture, tmp_path):
 
 
 def test_lora_trains_only_adapters(mixture, tmp_path):
-    from flanlab.train.models import LoraSpec
+    from flanlab.models.build import LoraSpec
     cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=4, batch_size=4, save_every=2,
                       model=ModelSpec(preset="t5-1m", lora=LoraSpec(r=4)))
     train(cfg, progress=False)

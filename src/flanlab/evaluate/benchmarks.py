@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import FlanlabError
-from ..formats import COT_TRIGGER, Format, cot_target, render_example
+from ..formats import COT_TRIGGER, TARGET_DELIMITER, Format, render_example
 from .scoring import extract_cot_answer
 
 COT_A = f"A: {COT_TRIGGER}"
@@ -26,16 +26,21 @@ class EvalItem:
     group: str
     golds: list[str]
     prompts: dict[str, str]  # mode -> prompt ("direct", "cot")
-    answer_type: Literal["letter", "choice", "number", "text", "span"] = "text"
+    answer_type: Literal["letter", "choice", "number", "text", "span", "exact"] = "text"
     options: list[str] | None = None  # candidate answers (for matching / log-likelihood ranking)
     random: float = 0.0  # random-guess accuracy in %, for the normalized average
+    # what separates a prompt from its answer (lm-eval's target_delimiter): a decoder-only model generates
+    # after prompt + delimiter (trailing spaces left to the answer's tokens); log-likelihood scores
+    # delimiter + option
+    target_delimiter: str = " "
+    stop: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mode -> stop strings of the protocol
+    answer_phrases: tuple[str, ...] = ()  # CoT answer markers in the prompt's language ("Die Antwort ist")
 
 
 @dataclass
 class Benchmark:
     name: str
     items: list[EvalItem]
-    metric: str = "accuracy"  # accuracy | em | f1
     aggregate: Literal["micro", "macro"] = "macro"
     notes: list[str] = field(default_factory=list)
 
@@ -57,29 +62,40 @@ def _lm_eval_root() -> Path | None:
 
 # ---------------------------------------------------------------------------- MMLU
 
+LETTERS = ("A", "B", "C", "D")
+
+
 def _mmlu_rows(f: Path) -> list[list[str]]:
+    """Header-less `question,A,B,C,D,answer` rows; fields may hold quoted commas and newlines."""
     rows = []
     with f.open(encoding="utf-8", newline="") as fh:
-        for n, row in enumerate(csv.reader(fh), 1):
-            if len(row) != 6:
-                raise FlanlabError(f"row {n} has {len(row)} columns, expected 6 (question, A, B, C, D, answer)", file=f)
-            if row[5].strip() not in "ABCD" or not row[5].strip():
-                raise FlanlabError(f"row {n}: answer must be one of A, B, C, D, got '{row[5]}'", file=f, field="answer")
-            rows.append([c.strip() for c in row])
+        reader = csv.reader(fh, strict=True)
+        try:
+            for row in reader:
+                if len(row) != 6:
+                    raise FlanlabError(f"line {reader.line_num}: {len(row)} columns, expected 6 (question, A, B, C, D, "
+                                       "answer)", file=f)
+                if row[5].strip() not in LETTERS:
+                    raise FlanlabError(f"line {reader.line_num}: answer must be one of A, B, C, D, got {row[5]!r}",
+                                       file=f, field="answer")
+                rows.append(row[:5] + [row[5].strip()])
+        except csv.Error as e:  # e.g. a file cut inside a quoted field
+            raise FlanlabError(f"line {reader.line_num}: malformed CSV ({e})", file=f) from None
     return rows
 
 
 def _mmlu_q(row, style="letter_dot") -> str:
     q, a, b, c, d, _ = row
-    if style == "letter_dot":
-        return f"{q}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
-    return f"Q: {q}\n(A) {a} (B) {b} (C) {c} (D) {d}\n{COT_A}"
+    if style == "letter_dot":  # lm-eval's mmlu template, character for character
+        return f"{q.strip()}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
+    return f"Q: {q.strip()}\n(A) {a} (B) {b} (C) {c} (D) {d}\n{COT_A}"
 
 
 def load_mmlu(path, shots: int = 5, subjects: list[str] | None = None, limit: int | None = None) -> Benchmark:
     """Upstream layout (hendrycks/test data.tar): {path}/dev/<subject>_dev.csv, {path}/test/<subject>_test.csv,
-    header-less rows `question,A,B,C,D,answer`. CoT exemplars: {path}/cot_prompts.json, else the Flan CoT
-    prompts shipped in lm-eval (tasks/mmlu/flan_cot_fewshot/_cot_prompts.json)."""
+    header-less rows `question,A,B,C,D,answer`. Direct prompts are lm-eval's (`mmlu` task: first `shots` dev rows,
+    " A".." D" continuations). CoT exemplars: {path}/cot_prompts.json, else the Flan CoT prompts shipped in lm-eval
+    (tasks/mmlu/flan_cot_fewshot/_cot_prompts.json)."""
     root = _p(path)
     if (root / "data").is_dir():
         root = root / "data"
@@ -96,26 +112,34 @@ def load_mmlu(path, shots: int = 5, subjects: list[str] | None = None, limit: in
         subject = tf.name[: -len("_test.csv")]
         if subjects and subject not in subjects:
             continue
-        dev = _mmlu_rows(root / "dev" / f"{subject}_dev.csv") if (root / "dev" / f"{subject}_dev.csv").is_file() else []
+        dev_f = root / "dev" / f"{subject}_dev.csv"
+        dev = _mmlu_rows(dev_f) if dev_f.is_file() else []
         if len(dev) < shots:
-            raise FlanlabError(f"{shots}-shot needs {shots} dev rows, found {len(dev)}", file=root / "dev" / f"{subject}_dev.csv")
+            raise FlanlabError(f"{shots}-shot needs {shots} dev rows, found {len(dev)}", file=dev_f)
         head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
         shot_block = "".join(f"{_mmlu_q(r)} {r[5]}\n\n" for r in dev[:shots])
         for i, row in enumerate(_mmlu_rows(tf)[:limit]):
             prompts = {"direct": head + shot_block + _mmlu_q(row)}
             if subject in cot:
                 prompts["cot"] = cot[subject].rstrip() + "\n\n" + _mmlu_q(row, "paren")
-            items.append(EvalItem(f"mmlu/{subject}/{i}", subject, [row[5]], prompts, "letter", list("ABCD"), 25.0))
+            items.append(EvalItem(f"mmlu/{subject}/{i}", subject, [row[5]], prompts, "letter", list(LETTERS), 25.0,
+                                  stop={"direct": ("\n",), "cot": ("\n\n", "\nQ:")}))
         if subject not in cot:
             notes.append(f"no CoT exemplars for {subject}")
-    return Benchmark("mmlu", items, "accuracy", "micro", notes)
+    return Benchmark("mmlu", items, "micro", notes)
 
 
 # ---------------------------------------------------------------------------- BBH
 
+BBH_STOP = ("</s>", "Q", "\n\n")  # lm-eval's bbh fewshot / cot_fewshot stop strings
+
+
 def parse_bbh_cot_prompt(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """Upstream cot-prompts/<task>.txt: a description, then 'Q: ...\\nA: Let's think step by step.\\n<reasoning> So the answer is X.' blocks."""
-    lines = [l for l in text.splitlines() if not l.startswith("-----") and "canary" not in l.lower()]
+    """Upstream cot-prompts/<task>.txt: a canary line and a `-----` line, then a description and
+    'Q: ...\nA: Let's think step by step.\n<reasoning> So the answer is X.' blocks."""
+    lines = text.splitlines()
+    if "-----" in lines:
+        lines = lines[lines.index("-----") + 1:]
     text = "\n".join(lines).strip()
     parts = re.split(r"\n\n(?=Q: )", text)
     desc = parts[0].strip() if not parts[0].startswith("Q: ") else ""
@@ -148,9 +172,18 @@ def _bbh_random(exs: list[dict]) -> float:
     return 0.0
 
 
+def _read_json(f: Path):
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise FlanlabError(f"line {e.lineno} column {e.colno}: invalid JSON ({e.msg})", file=f) from None
+
+
 def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: int | None = None) -> Benchmark:
-    """Upstream layout (suzgunmirac/BIG-Bench-Hard): {path}/bbh/<task>.json ({"examples": [{input, target}]})
-    and {path}/cot-prompts/<task>.txt. CoT prompts fall back to lm-eval's bbh/cot_fewshot yaml."""
+    """Upstream layout (suzgunmirac/BIG-Bench-Hard): {path}/bbh/<task>.json ({"canary", "examples": [{input, target}]})
+    and {path}/cot-prompts/<task>.txt. CoT prompts fall back to lm-eval's bbh/cot_fewshot yaml. Prompts, stop
+    strings and exemplars are lm-eval's bbh_fewshot / bbh_cot_fewshot ones; answers are scored by exact match
+    after stripping white space and a trailing period (signs and brackets count)."""
     root = _p(path)
     data_dir = root / "bbh" if (root / "bbh").is_dir() else root
     files = sorted(data_dir.glob("*.json"))
@@ -161,15 +194,16 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
         task = f.stem
         if tasks and task not in tasks:
             continue
-        try:
-            exs = json.loads(f.read_text())["examples"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise FlanlabError(f"expected {{\"examples\": [{{\"input\", \"target\"}}]}}: {e}", file=f, field="examples") from None
+        data = _read_json(f)
+        exs = data.get("examples") if isinstance(data, dict) else None
+        if not isinstance(exs, list):
+            raise FlanlabError('expected {"examples": [{"input", "target"}]}', file=f, field="examples")
         for i, e in enumerate(exs):
-            if not isinstance(e, dict) or "input" not in e or "target" not in e:
-                raise FlanlabError("example needs 'input' and 'target'", file=f, field=f"examples[{i}]")
+            if not isinstance(e, dict) or not isinstance(e.get("input"), str) or not isinstance(e.get("target"), str):
+                raise FlanlabError("example needs string 'input' and 'target'", file=f, field=f"examples[{i}]")
         pf = root / "cot-prompts" / f"{task}.txt"
-        desc, cot_shots = parse_bbh_cot_prompt(pf.read_text()) if pf.is_file() else (_bbh_lm_eval(task) or ("", []))
+        desc, cot_shots = parse_bbh_cot_prompt(pf.read_text(encoding="utf-8")) if pf.is_file() else (
+            _bbh_lm_eval(task) or ("", []))
         used = set()
         if len(cot_shots) < shots:  # no exemplar file: take the first examples as direct exemplars
             notes.append(f"{task}: no CoT prompt file; {shots} direct exemplars taken from the data")
@@ -188,25 +222,28 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
             prompts = {"direct": direct + f"Q: {e['input']}\nA:"}
             if cot_shots:
                 prompts["cot"] = cotp + f"Q: {e['input']}\n{COT_A}\n"
-            letter = bool(re.fullmatch(r"\([A-R]\)", e["target"]))
-            items.append(EvalItem(f"bbh/{task}/{i}", task, [e["target"]], prompts, "letter" if letter else "text", None, rnd))
-    return Benchmark("bbh", items, "accuracy", "macro", notes)
+            items.append(EvalItem(f"bbh/{task}/{i}", task, [e["target"]], prompts, "exact", None, rnd,
+                                  stop={"direct": BBH_STOP, "cot": BBH_STOP}))
+    return Benchmark("bbh", items, "macro", notes)
 
 
 # ---------------------------------------------------------------------------- TyDiQA-GoldP
 
 def _squad(f: Path) -> list[dict]:
+    d = _read_json(f)
+    out = []
     try:
-        d = json.loads(f.read_text())
-        out = []
-        for art in d["data"]:
-            for para in art["paragraphs"]:
-                for qa in para["qas"]:
+        for a, art in enumerate(d["data"]):
+            for p, para in enumerate(art["paragraphs"]):
+                for q, qa in enumerate(para["qas"]):
+                    where = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                    if not qa.get("answers"):
+                        raise FlanlabError("question without answers", file=f, field=where)
                     out.append({"id": qa["id"], "context": para["context"], "question": qa["question"],
-                                "answers": [a["text"] for a in qa["answers"]]})
-        return out
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise FlanlabError(f"not SQuAD format (data[].paragraphs[].qas[]): {e}", file=f, field="data") from None
+                                "answers": [x["text"] for x in qa["answers"]]})
+    except (KeyError, TypeError) as e:
+        raise FlanlabError(f"not SQuAD format (data[].paragraphs[].qas[]): missing {e}", file=f, field="data") from None
+    return out
 
 
 def load_tydiqa(path, shots: int = 1, languages: list[str] | None = None, limit: int | None = None) -> Benchmark:
@@ -219,23 +256,26 @@ def load_tydiqa(path, shots: int = 1, languages: list[str] | None = None, limit:
     rows = _squad(dev)
     train_f = dev.parent / "tydiqa-goldp-v1.1-train.json"
     train = _squad(train_f) if train_f.is_file() else []
-    lang = lambda r: r["id"].split("-")[0]  # noqa: E731
     by_lang: dict[str, list[dict]] = {}
     for r in rows:
-        by_lang.setdefault(lang(r), []).append(r)
-    tr_lang: dict[str, list[dict]] = {}
+        by_lang.setdefault(r["id"].split("-")[0], []).append(r)
+    train_by_lang: dict[str, list[dict]] = {}
     for r in train:
-        tr_lang.setdefault(lang(r), []).append(r)
-    fmt = lambda r: f"{r['context']}\n\nQ: {r['question']}\n\nA:"  # noqa: E731
+        train_by_lang.setdefault(r["id"].split("-")[0], []).append(r)
     items = []
-    for lg, rs in sorted(by_lang.items()):
-        if languages and lg not in languages:
+    for lang, rs in sorted(by_lang.items()):
+        if languages and lang not in languages:
             continue
         for i, r in enumerate(rs[:limit]):
-            pool = tr_lang.get(lg) or [x for x in rs if x["id"] != r["id"]]
-            shot = "".join(f"{fmt(x)} {x['answers'][0]}\n\n" for x in pool[:shots])
-            items.append(EvalItem(f"tydiqa/{r['id']}", lg, r["answers"], {"direct": shot + fmt(r)}, "span"))
-    return Benchmark("tydiqa", items, "em", "macro")
+            pool = train_by_lang.get(lang) or [x for x in rs if x["id"] != r["id"]]
+            shot = "".join(f"{_tydiqa_q(x)} {x['answers'][0]}\n\n" for x in pool[:shots])
+            items.append(EvalItem(f"tydiqa/{r['id']}", lang, r["answers"], {"direct": shot + _tydiqa_q(r)}, "span",
+                                  stop={"direct": ("\n",)}))
+    return Benchmark("tydiqa", items, "macro")
+
+
+def _tydiqa_q(r: dict) -> str:
+    return f"{r['context']}\n\nQ: {r['question']}\n\nA:"
 
 
 # ---------------------------------------------------------------------------- MGSM / GSM8K
@@ -260,39 +300,76 @@ GSM_EXEMPLARS = [
      "Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars left. 23 - 15 is 8.", "8"),
 ]
 
+GSM_STOP = ("Q:", "</s>", "<|im_end|>")  # lm-eval's gsm8k-cot
 
-def _math_items(name: str, group: str, rows: list[tuple[str, str]], exemplars, shots: int, limit) -> list[EvalItem]:
+
+def _math_items(name: str, group: str, rows: list[tuple[str, str]], exemplars: list[tuple[str, str, str]], shots: int,
+                limit, ask: tuple[str, str] = ("Q: ", "A: "), phrases: tuple[str, ...] = ("The answer is",)
+                ) -> list[EvalItem]:
+    """Wei et al.'s format (lm-eval's gsm8k-cot): "Q: q\nA: <reasoning> The answer is N.\n\n" exemplars
+    ((question, CoT answer, number) triples), in the exemplars' own language for native MGSM (`ask` = its
+    question/answer prefixes, `phrases` its answer markers). Direct prompts use the same exemplars, answer only."""
     ex = exemplars[:shots]
-    direct = "".join(f"Q: {q}\nA: {a}\n\n" for q, _, a in ex)
-    cot = "".join(f"Q: {q}\n{COT_A} {cot_target(r, a)}\n\n" for q, r, a in ex)
-    return [EvalItem(f"{name}/{group}/{i}", group, [a], {"direct": direct + f"Q: {q}\nA:", "cot": cot + f"Q: {q}\n{COT_A}"}, "number")
+    q_pre, a_pre = ask
+    direct = "".join(f"{q_pre}{q}\n{a_pre}{n}\n\n" for q, _, n in ex)
+    cot = "".join(f"{q_pre}{q}\n{a_pre}{c}\n\n" for q, c, _ in ex)
+    stop = (q_pre.strip(),) + GSM_STOP[1:]
+    return [EvalItem(f"{name}/{group}/{i}", group, [a], {"direct": direct + f"{q_pre}{q}\n{a_pre.rstrip()}",
+                                                          "cot": cot + f"{q_pre}{q}\n{a_pre.rstrip()}"}, "number",
+                     stop={"direct": stop + ("\n",), "cot": stop}, answer_phrases=phrases)
             for i, (q, a) in enumerate(rows[:limit])]
 
 
-def _exemplar_file(f: Path):
-    out = []
-    for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                d = json.loads(line)
-                out.append((d["question"], d["rationale"], str(d["answer"])))
-            except (json.JSONDecodeError, KeyError) as e:
-                raise FlanlabError(f"line {n}: needs question, rationale, answer ({e})", file=f) from None
-    return out
+def _gsm_exemplars() -> list[tuple[str, str, str]]:
+    return [(q, f"{r} The answer is {n}.", n) for q, r, n in GSM_EXEMPLARS]
 
 
-def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: int | None = None) -> Benchmark:
-    """Upstream files {path}/mgsm_<lang>.tsv (`question<TAB>answer_number`, no header). Native-language
-    exemplars from {path}/exemplars_<lang>.jsonl ({question, rationale, answer}) if present, else the
-    8 English CoT exemplars (the paper's EN-CoT setting)."""
+_PREFIX_RE = re.compile(r"^(.*?[:：]\s*)(.*)$", re.S)
+
+
+def _native_exemplars(d: dict, lang: str, f: Path):
+    """MGSM's exemplars.json (upstream exemplars.py as data): q = "<Question>: ...", a = "<Step-by-step answer>:
+    <reasoning> <The answer is> N." Returns ((question prefix, answer prefix), answer phrases,
+    [(question, CoT answer, number)]). A phrase is the last sentence of an answer up to its number
+    ("Die Antwort ist", "Die Antwort lautet", "答えは")."""
+    try:
+        shots = d["MGSM_EXEMPLARS"][lang]
+        numbers = d["EXEMPLAR_NUMBER_ANSWERS"]
+    except (KeyError, TypeError) as e:
+        raise FlanlabError(f"missing {e} (expected MGSM_EXEMPLARS[lang], EXEMPLAR_NUMBER_ANSWERS)", file=f) from None
+    out, ask, phrases = [], ("", ""), []
+    for k in sorted(shots, key=int):
+        q, a, n = shots[k]["q"], shots[k]["a"], str(numbers[int(k) - 1])
+        qm, am = _PREFIX_RE.match(q), _PREFIX_RE.match(a)
+        last = list(re.finditer(r"\d+", a))
+        if not qm or not am or not last or last[-1].group(0) != n:
+            raise FlanlabError(f"exemplar {k} of '{lang}' needs 'prefix:' in q and a, and a ending in its answer {n}",
+                               file=f, field=f"MGSM_EXEMPLARS.{lang}")
+        ask = (qm.group(1), am.group(1))
+        tail = re.search(r"\D*$", a[: last[-1].start()]).group(0)
+        phrase = re.split(r"[.。।!?]\s*", tail)[-1].strip()
+        if phrase and phrase not in phrases:
+            phrases.append(phrase)
+        out.append((qm.group(2), am.group(2), n))
+    # a phrase that ends with a shorter one ("ลูก คำตอบคือ") adds nothing to extraction
+    return ask, tuple(p for p in phrases if not any(q != p and p.endswith(q) for q in phrases)), out
+
+
+def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: int | None = None,
+              exemplars: Literal["native", "en"] = "native") -> Benchmark:
+    """Upstream files {path}/mgsm_<lang>.tsv (`question<TAB>answer_number`, no header; numbers may carry a
+    thousands comma). Exemplars: native-language CoT from {path}/exemplars.json (upstream exemplars.py as data;
+    the paper's default), or the 8 English CoT exemplars ("en", also the fallback without the file)."""
     root = _p(path)
     files = sorted(root.glob("mgsm_*.tsv"))
     if not files:
         raise FlanlabError("no mgsm_<lang>.tsv files", file=root, field="path")
+    ex_f = root / "exemplars.json"
+    native = _read_json(ex_f) if exemplars == "native" and ex_f.is_file() else None
     items = []
     for f in files:
-        lg = f.stem.split("_", 1)[1]
-        if languages and lg not in languages:
+        lang = f.stem.split("_", 1)[1]
+        if languages and lang not in languages:
             continue
         rows = []
         for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
@@ -300,12 +377,18 @@ def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: i
                 continue
             cols = line.split("\t")
             if len(cols) != 2:
-                raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected 2 (question, answer_number)", file=f)
-            rows.append((cols[0], cols[1].strip()))
-        ex_f = root / f"exemplars_{lg}.jsonl"
-        exemplars = _exemplar_file(ex_f) if ex_f.is_file() else GSM_EXEMPLARS
-        items += _math_items("mgsm", lg, rows, exemplars, shots, limit)
-    return Benchmark("mgsm", items, "accuracy", "macro")
+                raise FlanlabError(f"line {n}: {len(cols)} tab-separated columns, expected 2 (question, answer_number)",
+                                   file=f)
+            number = cols[1].strip().replace(",", "")
+            if not re.fullmatch(r"-?\d+(\.\d+)?", number):
+                raise FlanlabError(f"line {n}: answer {cols[1]!r} is not a number", file=f)
+            rows.append((cols[0], number))
+        if native is not None and lang in native.get("MGSM_EXEMPLARS", {}):
+            ask, phrases, shots_ = _native_exemplars(native, lang, ex_f)
+            items += _math_items("mgsm", lang, rows, shots_, shots, limit, ask, phrases)
+        else:
+            items += _math_items("mgsm", lang, rows, _gsm_exemplars(), shots, limit)
+    return Benchmark("mgsm", items, "macro")
 
 
 def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
@@ -319,10 +402,12 @@ def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
             continue
         try:
             d = json.loads(line)
+            if "####" not in d["answer"]:
+                raise KeyError("'#### N' in answer")
             rows.append((d["question"], d["answer"].split("####")[-1].strip().replace(",", "")))
-        except (json.JSONDecodeError, KeyError, AttributeError) as e:
-            raise FlanlabError(f"line {n}: needs 'question' and 'answer' with '#### N' ({e})", file=f) from None
-    return Benchmark("gsm8k", _math_items("gsm8k", "gsm8k", rows, GSM_EXEMPLARS, shots, limit), "accuracy", "macro")
+        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as e:
+            raise FlanlabError(f"line {n}: needs 'question' and 'answer' ending in '#### N' ({e})", file=f) from None
+    return Benchmark("gsm8k", _math_items("gsm8k", "gsm8k", rows, _gsm_exemplars(), shots, limit), "macro")
 
 
 # ---------------------------------------------------------------------------- BIG-bench JSON
@@ -347,8 +432,8 @@ def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None
             golds = list(e.aliases or [e.answer])
             rnd = 100.0 / len(e.options) if e.options else 0.0
             items.append(EvalItem(f"bigbench/{name}/{i}", name, golds, prompts, "choice" if e.options else "text",
-                                  list(e.options) if e.options else None, rnd))
-    return Benchmark("bigbench", items, "accuracy", "macro")
+                                  list(e.options) if e.options else None, rnd, TARGET_DELIMITER))
+    return Benchmark("bigbench", items, "macro")
 
 
 # ---------------------------------------------------------------------------- built-in suite
@@ -381,5 +466,5 @@ def load_synthetic(registry, patterns: list[str], shots: int = 0, limit: int | N
             at = t.category.answer_type
             rnd = 100.0 / len(ex.options) if at == "choice" and ex.options else 0.0
             items.append(EvalItem(f"{name}/{t.name}/{i}", t.name, [ex.answer], prompts, at,
-                                  list(ex.options) if ex.options else None, rnd))
-    return Benchmark(name, items, "accuracy", "macro")
+                                  list(ex.options) if ex.options else None, rnd, TARGET_DELIMITER))
+    return Benchmark(name, items, "macro")

@@ -1,30 +1,37 @@
-"""Batched decoding for encoder-decoder and decoder-only models.
+"""The model side of evaluation: it answers requests and knows nothing of benchmarks.
 
-- greedy and sampling (temperature, top-k); k samples of a prompt share one encoder pass (T5) or
-  one prompt prefill whose KV cache is repeated k times (decoder-only);
-- multiple-choice log-likelihood ranking;
-- requests batched by length; every answered request is appended to an on-disk cache keyed by
-  (model fingerprint, request), so an interrupted evaluation resumes where it stopped.
+- generate: greedy or sampled continuations (temperature, top-k), cut at stop strings that are checked in
+  decoded text after every token (any tokenizer); k samples of a prompt share one encoder pass (T5) or one
+  prefill whose KV cache is repeated k times (decoder-only);
+- loglik: summed log-probabilities of continuations, encoded as lm-evaluation-harness encodes them for
+  decoder-only models (context and continuation tokenized together, trailing context whitespace moved into
+  the continuation), so rankings agree with it;
+- decoder-only prefix sharing: requests whose token sequences share a long prefix (a few-shot prompt's
+  exemplars, shared by every question of a task) get that prefix's KV cache computed once, and only their
+  own suffixes run through the model;
+- every answered request is appended to an on-disk cache keyed by (model fingerprint, request), so an
+  interrupted evaluation resumes where it stopped.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
-from ..train.models import base_model
-from ..train.packing import lm_prompt
+from ..models.build import base_model
 
 
 @dataclass(frozen=True)
 class GenRequest:
-    prompt: str
+    prompt: str  # the whole context the model continues
     n: int = 1
     temperature: float = 0.0
     top_k: int = 0
@@ -99,29 +106,77 @@ def _out_cache(out):
     return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
 
 
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def shared_prefix_groups(seqs: list[list[int]], min_prefix: int) -> list[tuple[int, list[int]]]:
+    """Groups of sequence indices that share a token prefix of at least `min_prefix` tokens, as
+    (prefix length, indices). The prefix always leaves every member at least one token of its own.
+    Sequences that share nothing long end up together in one group with prefix 0."""
+    order = sorted(range(len(seqs)), key=lambda i: seqs[i])
+    groups: list[tuple[int, list[int]]] = []
+    loose: list[int] = []
+    run, run_lcp = order[:1], None
+
+    def close():
+        if len(run) > 1:
+            groups.append((min(run_lcp, min(len(seqs[i]) for i in run) - 1), list(run)))
+        else:
+            loose.extend(run)
+    for prev, i in zip(order, order[1:]):
+        lcp = _lcp(seqs[prev], seqs[i])
+        joined = lcp if run_lcp is None else min(run_lcp, lcp)
+        if joined >= min_prefix:
+            run.append(i)
+            run_lcp = joined
+        else:
+            close()
+            run, run_lcp = [i], None
+    if run:
+        close()
+    fixed = [(p, g) for p, g in groups if p >= min_prefix]
+    loose += [i for p, g in groups if p < min_prefix for i in g]
+    if loose:
+        fixed.append((0, sorted(loose)))
+    return fixed
+
+
 class Engine:
     def __init__(self, model, tok, *, fingerprint: str = "", cache_path: str | Path | None = None,
-                 batch_tokens: int = 16384, max_prompt_len: int = 2048):
+                 batch_tokens: int = 16384, max_prompt_len: int = 2048, min_shared_prefix: int = 64,
+                 progress: Callable[[int, int], None] | None = None):
         self.model = model.eval()
         self.tok = tok
-        self.ed = bool(model.config.is_encoder_decoder)
+        self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
         self.fp = fingerprint
         self.cache = DiskCache(cache_path)
         self.batch_tokens = batch_tokens
         self.max_prompt_len = max_prompt_len
+        self.min_shared_prefix = min_shared_prefix  # 0 turns prefix sharing off
+        self.progress = progress
         self.kw = _cache_kw(model)
-        self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "forward_calls": 0}
+        self.keep_kw = "logits_to_keep" in inspect.signature(base_model(model).forward).parameters
+        self.stats = {"generated_tokens": 0, "prompt_tokens": 0, "forward_calls": 0, "shared_prefix_tokens": 0}
 
     # ------------------------------------------------------------------ helpers
     def _key(self, kind: str, payload) -> str:
         return hashlib.sha256(json.dumps([self.fp, kind, payload], sort_keys=True).encode()).hexdigest()
 
-    def _encode_prompt(self, prompt: str) -> list[int]:
-        if self.ed:
-            return self.tok.encode(prompt)[-(self.max_prompt_len - 1):] + [self.tok.eos_id]
-        return self.tok.encode(lm_prompt(prompt))[-self.max_prompt_len:]
+    def encode_context(self, text: str) -> list[int]:
+        if self.encoder_decoder:
+            return self.tok.encode(text)[-(self.max_prompt_len - 1):] + [self.tok.eos_id]
+        return (self.tok.bos + self.tok.encode(text))[-self.max_prompt_len:]
 
-    def _batches(self, lengths: list[int], mult: list[int]):
+    def _device(self):
+        return next(self.model.parameters()).device
+
+    def _batches(self, lengths: list[int], mult: list[int]) -> Iterator[list[int]]:
+        """Positions into `lengths`, longest first, in batches of at most batch_tokens (width x rows)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         batch, width = [], 0
         for i in order:
@@ -135,61 +190,122 @@ class Engine:
         if batch:
             yield batch
 
-    def _cached(self, keys: list[str], prepare, length, rows, run_batch) -> list:
-        """Answer each key from the disk cache, or compute the misses in length-sorted batches and append
-        each finished batch to the cache. prepare(i) -> work item; length(w) / rows(w) size it for batching;
-        run_batch([w]) -> results."""
+    def _cached(self, keys: list[str], run: Callable[[list[int]], Iterator[list[tuple[int, object]]]]) -> list:
+        """Answer each key from the disk cache; run(misses) yields finished (index, result) chunks, each
+        appended to the cache as it comes."""
         results: list = [self.cache.get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
+        done, total, t0 = len(keys) - len(todo), len(keys), time.time()
+        if self.progress:
+            self.progress(done, total)
         if todo:
-            work = {i: prepare(i) for i in todo}
-            for b in self._batches([length(work[i]) for i in todo], [rows(work[i]) for i in todo]):
-                idx = [todo[j] for j in b]
-                for i, out in zip(idx, run_batch([work[i] for i in idx])):
+            for chunk in run(todo):
+                for i, out in chunk:
                     results[i] = out
-                self.cache.put_many([(keys[i], results[i]) for i in idx])
+                self.cache.put_many([(keys[i], results[i]) for i, _ in chunk])
+                done += len(chunk)
+                if self.progress:
+                    self.progress(done, total)
+        self.stats["seconds"] = self.stats.get("seconds", 0.0) + time.time() - t0
         return results
+
+    def _prefix_batches(self, seqs: dict[int, list[int]], extra: Callable[[int], int], rows: Callable[[int], int]
+                        ) -> Iterator[tuple[list[int], list[int]]]:
+        """(shared prefix tokens, indices) batches: groups by shared prefix, then length-sorted batches of the
+        suffixes, sized by suffix + extra(i) tokens (plus the prefix every row attends to)."""
+        idx = list(seqs)
+        min_prefix = self.min_shared_prefix if self.min_shared_prefix > 0 else 1 << 30
+        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix):
+            members = [idx[g] for g in group]
+            prefix = seqs[members[0]][:plen]
+            lengths = [len(seqs[i]) - plen + extra(i) for i in members]
+            for b in self._batches([n + plen for n in lengths], [rows(i) for i in members]):
+                yield prefix, [members[j] for j in b]
+
+    @torch.no_grad()
+    def _prefix_cache(self, prefix: list[int]):
+        """KV cache of a shared prefix (batch 1), computed once per group and copied per batch."""
+        if getattr(self, "_prefix_key", None) != prefix:
+            out = self.model(input_ids=torch.tensor([prefix], device=self._device()), use_cache=True)
+            self.stats["forward_calls"] += 1
+            self.stats["prompt_tokens"] += len(prefix)
+            self._prefix_key, self._prefix_kv = list(prefix), _out_cache(out)
+        return self._prefix_kv
+
+    @torch.no_grad()
+    def _lm_forward(self, prefix: list[int], suffixes: list[list[int]], logits_to_keep: int = 1):
+        """One decoder-only forward of left-padded suffixes after a shared prefix (whose cache is reused).
+        Returns (output, attention mask over prefix+suffix, position ids of the suffix tokens)."""
+        dev, P = self._device(), len(prefix)
+        B, L = len(suffixes), max(len(s) for s in suffixes)
+        ids = torch.full((B, L), self.tok.pad_id, dtype=torch.long, device=dev)
+        att = torch.zeros((B, P + L), dtype=torch.long, device=dev)
+        att[:, :P] = 1
+        for b, s in enumerate(suffixes):
+            ids[b, L - len(s):] = torch.tensor(s)
+            att[b, P + L - len(s):] = 1
+        pos = (att.cumsum(-1) - 1).clamp(min=0)[:, P:]
+        kw = {"input_ids": ids, "attention_mask": att, "position_ids": pos, "use_cache": True}
+        if P:
+            cache = copy.deepcopy(self._prefix_cache(prefix))
+            cache.batch_repeat_interleave(B)
+            kw[self.kw] = cache
+            self.stats["shared_prefix_tokens"] += P * (B - 1)
+        if self.keep_kw:
+            kw["logits_to_keep"] = logits_to_keep
+        self.stats["prompt_tokens"] += int(att[:, P:].sum())
+        self.stats["forward_calls"] += 1
+        return self.model(**kw), att, pos
 
     # ------------------------------------------------------------------ generation
     def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
-        return self._cached([self._key("gen", asdict(r)) for r in requests],
-                            prepare=lambda i: (requests[i], self._encode_prompt(requests[i].prompt)),
-                            length=lambda w: len(w[1]) + w[0].max_new_tokens, rows=lambda w: w[0].n,
-                            run_batch=lambda ws: self._generate_batch([w[0] for w in ws], [w[1] for w in ws]))
+        keys = [self._key("gen", asdict(r)) for r in requests]
+
+        def run(todo):
+            prompts = {i: self.encode_context(requests[i].prompt) for i in todo}
+            if self.encoder_decoder:
+                for b in self._batches([len(prompts[i]) + requests[i].max_new_tokens for i in todo],
+                                       [requests[i].n for i in todo]):
+                    idx = [todo[j] for j in b]
+                    yield list(zip(idx, self._generate_batch([requests[i] for i in idx], [prompts[i] for i in idx])))
+                return
+            for prefix, idx in self._prefix_batches(prompts, lambda i: requests[i].max_new_tokens, lambda i: requests[i].n):
+                outs = self._generate_batch([requests[i] for i in idx], [prompts[i][len(prefix):] for i in idx], prefix)
+                yield list(zip(idx, outs))
+        return self._cached(keys, run)
+
+    def _stopped(self, ids: list[int], stop: tuple[str, ...]) -> bool:
+        return bool(stop) and any(s in self.tok.decode(ids) for s in stop)
 
     @torch.no_grad()
-    def _generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]]) -> list[list[str]]:
+    def _generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]], prefix: list[int] = ()
+                        ) -> list[list[str]]:
         model, tok = self.model, self.tok
-        dev = next(model.parameters()).device
+        dev = self._device()
         ns = [r.n for r in reqs]
         rep = torch.tensor(ns, device=dev)
-        B, L = len(prompts), max(len(p) for p in prompts)
-        pad = tok.pad_id
-        ids = torch.full((B, L), pad, dtype=torch.long, device=dev)
-        att = torch.zeros((B, L), dtype=torch.long, device=dev)
-        for b, p in enumerate(prompts):
-            if self.ed:  # right padding for the encoder
+        B = len(prompts)
+        if self.encoder_decoder:
+            L = max(len(p) for p in prompts)
+            ids = torch.full((B, L), tok.pad_id, dtype=torch.long, device=dev)
+            att = torch.zeros((B, L), dtype=torch.long, device=dev)
+            for b, p in enumerate(prompts):  # right padding for the encoder
                 ids[b, :len(p)] = torch.tensor(p)
                 att[b, :len(p)] = 1
-            else:  # left padding so every row's next token is at the end
-                ids[b, L - len(p):] = torch.tensor(p)
-                att[b, L - len(p):] = 1
-        self.stats["prompt_tokens"] += int(att.sum())
-        self.stats["forward_calls"] += 1
-        if self.ed:
-            base = base_model(model)
-            enc = base.encoder(input_ids=ids, attention_mask=att).last_hidden_state  # one encoder pass per prompt
+            self.stats["prompt_tokens"] += int(att.sum())
+            self.stats["forward_calls"] += 1
+            enc = base_model(model).encoder(input_ids=ids, attention_mask=att).last_hidden_state  # once per prompt
             enc = enc.repeat_interleave(rep, 0)
             att = att.repeat_interleave(rep, 0)
             cur = torch.full((enc.size(0), 1), model.config.decoder_start_token_id, dtype=torch.long, device=dev)
             out = model(encoder_outputs=(enc,), attention_mask=att, decoder_input_ids=cur, use_cache=True)
+            logits = out.logits[:, -1, :].float()
         else:
-            pos = (att.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True)  # one prefill per prompt
-            _out_cache(out).batch_select_indices(torch.arange(B, device=dev).repeat_interleave(rep))  # share the prefill
+            out, att, pos = self._lm_forward(list(prefix), prompts)  # one prefill per prompt
+            _out_cache(out).batch_select_indices(torch.arange(B, device=dev).repeat_interleave(rep))  # share it
             att = att.repeat_interleave(rep, 0)
             pos = pos[:, -1:].repeat_interleave(rep, 0)
-        logits = out.logits[:, -1, :].float().repeat_interleave(rep, 0) if not self.ed else out.logits[:, -1, :].float()
+            logits = out.logits[:, -1, :].float().repeat_interleave(rep, 0)
         cache = _out_cache(out)
         R = logits.size(0)
         row_req = [r for r, n in zip(reqs, ns) for _ in range(n)]
@@ -199,28 +315,24 @@ class Engine:
                 g = torch.Generator(device="cpu")
                 g.manual_seed(int(hashlib.sha256(f"{r.seed}/{s}/{r.prompt}".encode()).hexdigest()[:12], 16))
                 gens.append(g)
-        temps = torch.tensor([r.temperature for r in row_req], device=dev)
-        topk = [r.top_k for r in row_req]
         max_new = max(r.max_new_tokens for r in row_req)
-        out_ids = [[] for _ in range(R)]
-        done = torch.zeros(R, dtype=torch.bool)
-        for t in range(max_new):
-            nxt = torch.empty(R, dtype=torch.long)
-            for i in range(R):
+        out_ids: list[list[int]] = [[] for _ in range(R)]
+        done = [False] * R
+        for _ in range(max_new):
+            nxt = torch.full((R,), tok.pad_id, dtype=torch.long)
+            for i, r in enumerate(row_req):
                 if done[i]:
-                    nxt[i] = pad
                     continue
                 lg = logits[i]
-                if temps[i] <= 0:
+                if r.temperature <= 0:
                     nxt[i] = int(lg.argmax())
                     continue
-                lg = lg / temps[i]
-                if topk[i] > 0:
-                    kth = torch.topk(lg, min(topk[i], lg.numel())).values[-1]
+                lg = lg / r.temperature
+                if r.top_k > 0:
+                    kth = torch.topk(lg, min(r.top_k, lg.numel())).values[-1]
                     lg = lg.masked_fill(lg < kth, float("-inf"))
-                probs = torch.softmax(lg, -1)
-                nxt[i] = int(torch.multinomial(probs.cpu(), 1, generator=gens[i]))
-            for i in range(R):
+                nxt[i] = int(torch.multinomial(torch.softmax(lg, -1).cpu(), 1, generator=gens[i]))
+            for i, r in enumerate(row_req):
                 if done[i]:
                     continue
                 tid = int(nxt[i])
@@ -228,18 +340,14 @@ class Engine:
                     done[i] = True
                     continue
                 out_ids[i].append(tid)
-                if len(out_ids[i]) >= row_req[i].max_new_tokens:
-                    done[i] = True
-                elif row_req[i].stop and tid < 259:
-                    text = tok.decode(out_ids[i][-48:])
-                    if any(s in text for s in row_req[i].stop):
-                        done[i] = True
-            self.stats["generated_tokens"] += int((~done).sum())
-            if bool(done.all()):
+                self.stats["generated_tokens"] += 1
+                done[i] = len(out_ids[i]) >= r.max_new_tokens or self._stopped(out_ids[i], r.stop)
+            if all(done):
                 break
             step = nxt.view(R, 1).to(dev)
-            if self.ed:
-                out = model(encoder_outputs=(enc,), attention_mask=att, decoder_input_ids=step, use_cache=True, **{self.kw: cache})
+            if self.encoder_decoder:
+                out = model(encoder_outputs=(enc,), attention_mask=att, decoder_input_ids=step, use_cache=True,
+                            **{self.kw: cache})
             else:
                 att = torch.cat([att, torch.ones((R, 1), dtype=att.dtype, device=dev)], 1)
                 pos = pos + 1
@@ -247,11 +355,10 @@ class Engine:
             cache = _out_cache(out)
             logits = out.logits[:, -1, :].float()
         texts = []
-        for i in range(R):
+        for i, r in enumerate(row_req):
             s = tok.decode(out_ids[i])
-            for st in row_req[i].stop:
-                if st in s:
-                    s = s[: s.index(st)]
+            for st in r.stop:  # cut at the first stop string (as lm-eval does)
+                s = s.split(st)[0]
             texts.append(s)
         res, k = [], 0
         for n in ns:
@@ -260,19 +367,94 @@ class Engine:
         return res
 
     # ------------------------------------------------------------------ log-likelihood ranking
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """lm-evaluation-harness's split for decoder-only models: trailing whitespace of the context moves into
+        the continuation, the two are tokenized together, and the continuation is what follows the context's
+        tokens."""
+        n = len(context) - len(context.rstrip())
+        if n:
+            context, continuation = context[:-n], context[-n:] + continuation
+        whole = self.encode_context(context + continuation)
+        ctx = self.encode_context(context)
+        return ctx, whole[len(ctx):]
+
     def loglik(self, prompt_options: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
-        """Sum of log-probabilities of each option (plus eos) given the prompt."""
-        return self._cached([self._key("ll", [p, list(o)]) for p, o in prompt_options],
-                            prepare=lambda i: (self._encode_prompt(prompt_options[i][0]),
-                                               [self.tok.encode(o) + [self.tok.eos_id] for o in prompt_options[i][1]]),
-                            length=lambda w: len(w[0]) + max(len(o) for o in w[1]), rows=lambda w: len(w[1]),
-                            run_batch=lambda ws: self._loglik_batch([w[0] for w in ws], [w[1] for w in ws]))
+        """Summed log-probability of each continuation given its context. Decoder-only: continuations are scored
+        as they are (the caller adds the target delimiter, e.g. " A"), no end-of-sequence token. Encoder-decoder:
+        each option is the decoder target followed by eos."""
+        keys = [self._key("ll", [p, list(o)]) for p, o in prompt_options]
+        if self.encoder_decoder:
+            def run(todo):
+                work = {i: (self.encode_context(prompt_options[i][0]),
+                            [self.tok.encode(o) + [self.tok.eos_id] for o in prompt_options[i][1]]) for i in todo}
+                for b in self._batches([len(work[i][0]) + max(len(o) for o in work[i][1]) for i in todo],
+                                       [len(work[i][1]) for i in todo]):
+                    idx = [todo[j] for j in b]
+                    yield list(zip(idx, self._loglik_batch_ed([work[i][0] for i in idx], [work[i][1] for i in idx])))
+            return self._cached(keys, run)
+        return self._cached(keys, lambda todo: self._loglik_lm(prompt_options, todo))
+
+    def _loglik_lm(self, prompt_options, todo: list[int]) -> Iterator[list[tuple[int, list[float]]]]:
+        # every (request, option) becomes a scored row: inputs = context + continuation minus its last token, the
+        # continuation's tokens scored at the row's end. Options whose rows are equal (one-token continuations of
+        # one context, as MMLU's " A".." D") share one row.
+        rows: dict[tuple[int, ...], int] = {}
+        row_ids: list[list[int]] = []
+        wanted: dict[int, list[tuple[int, list[int]]]] = {}  # request -> [(row, continuation tokens)]
+        for i in todo:
+            ctx, opts = prompt_options[i]
+            for o in opts:
+                c, cont = self.encode_pair(ctx, o)
+                if not cont:
+                    raise ValueError(f"continuation {o!r} adds no token to its context")
+                seq = (c + cont)[-(self.max_prompt_len + 1):]
+                key = tuple(seq[:-1])
+                if key not in rows:
+                    rows[key] = len(row_ids)
+                    row_ids.append(list(key))
+                wanted.setdefault(i, []).append((rows[key], cont))
+        keep = {r: 1 for r in range(len(row_ids))}
+        for i in todo:
+            for r, cont in wanted[i]:
+                keep[r] = max(keep[r], len(cont))
+        lp: dict[int, torch.Tensor] = {}  # row -> log-probs of its last keep[r] positions [k, V]
+        remaining = {i: len(wanted[i]) for i in todo}
+        rows_of = {}
+        for i in todo:
+            for r, _ in wanted[i]:
+                rows_of.setdefault(r, set()).add(i)
+        for prefix, idx in self._prefix_batches(dict(enumerate(row_ids)), lambda r: 0, lambda r: 1):
+            k = max(keep[r] for r in idx)
+            out, _, _ = self._lm_forward(prefix, [row_ids[r][len(prefix):] for r in idx], logits_to_keep=k)
+            logp = torch.log_softmax(out.logits[:, -k:, :].float(), -1)
+            for b, r in enumerate(idx):
+                lp[r] = logp[b, k - keep[r]:]
+            finished = []
+            for r in idx:
+                for i in rows_of[r]:
+                    remaining[i] -= sum(1 for rr, _ in wanted[i] if rr == r)
+                    if remaining[i] == 0:
+                        finished.append(i)
+            chunk = []
+            for i in finished:
+                scores = []
+                for r, cont in wanted[i]:
+                    part = lp[r][-len(cont):]
+                    scores.append(float(part.gather(-1, torch.tensor(cont)[:, None]).sum()))
+                chunk.append((i, scores))
+            for i in finished:  # free rows no other request needs
+                for r, _ in wanted[i]:
+                    rows_of[r].discard(i)
+                    if not rows_of[r]:
+                        lp.pop(r, None)
+            if chunk:
+                yield chunk
 
     @torch.no_grad()
-    def _loglik_batch(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:
+    def _loglik_batch_ed(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:
         from ..train.packing import Tokenized, collate, forward_logits
         rows = [[Tokenized(p, o)] for p, os_ in zip(prompts, options) for o in os_]
-        batch = collate(rows, self.ed, self.tok.pad_id, getattr(self.model.config, "decoder_start_token_id", 0) or 0)
+        batch = collate(rows, True, self.tok.pad_id, getattr(self.model.config, "decoder_start_token_id", 0) or 0)
         logits = forward_logits(self.model, batch).float()
         logp = torch.log_softmax(logits, -1)
         labels = batch["labels"]

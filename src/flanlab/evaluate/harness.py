@@ -16,8 +16,9 @@ from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
 from .engine import Engine, GenRequest, model_fingerprint
-from .scoring import (exact_match, letter_match, extract_choice, extract_cot_answer, extract_direct_answer, f1,
-                      majority_vote, normalized_average, normalized_score, number_match, extract_number, as_number)
+from .scoring import (COT_PHRASES, as_number, exact_match, extract_choice, extract_cot_answer, extract_direct_answer,
+                      extract_number, f1, letter_match, majority_vote, normalized_average, normalized_score,
+                      number_match, strict_match)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
@@ -34,6 +35,7 @@ class BenchmarkSpec(StrictModel):
     languages: list[str] | None = None
     options: bool = False
     mc_scoring: Literal["generate", "loglik"] = "generate"
+    exemplars: Literal["native", "en"] = "native"  # MGSM: native-language CoT exemplars (the paper's) or English
     hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
 
 
@@ -83,7 +85,7 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
     if n == "tydiqa":
         return load_tydiqa(need_path(), shots, spec.languages, spec.limit)
     if n == "mgsm":
-        return load_mgsm(need_path(), shots, spec.languages, spec.limit)
+        return load_mgsm(need_path(), shots, spec.languages, spec.limit, spec.exemplars)
     if n == "gsm8k":
         return load_gsm8k(need_path(), shots, spec.limit)
     if n == "bigbench":
@@ -97,13 +99,16 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
 
 def canonical(item: EvalItem, text: str, mode: str) -> str:
     """The answer a model output commits to, in the item's canonical form."""
-    ans = extract_direct_answer(text) if mode == "direct" else extract_cot_answer(text)
+    if mode == "direct":
+        ans = extract_direct_answer(text)
+    else:
+        ans = extract_cot_answer(text, item.answer_phrases or COT_PHRASES)
     if item.answer_type == "letter":
         return extract_choice(ans, None, letters=True)
     if item.answer_type == "choice":
         return extract_choice(ans, item.options)
     if item.answer_type == "number":
-        # direct: the output must be the number; CoT: the number inside "So the answer is ..."
+        # direct: the output must be the number; CoT: the number inside "The answer is ..."
         num = as_number(ans) if mode == "direct" else extract_number(ans)
         return num if num is not None else ans
     return ans
@@ -114,6 +119,8 @@ def score(item: EvalItem, answer: str) -> dict:
         return {"score": letter_match(answer, item.golds)}
     if item.answer_type == "number":  # `answer` is canonical: a bare number, or text that committed to none
         return {"score": number_match(answer, item.golds)}
+    if item.answer_type == "exact":
+        return {"score": strict_match(answer, item.golds)}
     if item.answer_type == "span":
         return {"score": exact_match(answer, item.golds), "f1": f1(answer, item.golds)}
     return {"score": exact_match(answer, item.golds)}
@@ -142,42 +149,57 @@ def aggregate(items: list[EvalItem], values: list[float], how: str, seed: int = 
             "per_group": {g: round(float(v[idx].mean() * 100), 2) for g, idx in sorted(groups.items())}}
 
 
+def context(engine: Engine, item: EvalItem, mode: str) -> str:
+    """What the model continues: the prompt, and for a decoder-only model the item's target delimiter (its
+    trailing spaces are left to the answer's own tokens, as lm-eval leaves them)."""
+    prompt = item.prompts[mode]
+    return prompt if engine.encoder_decoder else prompt + item.target_delimiter.rstrip(" ")
+
+
+def requests_for(engine: Engine, items: list[EvalItem], mode: str, dec: DecodingSpec, seed: int) -> list[GenRequest]:
+    key = "direct" if mode == "direct" else "cot"
+    n, temperature, top_k = (dec.sc_samples, dec.temperature, dec.top_k) if mode == "cot_sc" else (1, 0.0, 0)
+    max_new = dec.direct_max_new_tokens if mode == "direct" else dec.cot_max_new_tokens
+    default_stop = ("\n\n",) if mode == "direct" else ()
+    return [GenRequest(prompt=context(engine, it, key), n=n, temperature=temperature, top_k=top_k,
+                       max_new_tokens=max_new, stop=it.stop.get(key, default_stop), seed=seed) for it in items]
+
+
 def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: DecodingSpec, mc_scoring: str, seed: int,
                   where: str = "benchmarks") -> tuple[dict, list[dict]]:
     results, preds = {}, []
     for mode in modes:
-        pkey = "direct" if mode == "direct" else "cot"
-        items = [it for it in bench.items if pkey in it.prompts]
+        key = "direct" if mode == "direct" else "cot"
+        items = [it for it in bench.items if key in it.prompts]
         if not items:
-            raise FlanlabError(f"{bench.name} has no {pkey} prompts (no exemplars with reasoning); drop mode '{mode}'",
+            raise FlanlabError(f"{bench.name} has no {key} prompts (no exemplars with reasoning); drop mode '{mode}'",
                                field=f"{where}.modes")
         t0 = time.time()
         if mode == "direct" and mc_scoring == "loglik" and all(it.options for it in items):
-            lls = engine.loglik([(it.prompts["direct"], it.options) for it in items])
+            # rank options by log-likelihood; a decoder-only model scores delimiter + option (" A"), as lm-eval
+            lls = engine.loglik([(it.prompts["direct"], [o if engine.encoder_decoder else it.target_delimiter + o
+                                                         for o in it.options]) for it in items])
             outs = [[it.options[int(np.argmax(ll))]] for it, ll in zip(items, lls)]
         else:
-            stop = ("\n\nQ:", "\nQ:") if not engine.ed else ()
-            if mode == "direct":
-                reqs = [GenRequest(it.prompts["direct"], 1, 0.0, 0, dec.direct_max_new_tokens, stop + ("\n\n",), seed) for it in items]
-            elif mode == "cot":
-                reqs = [GenRequest(it.prompts["cot"], 1, 0.0, 0, dec.cot_max_new_tokens, stop, seed) for it in items]
-            else:
-                reqs = [GenRequest(it.prompts["cot"], dec.sc_samples, dec.temperature, dec.top_k, dec.cot_max_new_tokens, stop, seed)
-                        for it in items]
-            outs = engine.generate(reqs)
-        vals, extra = [], []
+            outs = engine.generate(requests_for(engine, items, mode, dec, seed))
+        vals, extra, other_vote = [], [], []
         for it, o in zip(items, outs):
-            answers = [canonical(it, t, "direct" if mode == "direct" else "cot") for t in o]
+            answers = [canonical(it, t, key) for t in o]
             final = majority_vote(answers) if mode == "cot_sc" else answers[0]
             sc = score(it, final)
             vals.append(sc["score"])
             if "f1" in sc:
                 extra.append(sc["f1"])
+            if mode == "cot_sc":  # lm-eval's rule: samples without an answer vote "[invalid]"
+                other_vote.append(score(it, majority_vote(answers, invalid_votes=True))["score"])
             preds.append({"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
                           "answers": answers, "answer": final, "golds": it.golds, **sc})
         res = aggregate(items, vals, bench.aggregate, seed)
         if extra:
             res["f1"] = round(float(np.mean(extra)) * 100, 3)
+            res["f1_per_group"] = aggregate(items, extra, bench.aggregate, seed)["per_group"]
+        if other_vote:
+            res["score_invalid_votes"] = aggregate(items, other_vote, bench.aggregate, seed)["score"]
         res["normalized"] = round(normalized_score(res["score"], res["random"]), 3)
         res["seconds"] = round(time.time() - t0, 2)
         results[mode] = res
@@ -195,15 +217,21 @@ def markdown_table(results: dict) -> str:
 
 
 def load_eval_model(cfg: EvalConfig):
-    from ..train.models import ModelSpec, build_model
+    """(model, tokenizer, fingerprint) for the config's checkpoint (resolved: directory, .gguf, packaged name)
+    or untrained preset."""
+    from ..models.build import ModelSpec, build_model
+    from ..models.checkpoint import resolve_checkpoint
     if cfg.checkpoint:
-        model, tok = build_model(ModelSpec(checkpoint=cfg.checkpoint, preset=None), seed=cfg.seed)
+        model, tok = build_model(ModelSpec(checkpoint=cfg.checkpoint, preset=None), seed=cfg.seed, field="checkpoint")
+        fp = model_fingerprint(resolve_checkpoint(cfg.checkpoint, "checkpoint"))
     elif cfg.preset:
         model, tok = build_model(ModelSpec(preset=cfg.preset), seed=cfg.seed)
+        fp = model_fingerprint(None, model)
     else:
-        raise FlanlabError("set 'checkpoint' (a model directory) or 'preset'", field="checkpoint")
+        raise FlanlabError("set 'checkpoint' (a model directory, .gguf file or packaged model name) or 'preset'",
+                           field="checkpoint")
     model.config.use_cache = True
-    return model, tok
+    return model, tok, fp
 
 
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None) -> dict:
@@ -221,8 +249,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
                 e.file = str(file)
             raise
     if model is None:
-        model, tok = load_eval_model(cfg)
-        fp = model_fingerprint(cfg.checkpoint, None if cfg.checkpoint else model)
+        model, tok, fp = load_eval_model(cfg)
     else:
         fp = model_fingerprint(None, model)
     engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,

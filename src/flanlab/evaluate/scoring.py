@@ -8,17 +8,24 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-_ANSWER_RES = [re.compile(r"[Ss]o the answer is\s*(.+?)\s*(?:\.\s*$|\.\s+|\n|$)", re.S),
-               re.compile(r"[Tt]he answer is\s*(.+?)\s*(?:\.\s*$|\.\s+|\n|$)", re.S)]
 _NUM_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _LETTER_RE = re.compile(r"^\(?([A-Z])\)?(?:[.:)\s]|$)")
+COT_PHRASES = ("So the answer is", "The answer is")
 
 
-def extract_cot_answer(text: str) -> str:
-    """The answer in "<reasoning> So the answer is X." (last occurrence). Without the marker the
-    output commits to no answer (as Flan's and lm-eval's CoT parsing): returns ""."""
-    for rx in _ANSWER_RES:
-        hits = list(rx.finditer(text))
+def _phrase_re(phrase: str) -> re.Pattern:
+    # the answer runs to a sentence end: a period followed by space or the end, or a line break
+    first, rest = phrase[0], re.escape(phrase[1:])
+    head = f"[{first.upper()}{first.lower()}]" if first.isalpha() else re.escape(first)
+    return re.compile(head + rest + r"[:：]?\s*(.+?)\s*(?:[.。।]\s*$|[.。।]\s+|\n|$)", re.S)
+
+
+def extract_cot_answer(text: str, phrases: Sequence[str] = COT_PHRASES) -> str:
+    """The answer in "<reasoning> So the answer is X." (the last occurrence; `phrases` in the prompt's language,
+    tried in order). Without a marker the output commits to no answer (as Flan's and lm-eval's CoT parsing):
+    returns ""."""
+    for phrase in phrases:
+        hits = list(_phrase_re(phrase).finditer(text))
         if hits:
             return hits[-1].group(1).strip()
     return ""
@@ -51,7 +58,9 @@ def extract_number(text: str) -> str | None:
 
 
 def extract_choice(text: str, options: Sequence[str] | None, letters: bool = False) -> str:
-    """Map free text to an option: a letter "(B)", "B." or an option string."""
+    """Map free text to an option: a letter "(B)", "B." or an option string. An option counts when the answer
+    is that option, or contains it as whole words and no other option ("no" is not in "nothing to say",
+    "true" is not in "untrue")."""
     t = text.strip()
     if letters:
         m = _LETTER_RE.match(t)
@@ -65,7 +74,7 @@ def extract_choice(text: str, options: Sequence[str] | None, letters: bool = Fal
         for o in options:
             if normalize(o) == norm:
                 return o
-        hits = [o for o in options if normalize(o) and normalize(o) in norm]
+        hits = [o for o in options if normalize(o) and re.search(rf"(?<!\w){re.escape(normalize(o))}(?!\w)", norm)]
         if len(hits) == 1:
             return hits[0]
     return t
@@ -84,6 +93,15 @@ def exact_match(pred: str, golds: Iterable[str]) -> float:
     """An empty prediction (no answer) never matches."""
     p = normalize(pred)
     return float(bool(p) and any(p == normalize(g) for g in golds))
+
+
+def strict_match(pred: str, golds: Iterable[str]) -> float:
+    """BBH's rule: the answer must equal the target after stripping white space and one trailing period; signs,
+    brackets and case count ("6" is not "-6", ")" is not "" )."""
+    p = pred.strip()
+    if p.endswith("."):
+        p = p[:-1].rstrip()
+    return float(bool(p) and any(p == g.strip() for g in golds))
 
 
 def letter_match(pred: str, golds: Iterable[str]) -> float:
@@ -115,24 +133,26 @@ def number_match(pred: str, golds: Iterable[str]) -> float:
     return float(p is not None and any(p == extract_number(g) for g in golds))
 
 
-def majority_vote(answers: Sequence[str]) -> str:
-    """Most frequent (normalized) answer; ties go to the answer seen first. Empty answers don't vote."""
+INVALID = "[invalid]"
+
+
+def majority_vote(answers: Sequence[str], invalid_votes: bool = False) -> str:
+    """Most frequent (normalized) answer; ties go to the answer seen first. Samples without an answer ("") don't
+    vote, or, with invalid_votes (lm-eval's rule), vote for "[invalid]", which scores 0 when it wins ("")."""
     counts: dict[str, int] = {}
     first: dict[str, str] = {}
     for a in answers:
         k = normalize(a)
         if not k:
-            continue
+            if not invalid_votes:
+                continue
+            k, a = INVALID, ""
         counts[k] = counts.get(k, 0) + 1
         first.setdefault(k, a)
     if not counts:
         return answers[0] if answers else ""
     best = max(counts.values())
-    for a in answers:
-        k = normalize(a)
-        if k and counts[k] == best:
-            return first[k]
-    raise AssertionError
+    return next(first[k] for k in first if counts[k] == best)
 
 
 def normalized_score(score: float, random_baseline: float) -> float:

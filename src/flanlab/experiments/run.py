@@ -15,7 +15,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from ..mixture import MixConfig, build_mixture
-from ..train.models import ModelSpec
+from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
 
 

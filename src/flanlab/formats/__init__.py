@@ -1,1 +1,2 @@
-from .format import Format, render_example, cot_target, options_block, COT_TRIGGER, ANSWER_PREFIX, parse_format  # noqa: F401
+from .format import (Format, render_example, cot_target, options_block, COT_TRIGGER, ANSWER_PREFIX, TARGET_DELIMITER,  # noqa: F401
+                     parse_format)

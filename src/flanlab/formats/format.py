@@ -20,6 +20,8 @@ INVERSION_PROMPTS = ("Answer: {answer}\n\nWhat is the question that this answers
                      "Here is an answer: {answer}\nWrite the input it belongs to.",
                      "{answer}\n\nGiven this output, what was the input?")
 EXEMPLAR_SEP = "\n\n"
+# between inputs and targets: in few-shot blocks, and for decoder-only models between the input and the target
+TARGET_DELIMITER = "\n"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def render_example(task: Task | None, example: Example, template: Template, fmt:
     query, target = _single(example, template, fmt, name, trigger)
     shots = [_single(ex, template, fmt, name, trigger) for ex in exemplars[: fmt.few_shot]]
     while True:
-        blocks = [f"{i}\n{t}" for i, t in shots] + [query]
+        blocks = [f"{i}{TARGET_DELIMITER}{t}" for i, t in shots] + [query]
         inputs = EXEMPLAR_SEP.join(blocks)
         if max_input_len is None or not shots or length(inputs) <= max_input_len:
             break

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..formats import TARGET_DELIMITER
 from . import segattn
-from .models import base_model
+from ..models.build import base_model
 
 IGNORE = -100
 # run attention per segment (segattn) instead of dense L x L attention with segment masks; both give the
@@ -38,15 +39,10 @@ def tokenize_pair(tok, inputs: str, targets: str, max_input_len: int, max_target
     """Inputs keep their end (the query sits last in few-shot prompts); targets keep their start."""
     if encoder_decoder:
         inp = tok.encode(inputs)[-(max_input_len - 1):] + [tok.eos_id]
-    else:
-        inp = tok.encode(lm_prompt(inputs))[-max_input_len:]
+    else:  # the context as evaluation builds it: the tokenizer's BOS (if any), inputs, the format's delimiter
+        inp = tok.bos + tok.encode(inputs + TARGET_DELIMITER)[-(max_input_len - len(tok.bos)):]
     tgt = tok.encode(targets)[: max_target_len - 1] + [tok.eos_id]
     return Tokenized(inp, tgt)
-
-
-def lm_prompt(inputs: str) -> str:
-    """How a decoder-only model sees an input: the target follows after a newline."""
-    return inputs + "\n"
 
 
 def pack(examples: list[Tokenized], encoder_decoder: bool, max_input_len: int, max_target_len: int,

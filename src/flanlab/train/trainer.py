@@ -26,7 +26,7 @@ from ..config import StrictModel
 from ..utils import atomic_write_text
 from ..errors import FlanlabError
 from ..mixture import read_mixture
-from .models import ModelSpec, build_model, count_params, fuse_gelu, is_encoder_decoder, save_pretrained
+from ..models.build import ModelSpec, build_model, count_params, fuse_gelu, is_encoder_decoder, save_pretrained
 from .packing import PackedForward, collate, loss_sum, pack, tokenize_pair
 
 

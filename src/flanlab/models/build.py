@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import FlanlabError
+from .checkpoint import resolve_checkpoint
 from .tokenizer import ByteTokenizer, load_tokenizer
 
 # name -> (arch, dims). T5 presets follow T5 v1.1 / Flan-T5 (gated-GELU, untied head).
@@ -34,7 +35,7 @@ class LoraSpec(StrictModel):
 
 class ModelSpec(StrictModel):
     preset: str | None = "t5-1m"
-    checkpoint: str | None = None  # local directory or hub name (from_pretrained)
+    checkpoint: str | None = None  # HF directory, .gguf file, packaged model name (smollm2-135m) or hub name
     arch: Literal["t5", "llama"] | None = None
     dropout: float = Field(0.0, ge=0, lt=1)
     lora: LoraSpec | None = None
@@ -66,19 +67,22 @@ def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokeni
                        pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True, **dims)
 
 
-def build_model(spec: ModelSpec, seed: int = 0):
-    """Returns (model, tokenizer). A checkpoint is loaded with from_pretrained (a local directory
-    offline; a hub name when online); a preset is initialised from config with `seed`."""
+def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint"):
+    """Returns (model, tokenizer). A checkpoint is resolved (models.checkpoint) and loaded with from_pretrained;
+    a preset is initialised from config with `seed`."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaForCausalLM, T5ForConditionalGeneration
     torch.manual_seed(seed)
     if spec.checkpoint:
+        path = resolve_checkpoint(spec.checkpoint, field)
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
         try:
-            cfg = AutoConfig.from_pretrained(spec.checkpoint)
+            cfg = AutoConfig.from_pretrained(path)
             cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
-            model = cls.from_pretrained(spec.checkpoint, **({"dropout_rate": spec.dropout} if cfg.is_encoder_decoder else {}))
+            model = cls.from_pretrained(path, **({"dropout_rate": spec.dropout} if cfg.is_encoder_decoder else {}))
         except (OSError, ValueError) as e:
-            raise FlanlabError(f"cannot load checkpoint: {e}", file=spec.checkpoint, field="model.checkpoint") from None
-        tok = load_tokenizer(spec.checkpoint)
+            raise FlanlabError(f"cannot load checkpoint: {e}", file=spec.checkpoint, field=field) from None
+        tok = load_tokenizer(path)
     else:
         cfg = build_config(spec.preset, spec.dropout, **spec.overrides)
         model = (T5ForConditionalGeneration if cfg.model_type == "t5" else LlamaForCausalLM)(cfg)

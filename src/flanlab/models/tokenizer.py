@@ -12,6 +12,7 @@ class ByteTokenizer:
     offset = 3
     vocab_size = 384  # 3 specials + 256 bytes + 125 unused extra ids, as ByT5
     name = "byte"
+    bos: list[int] = []  # tokens put before a decoder-only context (none)
 
     def encode(self, text: str) -> list[int]:
         return [b + 3 for b in text.encode("utf-8")]
@@ -33,6 +34,11 @@ class HFTokenizer:
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else self.pad_id
         self.vocab_size = len(tok)
         self.name = type(tok).__name__
+        # what the tokenizer puts before a text by default (a BOS for Llama-3-style tokenizers, nothing for
+        # SmolLM2): decoder-only contexts start with it, as from_pretrained users and lm-eval encode them
+        plain = tok.encode("x", add_special_tokens=False)
+        full = tok.encode("x")
+        self.bos = full[: full.index(plain[0])] if plain and plain[0] in full else []
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False)
