@@ -413,6 +413,8 @@ def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
 # ---------------------------------------------------------------------------- BIG-bench JSON
 
 def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None = None) -> Benchmark:
+    """BIG-bench JSON tasks, evaluated on their test split only (the content-hash split that mixtures never train
+    on), with few-shot exemplars from the train split."""
     from ..tasks.sources.bigbench import bigbench_task, list_bigbench_tasks
     import fnmatch
     avail = list_bigbench_tasks(str(root) if root else None)
@@ -422,11 +424,10 @@ def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None
     items = []
     for name in names:
         t = bigbench_task(name, root)
-        exs = t.dataset.source.all_examples
         tpl = t.get_templates()[0]
-        shot_exs, rest = exs[:shots], exs[shots:]
-        shot_block = "".join(f"{tpl.render(e)[0].rstrip()} {e.answer}\n\n" for e in shot_exs)
-        for i, e in enumerate(rest[:limit]):
+        shot_block = "".join(f"{tpl.render(e)[0].rstrip()}{TARGET_DELIMITER}{e.answer}\n\n"
+                             for e in t.examples("train", shots))
+        for i, e in enumerate(t.examples("test", limit)):
             q = tpl.render(e)[0].rstrip()
             prompts = {"direct": shot_block + q, "cot": shot_block + q + f" {COT_TRIGGER}"}
             golds = list(e.aliases or [e.answer])

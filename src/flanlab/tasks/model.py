@@ -137,20 +137,92 @@ def hash_split(key: str, fractions=(0.8, 0.1, 0.1)) -> str:
     return "test"
 
 
+def content_key(example: Example) -> str:
+    """What makes two examples the same item, whatever their ids and templates: normalized fields + answer."""
+    return example.text_key() + " => " + " ".join(example.answer.lower().split())
+
+
 class GeneratedSource:
-    """Examples produced on demand by a seeded generator: example i of a split is a pure
-    function of (seed, split, i), so mixtures never need the whole dataset in memory."""
+    """Examples produced on demand by a seeded generator, with splits that never share an item.
+
+    Small item spaces (a word list, the digits) are enumerated once and their items dealt to test (20%),
+    validation (10%) and train (the rest, and any item the enumeration missed); large ones are split by a
+    hash of the content key (80/10/10). Train example i is a pure function of (seed, split, i): drawn until
+    it belongs to train, so mixtures never need the dataset in memory. Validation and test are lists of
+    distinct items, at most the requested size (fewer where the space is small)."""
+
+    PROBE = 1000  # draws used to discover a task's item space
+    SMALL = 250  # at most this many distinct items in PROBE draws: the space is enumerated
+    MAX_TRIES = 1000
 
     def __init__(self, name: str, gen: Callable, sizes: dict[str, int], seed: int = 0):
         self.name, self.gen, self.sizes, self.seed = name, gen, sizes, seed
+        self._small: dict[str, str] | None = None  # content key -> split, for small spaces
+        self._eval: dict[str, list[Example]] = {}
+
+    def _draw(self, rng) -> Example:
+        return Example(id="", **self.gen(rng))
+
+    def _partition(self) -> dict[str, str]:
+        if self._small is None:
+            import random
+            rng = random.Random(f"{self.seed}/{self.name}/space")
+            seen: dict[str, None] = {}
+            for _ in range(self.PROBE):
+                seen.setdefault(content_key(self._draw(rng)), None)
+            if len(seen) > self.SMALL:
+                self._small = {}
+            else:
+                keys = sorted(seen)
+                random.Random(f"{self.seed}/{self.name}/deal").shuffle(keys)
+                n_test = max(1, round(0.2 * len(keys)))
+                n_val = max(1, round(0.1 * len(keys))) if len(keys) >= 3 else 0
+                self._small = {k: "test" for k in keys[:n_test]}
+                self._small.update({k: "validation" for k in keys[n_test:n_test + n_val]})
+                self._small.update({k: "train" for k in keys[n_test + n_val:]})
+        return self._small
+
+    def split_of(self, example: Example) -> str:
+        key = content_key(example)
+        small = self._partition()
+        if small:
+            return small.get(key, "train")
+        return hash_split(key)
+
+    def _eval_list(self, split: str) -> list[Example]:
+        if split not in self._eval:
+            import random
+            rng = random.Random(f"{self.seed}/{self.name}/{split}")
+            out, keys = [], set()
+            want = self.sizes.get(split, 0)
+            for _ in range(want * 50):
+                if len(out) == want:
+                    break
+                ex = self._draw(rng)
+                key = content_key(ex)
+                if key not in keys and self.split_of(ex) == split:
+                    keys.add(key)
+                    out.append(ex)
+            self._eval[split] = [Example(id=f"{self.name}/{split}/{i}", fields=e.fields, answer=e.answer,
+                                         options=e.options, rationale=e.rationale, aliases=e.aliases)
+                                 for i, e in enumerate(out)]
+        return self._eval[split]
 
     def size(self, split: str) -> int:
-        return self.sizes.get(split, 0)
+        if split == "train":
+            return self.sizes.get(split, 0)
+        return len(self._eval_list(split))
 
     def get(self, split: str, index: int) -> Example:
         import random
         if not 0 <= index < self.size(split):
             raise IndexError(f"{self.name}/{split}: index {index} out of range")
+        if split != "train":
+            return self._eval_list(split)[index]
         rng = random.Random(f"{self.seed}/{self.name}/{split}/{index}")
-        ex = self.gen(rng)
-        return Example(id=f"{self.name}/{split}/{index}", **ex)
+        for _ in range(self.MAX_TRIES):
+            ex = self._draw(rng)
+            if self.split_of(ex) == "train":
+                return Example(id=f"{self.name}/{split}/{index}", fields=ex.fields, answer=ex.answer,
+                               options=ex.options, rationale=ex.rationale, aliases=ex.aliases)
+        raise RuntimeError(f"{self.name}: no train item found in {self.MAX_TRIES} draws")

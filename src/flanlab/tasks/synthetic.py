@@ -11,11 +11,19 @@ from typing import Callable
 
 from .model import Dataset, GeneratedSource, Task, TaskCategory, Template
 
-WORDS = {
-    "animals": "cat dog horse zebra tiger otter camel eagle snake whale mouse panda koala lemur bison moose llama raven shark squid".split(),
-    "fruits": "apple grape lemon mango peach pear plum melon kiwi cherry guava lime papaya banana olive date fig quince".split(),
-    "colors": "red blue green black white purple orange yellow violet indigo amber ivory maroon teal silver golden coral".split(),
-    "tools": "hammer saw drill wrench chisel rake shovel ladder pliers axe clamp file level trowel spade vise".split(),
+WORDS = {  # item spaces are small; splits deal whole items (see GeneratedSource), so each list has 40 words
+    "animals": ("cat dog horse zebra tiger otter camel eagle snake whale mouse panda koala lemur bison moose llama raven "
+                "shark squid beaver badger bear crab crane deer duck ferret frog goat gorilla hyena lion lynx mole "
+                "newt owl rabbit seal wolf").split(),
+    "fruits": ("apple grape lemon mango peach pear plum melon kiwi cherry guava lime papaya banana olive date fig quince "
+               "apricot avocado berry citron coconut currant durian feijoa grapefruit jujube kumquat lychee mulberry "
+               "nectarine orange persimmon pineapple pomelo raisin tamarind yuzu lingonberry").split(),
+    "colors": ("red blue green black white purple orange yellow violet indigo amber ivory maroon teal silver golden coral "
+               "azure beige bronze cobalt crimson cyan emerald fuchsia gray jade khaki lavender lilac magenta mauve navy "
+               "ochre olive peach pink ruby saffron scarlet").split(),
+    "tools": ("hammer saw drill wrench chisel rake shovel ladder pliers axe clamp file level trowel spade vise anvil "
+              "auger awl broom crowbar hatchet hoe jack knife lathe mallet mattock pick plane plunger ruler sander "
+              "scraper screwdriver scythe shears sickle tongs wedge").split(),
 }
 VOWELS = set("aeiou")
 

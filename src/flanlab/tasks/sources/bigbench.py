@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...errors import FlanlabError
-from ..model import Dataset, Example, ListSource, Task, TaskCategory, Template, hash_split
+from ..model import Dataset, Example, ListSource, Task, TaskCategory, Template, content_key, hash_split
 
 # BIG-bench tasks from which BIG-Bench Hard (BBH) is drawn: benchmark sources, never training data.
 BBH_SOURCE_TASKS = frozenset("""boolean_expressions causal_judgment date_understanding disambiguation_qa dyck_languages
@@ -96,7 +96,7 @@ class BigBenchSource(ListSource):
         self.all_examples = parse_examples(data, f, name)
         splits: dict[str, list] = {"train": [], "validation": [], "test": []}
         for ex in self.all_examples:
-            splits[hash_split(ex.id)].append(ex)
+            splits[hash_split(content_key(ex))].append(ex)  # by content: a repeated item stays in one split
         super().__init__(splits)
 
 
