@@ -193,6 +193,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--gsm8k-repeats", type=int, default=1, help="the speed targets are MMLU's and BBH's")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--unshared", nargs="*", default=["bbh"],
+                    help="benchmarks also run once by flanlab without prefix sharing (its share of the speedup)")
     ap.add_argument("--only", nargs="*", default=["mmlu", "bbh", "gsm8k"])
     ap.add_argument("--dump", default=None, help="write lm-eval's raw samples of the last benchmark here")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/lm_eval_agreement.json"))
@@ -230,7 +232,7 @@ def main():
                     elif side == "flanlab":
                         ours, secs, stats = run_flanlab(model, tok, bench, mode, mc, share=True)
                     else:
-                        if r > 0:
+                        if r > 0 or name not in args.unshared:
                             continue  # one run without prefix sharing shows its share of the speedup
                         _, secs, _ = run_flanlab(model, tok, bench, mode, mc, share=False)
                     times[side].append(round(secs, 2))

@@ -149,13 +149,14 @@ def shared_prefix_groups(seqs: list[list[int]], min_prefix: int) -> list[tuple[i
 class Engine:
     def __init__(self, model, tok, *, fingerprint: str = "", cache_path: str | Path | None = None,
                  batch_tokens: int = 16384, max_prompt_len: int = 2048, min_shared_prefix: int = 64,
-                 progress: Callable[[int, int], None] | None = None):
+                 max_batch_rows: int = 32, progress: Callable[[int, int], None] | None = None):
         self.model = model.eval()
         self.tok = tok
         self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
         self.fp = fingerprint
         self.cache = DiskCache(cache_path)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens  # tokens a batch computes (rows x width; a shared prefix is computed once)
+        self.max_batch_rows = max_batch_rows  # rows of one batch (each holds its own KV cache)
         self.max_prompt_len = max_prompt_len
         self.min_shared_prefix = min_shared_prefix  # 0 turns prefix sharing off
         self.progress = progress
@@ -182,7 +183,7 @@ class Engine:
         for i in order:
             w = max(width, lengths[i])
             rows = sum(mult[j] for j in batch) + mult[i]
-            if batch and w * rows > self.batch_tokens:
+            if batch and (w * rows > self.batch_tokens or rows > self.max_batch_rows):
                 yield batch
                 batch, w = [], lengths[i]
             batch.append(i)
@@ -212,14 +213,14 @@ class Engine:
     def _prefix_batches(self, seqs: dict[int, list[int]], extra: Callable[[int], int], rows: Callable[[int], int]
                         ) -> Iterator[tuple[list[int], list[int]]]:
         """(shared prefix tokens, indices) batches: groups by shared prefix, then length-sorted batches of the
-        suffixes, sized by suffix + extra(i) tokens (plus the prefix every row attends to)."""
+        suffixes, sized by suffix + extra(i) tokens (the prefix is computed once per group, not per row)."""
         idx = list(seqs)
         min_prefix = self.min_shared_prefix if self.min_shared_prefix > 0 else 1 << 30
         for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix):
             members = [idx[g] for g in group]
             prefix = seqs[members[0]][:plen]
             lengths = [len(seqs[i]) - plen + extra(i) for i in members]
-            for b in self._batches([n + plen for n in lengths], [rows(i) for i in members]):
+            for b in self._batches(lengths, [rows(i) for i in members]):
                 yield prefix, [members[j] for j in b]
 
     @torch.no_grad()
@@ -318,12 +319,12 @@ class Engine:
         max_new = max(r.max_new_tokens for r in row_req)
         out_ids: list[list[int]] = [[] for _ in range(R)]
         done = [False] * R
+        live = list(range(R))  # rows still decoding; finished rows leave the batch (and its KV cache)
         for _ in range(max_new):
-            nxt = torch.full((R,), tok.pad_id, dtype=torch.long)
-            for i, r in enumerate(row_req):
-                if done[i]:
-                    continue
-                lg = logits[i]
+            nxt = {}
+            for j, i in enumerate(live):
+                r = row_req[i]
+                lg = logits[j]
                 if r.temperature <= 0:
                     nxt[i] = int(lg.argmax())
                     continue
@@ -332,24 +333,32 @@ class Engine:
                     kth = torch.topk(lg, min(r.top_k, lg.numel())).values[-1]
                     lg = lg.masked_fill(lg < kth, float("-inf"))
                 nxt[i] = int(torch.multinomial(torch.softmax(lg, -1).cpu(), 1, generator=gens[i]))
-            for i, r in enumerate(row_req):
-                if done[i]:
-                    continue
-                tid = int(nxt[i])
+            for i in live:
+                r, tid = row_req[i], nxt[i]
                 if tid == tok.eos_id:
                     done[i] = True
                     continue
                 out_ids[i].append(tid)
                 self.stats["generated_tokens"] += 1
                 done[i] = len(out_ids[i]) >= r.max_new_tokens or self._stopped(out_ids[i], r.stop)
-            if all(done):
+            keep = [j for j, i in enumerate(live) if not done[i]]
+            if not keep:
                 break
-            step = nxt.view(R, 1).to(dev)
+            if len(keep) < len(live):
+                sel = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(sel)
+                att = att[sel]
+                if self.encoder_decoder:
+                    enc = enc[sel]
+                else:
+                    pos = pos[sel]
+                live = [live[j] for j in keep]
+            step = torch.tensor([[nxt[i]] for i in live], dtype=torch.long, device=dev)
             if self.encoder_decoder:
                 out = model(encoder_outputs=(enc,), attention_mask=att, decoder_input_ids=step, use_cache=True,
                             **{self.kw: cache})
             else:
-                att = torch.cat([att, torch.ones((R, 1), dtype=att.dtype, device=dev)], 1)
+                att = torch.cat([att, torch.ones((len(live), 1), dtype=att.dtype, device=dev)], 1)
                 pos = pos + 1
                 out = model(input_ids=step, attention_mask=att, position_ids=pos, use_cache=True, **{self.kw: cache})
             cache = _out_cache(out)
