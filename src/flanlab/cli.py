@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import FlanlabError
@@ -15,22 +16,23 @@ from .errors import FlanlabError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.")
 app.add_typer(tasks_app, name="tasks")
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: long lines are never hard-wrapped at the terminal width (or at 80 columns when piped)
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _fail(e: Exception) -> None:
-    console.print(f"[bold red]error:[/] {e}")
+    console.print(f"[bold red]error:[/] {escape(str(e))}")  # user text (globs like reverse_[xyz]*) is not markup
     raise typer.Exit(2)
 
 
+def log_line(message: str) -> None:
+    console.print(message, markup=False, highlight=False)  # stage labels like [train] are text, not markup
+
+
 def _section(path: Path, name: str):
-    """A config file may hold one stage's config at top level or under a section key."""
-    from .config import read_yaml
-    data = read_yaml(path)
-    if isinstance(data, dict) and name in data:
-        return data[name], name
-    return data, ""
+    from .config import read_section
+    return read_section(path, name)
 
 
 def _registry(task_files: list[Path], bigbench: list[str]):
@@ -50,12 +52,19 @@ def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", hel
     if as_json:
         out.print_json(json.dumps([{k: v for k, v in t.describe().items() if k != "templates"} for t in reg]))
         return
+    head = ("task", "dataset", "category", "collection", "held-out", "train")
+    rows = [(t.name, t.dataset.name, t.category.name, t.collection,
+             "benchmark" if t.benchmark else ("yes" if t.held_out else ""), str(t.size("train"))) for t in reg]
+    if not out.is_terminal:  # piped: one tab-separated line per task, nothing folded (grep, cut, awk)
+        print("\t".join(head))
+        for r in rows:
+            print("\t".join(r))
+        return
     tab = Table(title=f"{len(reg)} tasks")
-    for c in ("task", "dataset", "category", "collection", "held-out", "train"):
-        tab.add_column(c, overflow="fold")
-    for t in reg:
-        tab.add_row(t.name, t.dataset.name, t.category.name, t.collection,
-                    "benchmark" if t.benchmark else ("yes" if t.held_out else ""), str(t.size("train")))
+    for c in head:
+        tab.add_column(c, no_wrap=True)
+    for r in rows:
+        tab.add_row(*(escape(x) for x in r))
     out.print(tab)
 
 
@@ -74,9 +83,9 @@ def tasks_show(name: str, task_file: list[Path] = typer.Option([], "--task-file"
             ex = t.get(split, i)
             for fmt in (Format(), Format(0, True, False), Format(0, False, ex.rationale is not None)):
                 r = render_example(t, ex, t.get_templates()[i % len(t.get_templates())], fmt)
-                out.rule(f"{ex.id} [{r['format']}]")
+                out.rule(escape(f"{ex.id} [{r['format']}]"))
                 out.print(r["inputs"], markup=False)
-                out.print(f"[bold]→[/] {r['targets']}", highlight=False)
+                out.print(f"[bold]→[/] {escape(r['targets'])}", highlight=False)
     except FlanlabError as e:
         _fail(e)
 
@@ -99,8 +108,11 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
         man = build_mixture(cfg, file=config, progress=not no_progress, base=config.parent)
     except FlanlabError as e:
         _fail(e)
+    for w in man.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
-              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as contaminated)")
+              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as contaminated)",
+              markup=False, highlight=False)
 
 
 @app.command()
@@ -109,20 +121,15 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
           no_progress: bool = typer.Option(False, "--no-progress"),
           overrides: list[str] = typer.Argument(None, help="key=value overrides")):
     """Finetune a model on a mixture (packed, loss on targets only, resumable)."""
-    if nproc > 1:
-        import subprocess
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
-               "-m", "flanlab.train.launch", str(config), *(overrides or [])]
-        raise typer.Exit(subprocess.call(cmd))
-    from .config import validate
-    from .train.trainer import TrainConfig, train as run_train
+    from .train.trainer import load_train_config, train as run_train
     try:
-        data, sec = _section(config, "train")
-        cfg = validate(TrainConfig, data, file=config, prefix=sec)
-        for kv in overrides or []:
-            k, v = kv.split("=", 1)
-            cfg = validate(TrainConfig, {**cfg.model_dump(), k: v}, file="<command line>")
-        s = run_train(cfg, progress=not no_progress, file=config)
+        cfg = load_train_config(config, overrides)  # validated before any process is launched
+        if nproc > 1:
+            import subprocess
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+                   "-m", "flanlab.train.launch", str(config), *(overrides or [])]
+            raise typer.Exit(subprocess.call(cmd))
+        s = run_train(cfg, progress=not no_progress, file=config, log=log_line)
     except FlanlabError as e:
         _fail(e)
     out.print_json(json.dumps(s))
@@ -142,10 +149,11 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
             cfg.checkpoint, cfg.preset = checkpoint, None
         if output:
             cfg.output = str(output)
-        res = run_eval(cfg, file=config, base=config.parent)
+        from .evaluate.progress import EvalProgress
+        res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
     except FlanlabError as e:
         _fail(e)
-    out.print(markdown_table(res))
+    out.print(markdown_table(res), markup=False, highlight=False)
 
 
 def _run_config(config: Optional[Path]):
@@ -167,7 +175,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
         cfg, base = _run_config(config)
         if output:
             cfg.output = str(output)
-        rep = run_all(cfg, progress=not no_progress, log=lambda m: console.print(m, highlight=False), base=base)
+        rep = run_all(cfg, progress=not no_progress, log=log_line, base=base, console=console)
     except FlanlabError as e:
         _fail(e)
     out.print(summary_table(rep["results"]), highlight=False)
@@ -186,7 +194,7 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; defaul
         cfg = validate(SweepConfig, read_yaml(config), file=config) if config else SweepConfig()
         if output:
             cfg.output = str(output)
-        run_sweep(cfg, progress=not no_progress, log=lambda m: console.print(m, highlight=False))
+        run_sweep(cfg, progress=not no_progress, log=log_line)
         r = make_report(cfg.output)
     except FlanlabError as e:
         _fail(e)
@@ -202,7 +210,7 @@ def report(path: Path = typer.Argument(..., help="A run or sweep output director
     except FlanlabError as e:
         _fail(e)
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
-    out.print(f"wrote {r['markdown']} and {r['html']}")
+    out.print(f"wrote {r['markdown']} and {r['html']}", markup=False, highlight=False)
 
 
 def main():  # pragma: no cover

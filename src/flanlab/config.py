@@ -17,7 +17,40 @@ class StrictModel(BaseModel):
 
 
 def _loc(loc: tuple) -> str:
-    return ".".join(str(x) for x in loc) if loc else "<root>"
+    """pydantic's location as one spelling of a field path: tasks[0].source."""
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out or "<root>"
+
+
+def apply_overrides(data: Any, overrides: list[str], file: object = "<command line>") -> dict:
+    """key=value overrides on a config dict; keys may be nested (model.preset=t5-5m), values are YAML
+    (steps=10 is an int, lora=null clears a section)."""
+    data = dict(data or {})
+    for kv in overrides or []:
+        if "=" not in kv:
+            raise FlanlabError(f"override '{kv}' is not key=value (e.g. steps=100 or model.preset=t5-5m)", file=file)
+        key, raw = kv.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise FlanlabError(f"override '{kv}': empty field name", file=file)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise FlanlabError(f"override '{kv}': '{'.'.join(parts[:i + 1])}' is not a section", file=file,
+                                   field=key)
+            node[part] = dict(child)
+            node = node[part]
+        node[parts[-1]] = value
+    return data
 
 
 def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: str = "") -> T:
@@ -42,6 +75,14 @@ def read_yaml(path: str | Path) -> Any:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise FlanlabError(f"not valid YAML{where}: {getattr(e, 'problem', e)}", file=path) from None
+
+
+def read_section(path: str | Path, name: str) -> tuple[Any, str]:
+    """A config file may hold one stage's config at top level or under a section key: (data, section prefix)."""
+    data = read_yaml(path)
+    if isinstance(data, dict) and name in data:
+        return data[name], name
+    return data, ""
 
 
 def load_config(model: Type[T], path: str | Path, *, section: str | None = None) -> T:

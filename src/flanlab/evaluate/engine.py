@@ -404,12 +404,12 @@ class Engine:
         return self._cached(keys, lambda todo: self._loglik_lm(prompt_options, todo))
 
     def _loglik_lm(self, prompt_options, todo: list[int]) -> Iterator[list[tuple[int, list[float]]]]:
-        # every (request, option) becomes a scored row: inputs = context + continuation minus its last token, the
-        # continuation's tokens scored at the row's end. Options whose rows are equal (one-token continuations of
-        # one context, as MMLU's " A".." D") share one row.
+        # every (request, option) is scored on a row: inputs = context + continuation minus its last token, the
+        # continuation's tokens scored at the row's end. Options with equal rows (one-token continuations of one
+        # context, as MMLU's " A".." D") share the row, so it runs once.
         rows: dict[tuple[int, ...], int] = {}
-        row_ids: list[list[int]] = []
-        wanted: dict[int, list[tuple[int, list[int]]]] = {}  # request -> [(row, continuation tokens)]
+        needs: dict[int, set[tuple[int, ...]]] = {}  # row -> continuations scored on it
+        asked: dict[int, list[tuple[int, tuple[int, ...]]]] = {}  # request -> [(row, continuation)] per option
         for i in todo:
             ctx, opts = prompt_options[i]
             for o in opts:
@@ -417,47 +417,24 @@ class Engine:
                 if not cont:
                     raise ValueError(f"continuation {o!r} adds no token to its context")
                 seq = (c + cont)[-(self.max_prompt_len + 1):]
-                key = tuple(seq[:-1])
-                if key not in rows:
-                    rows[key] = len(row_ids)
-                    row_ids.append(list(key))
-                wanted.setdefault(i, []).append((rows[key], cont))
-        keep = {r: 1 for r in range(len(row_ids))}
-        for i in todo:
-            for r, cont in wanted[i]:
-                keep[r] = max(keep[r], len(cont))
-        lp: dict[int, torch.Tensor] = {}  # row -> log-probs of its last keep[r] positions [k, V]
-        remaining = {i: len(wanted[i]) for i in todo}
-        rows_of = {}
-        for i in todo:
-            for r, _ in wanted[i]:
-                rows_of.setdefault(r, set()).add(i)
-        for prefix, idx in self._prefix_batches(dict(enumerate(row_ids)), lambda r: 0, lambda r: 1):
-            k = max(keep[r] for r in idx)
+                r = rows.setdefault(tuple(seq[:-1]), len(rows))
+                needs.setdefault(r, set()).add(tuple(cont))
+                asked.setdefault(i, []).append((r, tuple(cont)))
+        row_ids = {r: list(key) for key, r in rows.items()}
+        scores: dict[tuple[int, tuple[int, ...]], float] = {}
+        waiting = list(todo)
+        for prefix, idx in self._prefix_batches(row_ids, lambda r: 0, lambda r: 1):
+            k = max(len(c) for r in idx for c in needs[r])
             out, _, _ = self._lm_forward(prefix, [row_ids[r][len(prefix):] for r in idx], logits_to_keep=k)
             logp = torch.log_softmax(out.logits[:, -k:, :].float(), -1)
             for b, r in enumerate(idx):
-                lp[r] = logp[b, k - keep[r]:]
-            finished = []
-            for r in idx:
-                for i in rows_of[r]:
-                    remaining[i] -= sum(1 for rr, _ in wanted[i] if rr == r)
-                    if remaining[i] == 0:
-                        finished.append(i)
-            chunk = []
-            for i in finished:
-                scores = []
-                for r, cont in wanted[i]:
-                    part = lp[r][-len(cont):]
-                    scores.append(float(part.gather(-1, torch.tensor(cont)[:, None]).sum()))
-                chunk.append((i, scores))
-            for i in finished:  # free rows no other request needs
-                for r, _ in wanted[i]:
-                    rows_of[r].discard(i)
-                    if not rows_of[r]:
-                        lp.pop(r, None)
-            if chunk:
-                yield chunk
+                for cont in needs[r]:
+                    part = logp[b, k - len(cont):]
+                    scores[(r, cont)] = float(part.gather(-1, torch.tensor(cont)[:, None]).sum())
+            done = [i for i in waiting if all(x in scores for x in asked[i])]
+            if done:
+                waiting = [i for i in waiting if i not in set(done)]
+                yield [(i, [scores[x] for x in asked[i]]) for i in done]
 
     @torch.no_grad()
     def _loglik_batch_ed(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:

@@ -57,6 +57,9 @@ class EvalConfig(StrictModel):
     batch_tokens: int = Field(16384, gt=0)
     max_prompt_len: int = Field(2048, gt=8)
     hub_cache: str = "~/.cache/flanlab/hub"  # where hub downloads are written in the upstream layouts
+    # instruct models: wrap each prompt as one user turn of the tokenizer's chat template (the paper and lm-eval
+    # evaluate with plain prompts; off by default)
+    chat_template: bool = False
     seed: int = 0
     threads: int | None = None
 
@@ -149,26 +152,43 @@ def aggregate(items: list[EvalItem], values: list[float], how: str, seed: int = 
             "per_group": {g: round(float(v[idx].mean() * 100), 2) for g, idx in sorted(groups.items())}}
 
 
-def context(engine: Engine, item: EvalItem, mode: str) -> str:
+def context(engine: Engine, item: EvalItem, mode: str, chat: bool = False) -> str:
     """What the model continues: the prompt, and for a decoder-only model the item's target delimiter (its
-    trailing spaces are left to the answer's own tokens, as lm-eval leaves them)."""
+    trailing spaces are left to the answer's own tokens, as lm-eval leaves them); with `chat`, the prompt as
+    one user turn of the tokenizer's chat template, the answer following the assistant header."""
     prompt = item.prompts[mode]
+    if chat:
+        return engine.tok.chat_prompt(prompt)
     return prompt if engine.encoder_decoder else prompt + item.target_delimiter.rstrip(" ")
 
 
-def requests_for(engine: Engine, items: list[EvalItem], mode: str, dec: DecodingSpec, seed: int) -> list[GenRequest]:
+def loglik_request(engine: Engine, item: EvalItem, chat: bool = False) -> tuple[str, list[str]]:
+    """(context, continuations) ranking the item's options: a decoder-only model scores delimiter + option
+    (" A"), as lm-eval; an encoder-decoder model, or a chat turn, the option alone."""
+    if chat:
+        return engine.tok.chat_prompt(item.prompts["direct"]), list(item.options)
+    prefix = "" if engine.encoder_decoder else item.target_delimiter
+    return item.prompts["direct"], [prefix + o for o in item.options]
+
+
+def requests_for(engine: Engine, items: list[EvalItem], mode: str, dec: DecodingSpec, seed: int,
+                 chat: bool = False) -> list[GenRequest]:
     key = "direct" if mode == "direct" else "cot"
     n, temperature, top_k = (dec.sc_samples, dec.temperature, dec.top_k) if mode == "cot_sc" else (1, 0.0, 0)
     max_new = dec.direct_max_new_tokens if mode == "direct" else dec.cot_max_new_tokens
     default_stop = ("\n\n",) if mode == "direct" else ()
-    return [GenRequest(prompt=context(engine, it, key), n=n, temperature=temperature, top_k=top_k,
+    return [GenRequest(prompt=context(engine, it, key, chat), n=n, temperature=temperature, top_k=top_k,
                        max_new_tokens=max_new, stop=it.stop.get(key, default_stop), seed=seed) for it in items]
 
 
 def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: DecodingSpec, mc_scoring: str, seed: int,
-                  where: str = "benchmarks") -> tuple[dict, list[dict]]:
+                  where: str = "benchmarks", chat: bool = False, progress=None, label: str | None = None
+                  ) -> tuple[dict, list[dict]]:
     results, preds = {}, []
     for mode in modes:
+        if progress is not None:  # an EvalProgress: told which benchmark and mode the engine's requests belong to
+            progress.begin(f"{label or bench.name} {mode}")
+            engine.progress = progress
         key = "direct" if mode == "direct" else "cot"
         items = [it for it in bench.items if key in it.prompts]
         if not items:
@@ -176,12 +196,10 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
                                field=f"{where}.modes")
         t0 = time.time()
         if mode == "direct" and mc_scoring == "loglik" and all(it.options for it in items):
-            # rank options by log-likelihood; a decoder-only model scores delimiter + option (" A"), as lm-eval
-            lls = engine.loglik([(it.prompts["direct"], [o if engine.encoder_decoder else it.target_delimiter + o
-                                                         for o in it.options]) for it in items])
+            lls = engine.loglik([loglik_request(engine, it, chat) for it in items])
             outs = [[it.options[int(np.argmax(ll))]] for it, ll in zip(items, lls)]
         else:
-            outs = engine.generate(requests_for(engine, items, mode, dec, seed))
+            outs = engine.generate(requests_for(engine, items, mode, dec, seed, chat))
         vals, extra, other_vote = [], [], []
         for it, o in zip(items, outs):
             answers = [canonical(it, t, key) for t in o]
@@ -234,7 +252,9 @@ def load_eval_model(cfg: EvalConfig):
     return model, tok, fp
 
 
-def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None) -> dict:
+def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
+             progress=None, stage: str = "eval") -> dict:
+    """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage]."""
     import torch
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -259,12 +279,15 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     t0 = time.time()
     for i, (spec, bench) in enumerate(benches):
         label = spec.label or spec.name
-        r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed, where=f"benchmarks[{i}]")
+        r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed, where=f"benchmarks[{i}]",
+                             chat=cfg.chat_template, progress=progress, label=f"[{stage}] {label}")
         results["benchmarks"][label] = r
         if bench.notes:
             results["notes"][label] = bench.notes
         all_preds += [{**x, "benchmark": label} for x in p]
     engine.cache.close()
+    if progress is not None:
+        progress.finish()
     results["normalized_average"] = round(normalized_average(
         (r["score"], r["random"]) for m in results["benchmarks"].values() for r in m.values()), 3)
     results["seconds"] = round(time.time() - t0, 2)

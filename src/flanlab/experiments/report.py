@@ -16,6 +16,8 @@ from ..errors import FlanlabError
 def _scores(cell_dir: Path) -> dict:
     """(benchmark, mode) -> {item id: score} from a run's eval_after/predictions.jsonl."""
     f = cell_dir / "eval_after" / "predictions.jsonl"
+    if not f.is_file():
+        raise FlanlabError("sweep cell has no evaluation results (was the sweep interrupted?)", file=f)
     out: dict = {}
     for line in f.read_text().splitlines():
         p = json.loads(line)

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
+from ..evaluate.progress import EvalProgress
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
@@ -48,7 +49,7 @@ class RunConfig(StrictModel):
         return c
 
 
-def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None = None) -> dict:
+def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None = None, console=None) -> dict:
     cfg = cfg.resolved()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
     timing["mix"] = round(time.time() - t, 1)
     log(f"[mix] {man['examples']} examples from {len(man['per_task'])} tasks ({timing['mix']}s)")
     t = time.time()
-    summary = train(cfg.train, progress=progress)
+    summary = train(cfg.train, progress=progress, log=log)
     timing["train"] = round(time.time() - t, 1)
     log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {summary['final_loss']:.3f} ({timing['train']}s)")
     results = {}
@@ -74,7 +75,8 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
         stages.insert(0, ("before", before))
     for name, ecfg in stages:
         t = time.time()
-        results[name] = run_eval(ecfg, base=base)
+        bar = EvalProgress(log, console=console) if progress else None
+        results[name] = run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}")
         timing[f"eval_{name}"] = round(time.time() - t, 1)
         log(f"[eval:{name}] normalized average {results[name]['normalized_average']:.2f} ({timing[f'eval_{name}']}s)")
     report = {"config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},

@@ -109,7 +109,10 @@ def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix
                 if t not in chosen:
                     chosen.append(t)
         if not chosen:
-            raise FlanlabError("collection has no trainable task", file=file, field=f"collections[{ci}].tasks")
+            names = {t.name for t in registry.select(coll.tasks)}
+            why = "; ".join(f"{e['task']}: {e['reason']}" for e in excluded if e["task"] in names)
+            raise FlanlabError(f"collection '{coll.name}' has no trainable task (all excluded: {why})", file=file,
+                               field=f"collections[{ci}].tasks")
         per_coll.append(chosen)
     coll_n = _largest_remainder(cfg.total_examples, [c.weight for c in cfg.collections])
     plan = []
@@ -200,22 +203,54 @@ def config_fingerprint(cfg: MixConfig) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _read_manifest(out: Path) -> dict | None:
+    """The manifest flanlab mix wrote into `out`, or None if `out` is not such a directory."""
+    try:
+        man = json.loads((out / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return man if isinstance(man, dict) and "fingerprint" in man and "shards" in man else None
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove .partial-/.old- directories left by a killed `flanlab mix` on this output (their process is gone)."""
+    for p in out.parent.glob(f".{out.name}.partial-*") if out.parent.is_dir() else []:
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(p, ignore_errors=True)
+    for p in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else []:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def repetition_warnings(plan: dict) -> list[str]:
+    """Tasks drawn more often than they have training rows (the same rows repeated)."""
+    out = []
+    for p in plan["tasks"]:
+        size = p["task"].size("train")
+        if p["n"] > size:
+            out.append(f"task '{p['task'].name}': {size} training rows drawn {p['n']} times "
+                       f"(each row about {p['n'] / size:.0f}x)")
+    return out
+
+
 def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file: object = "<mix config>",
                   progress: bool = True, base: Path | None = None) -> dict:
     """Stream the mixture to shards under cfg.output (written to a temp dir, renamed at the end).
     An existing output is never clobbered unless overwrite=True, and then only once the new one is complete."""
     out = Path(cfg.output)
-    if out.exists() and not cfg.overwrite:
-        man = out / "manifest.json"
-        if man.is_file():
-            try:
-                old = json.loads(man.read_text())
-            except json.JSONDecodeError:
-                old = {}
-            if old.get("fingerprint") == config_fingerprint(cfg):
-                return old  # identical mixture already built: stage cache
-        raise FlanlabError("output exists (built from a different config); set overwrite: true or pick another output",
-                           file=file, field="output")
+    _remove_stale_partials(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty directory holds nothing to protect
+    if out.exists():
+        old = _read_manifest(out)
+        if old is None:  # never replace a directory flanlab did not write, overwrite or not
+            raise FlanlabError("output exists and is not a flanlab mixture (no manifest.json written by flanlab mix); "
+                               "refusing to replace it - pick another output", file=file, field="output")
+        if old.get("fingerprint") == config_fingerprint(cfg) and not cfg.overwrite:
+            return old  # identical mixture already built: stage cache
+        if not cfg.overwrite:
+            raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
+                               "another output", file=file, field="output")
     registry = registry or cfg.registry.build(base)
     plan = plan_mixture(cfg, registry, file=file)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -263,6 +298,7 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
             "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],
                       "effective_size": p["effective_size"]} for p in plan["tasks"]],
             "held_out_tasks": sorted(t.name for t in registry if t.held_out),
+            "warnings": repetition_warnings(plan),
             "shards": shards, "config": cfg.model_dump(),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))

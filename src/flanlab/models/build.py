@@ -53,7 +53,10 @@ def is_encoder_decoder(model) -> bool:
 
 def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokenizer.vocab_size, **overrides):
     if preset not in PRESETS:
-        raise FlanlabError(f"unknown preset '{preset}' (one of {sorted(PRESETS)})", field="model.preset")
+        import difflib
+        near = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.5)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        raise FlanlabError(f"unknown preset '{preset}'; {hint}presets: {', '.join(PRESETS)}", field="model.preset")
     arch, dims = PRESETS[preset]
     dims = {**dims, **overrides}
     if arch == "t5":

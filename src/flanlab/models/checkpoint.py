@@ -74,9 +74,12 @@ def convert_gguf(path: Path, field: str = "model.checkpoint") -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    import contextlib
+    import io
+    try:  # transformers' GGUF reader draws its own tqdm bar: keep it out of flanlab's output
+        with contextlib.redirect_stderr(io.StringIO()):
+            tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     except (OSError, ValueError, KeyError, ImportError) as e:
         raise FlanlabError(f"cannot read GGUF file: {e}", file=path, field=field) from None
     # the weights are dequantized fp32 now: drop the quantizer marker so save_pretrained writes plain safetensors

@@ -20,6 +20,10 @@ class ByteTokenizer:
     def decode(self, ids) -> str:
         return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", errors="ignore")
 
+    def chat_prompt(self, text: str) -> str:
+        from ..errors import FlanlabError
+        raise FlanlabError("the byte-level tokenizer has no chat template", field="chat_template")
+
     def save(self, path: str | Path) -> None:
         from transformers import ByT5Tokenizer
         ByT5Tokenizer(extra_ids=125).save_pretrained(str(path))
@@ -45,6 +49,14 @@ class HFTokenizer:
 
     def decode(self, ids) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    def chat_prompt(self, text: str) -> str:
+        """`text` as one user turn of the tokenizer's chat template, ready for the assistant's answer."""
+        if not getattr(self.tok, "chat_template", None):
+            from ..errors import FlanlabError
+            raise FlanlabError(f"the tokenizer ({self.name}) has no chat template", field="chat_template")
+        return self.tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                            add_generation_prompt=True)
 
     def save(self, path: str | Path) -> None:
         self.tok.save_pretrained(str(path))

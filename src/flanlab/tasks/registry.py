@@ -141,7 +141,10 @@ class TaskRegistry:
 
     def __getitem__(self, name: str) -> Task:
         if name not in self._tasks:
-            raise FlanlabError(f"unknown task '{name}'", field="task")
+            import difflib
+            near = difflib.get_close_matches(name, list(self._tasks), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(near)}?" if near else " (flanlab tasks list shows them all)"
+            raise FlanlabError(f"unknown task '{name}'{hint}", field="task")
         return self._tasks[name]
 
     def __contains__(self, name: str) -> bool:

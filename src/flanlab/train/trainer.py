@@ -166,9 +166,28 @@ def _set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
 
 
+def load_train_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The training config of a file (top level or under 'train:') with key=value overrides, validated."""
+    from ..config import apply_overrides, read_section, validate
+    data, sec = read_section(path, "train")
+    cfg = validate(TrainConfig, data, file=path, prefix=sec)
+    if overrides:
+        cfg = validate(TrainConfig, apply_overrides(cfg.model_dump(), overrides), file="<command line>")
+    return cfg
+
+
+def _mixture_identity(path: str) -> str:
+    """The mixture by content (its manifest fingerprint), not by where it lies: a moved run still hits its cache."""
+    try:
+        return json.loads((Path(path) / "manifest.json").read_text())["fingerprint"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return Path(path).name
+
+
 def config_fingerprint(cfg: TrainConfig) -> str:
     d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every", "threads",
-                                "steps"})
+                                "steps", "mixture"})
+    d["mixture"] = _mixture_identity(cfg.mixture)
     if not d.get("group_by_length"):  # added later: hashed only when on, so runs from before stay cached
         d.pop("group_by_length", None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -224,7 +243,21 @@ def _load_weights(model, ckpt: Path):
         raise FlanlabError(f"checkpoint does not match the model: missing {bad[:3]}, unexpected {unexpected[:3]}", file=ckpt)
 
 
-def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train config>", stop_after: int | None = None) -> dict:
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop metric lines past `step` (written after the checkpoint a resume starts from), so each step is logged once."""
+    if path.is_file():
+        keep = []
+        for line in path.read_text().splitlines(keepends=True):
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line if line.endswith("\n") else line + "\n")
+            except json.JSONDecodeError:  # a line torn by the kill
+                continue
+        atomic_write_text(path, "".join(keep))
+
+
+def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train config>", stop_after: int | None = None,
+          log=lambda message: None) -> dict:
     """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/."""
     dist, rank, world = init_distributed()
     if cfg.threads:
@@ -235,6 +268,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     final_dir = out / "final"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob(".tmp-*"):  # half-written checkpoints of a killed run
+            shutil.rmtree(stale, ignore_errors=True)
     summary_path = out / "summary.json"
     if (final_dir / "config.json").is_file() and summary_path.is_file():
         s = json.loads(summary_path.read_text())
@@ -264,6 +299,9 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
         sched.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         start = state["step"]
+        if rank == 0:
+            log(f"[train] resuming from {ckpt.name} (step {start} of {cfg.steps})")
+            _trim_metrics(out / "metrics.jsonl", start)
     ddp_model = model
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
@@ -331,6 +369,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
                         writer.add_scalar("loss", rec["loss"], done)
                         writer.add_scalar("tokens_per_s", rec["tokens_per_s"] or 0, done)
                     prog.update(bar, loss=f"{rec['loss']:.4f}", tps=f"{rec['tokens_per_s']:,.0f}")
+                    if progress and not prog.console.is_terminal:  # piped or logged: periodic lines instead of a bar
+                        eta = (time.time() - t0) / (done - start) * (cfg.steps - done)
+                        log(f"[train] step {done}/{cfg.steps} loss {rec['loss']:.4f} "
+                            f"{rec['tokens_per_s'] or 0:,.0f} tok/s ETA {eta:.0f}s")
                 prog.update(bar, completed=done)
                 if done % cfg.save_every == 0 or done == cfg.steps:
                     save_checkpoint(out, done, model, tok, opt, sched, cfg)

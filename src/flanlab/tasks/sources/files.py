@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ...errors import FlanlabError
-from ..model import SPLITS, Example, ListSource, hash_split
+from ..model import SPLITS, Example, ListSource, content_key, hash_split
 
 SPECIAL = ("answer", "options", "rationale")
 
@@ -76,8 +76,14 @@ def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], 
 def split_examples(examples: list[Example]) -> dict[str, list[Example]]:
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for ex in examples:
-        splits[hash_split(ex.text_key() or ex.id)].append(ex)
+        splits[hash_split(content_key(ex) if ex.text_key() else ex.id)].append(ex)  # a repeated item: one split
     return splits
+
+
+def _nonempty(examples: list[Example], path) -> list[Example]:
+    if not examples:
+        raise FlanlabError("data file has no rows", file=path)
+    return examples
 
 
 class FileSource(ListSource):
@@ -90,9 +96,9 @@ class FileSource(ListSource):
             for s, p in split_paths.items():
                 if s not in SPLITS:
                     raise FlanlabError(f"unknown split '{s}' (one of {SPLITS})", file=p, field="source.splits")
-                splits[s] = rows_to_examples(read_rows(p, fmt), mapping, file=p, prefix=f"{name}/{s}")
+                splits[s] = _nonempty(rows_to_examples(read_rows(p, fmt), mapping, file=p, prefix=f"{name}/{s}"), p)
         elif path is not None:
-            splits = split_examples(rows_to_examples(read_rows(path, fmt), mapping, file=path, prefix=name))
+            splits = split_examples(_nonempty(rows_to_examples(read_rows(path, fmt), mapping, file=path, prefix=name), path))
         else:
             raise FlanlabError("a file source needs 'path' or 'splits'", field="source")
         super().__init__(splits)
@@ -117,4 +123,4 @@ class CotTsvSource(ListSource):
                                        file=path)
                 q, a, r = cols
                 exs.append(Example(id=f"{name}/{n}", fields={"question": q}, answer=a.strip(), rationale=r.strip()))
-        super().__init__(split_examples(exs))
+        super().__init__(split_examples(_nonempty(exs, path)))

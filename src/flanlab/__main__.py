@@ -1,0 +1,4 @@
+"""`python -m flanlab` = the `flanlab` command."""
+from .cli import app
+
+app()

@@ -1,0 +1,181 @@
+"""A newcomer's first hour: clear errors instead of tracebacks, output that reads right, nothing destroyed."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flanlab.cli import app
+from flanlab.config import apply_overrides
+from flanlab.errors import FlanlabError
+from flanlab.mixture import CollectionSpec, MixConfig, build_mixture
+
+runner = CliRunner()
+
+
+def cli(*args):
+    r = runner.invoke(app, [str(a) for a in args])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception  # never a traceback
+    return r.exit_code, r.output
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------- errors, not tracebacks
+
+def test_override_without_equals_is_an_error(tmp_path):
+    cfg = write(tmp_path / "t.yaml", "train: {steps: 2, mixture: nowhere}\n")
+    code, text = cli("train", cfg, "steps")
+    assert code == 2 and "override 'steps' is not key=value" in text
+
+
+def test_nested_overrides():
+    d = apply_overrides({"model": {"preset": "t5-1m", "dropout": 0.1}, "steps": 5},
+                        ["model.preset=t5-5m", "steps=10", "model.lora.r=4"])
+    assert d == {"model": {"preset": "t5-5m", "dropout": 0.1, "lora": {"r": 4}}, "steps": 10}
+    with pytest.raises(FlanlabError, match="'steps' is not a section"):
+        apply_overrides({"steps": 5}, ["steps.x=1"])
+
+
+def test_nproc_validates_before_launching_processes(tmp_path):
+    t = time.time()
+    code, text = cli("train", "--nproc", "2", tmp_path / "missing.yaml")
+    assert code == 2 and "missing.yaml: file not found" in text and "torch.distributed" not in text
+    bad = write(tmp_path / "bad.yaml", "train: {steps: -1}\n")
+    code, text = cli("train", "--nproc", "2", bad)
+    assert code == 2 and "field 'train.steps'" in text
+    assert time.time() - t < 10  # no torchrun was started
+
+
+def test_report_on_directory_without_cells(tmp_path):
+    code, text = cli("report", tmp_path)
+    assert code == 2 and "not a run or sweep directory" in text
+    write(tmp_path / "sweep.json", json.dumps({"rows": [{"cell": "c0", "num_tasks": 2, "preset": "t5-1m", "params": 1,
+                                                          "cot_share": 0.0, "seed": 0, "scores": {}}]}))
+    code, text = cli("report", tmp_path)
+    assert code == 2 and "predictions.jsonl: sweep cell has no evaluation results" in text
+
+
+def test_errors_keep_brackets_and_name_full_field_paths(tmp_path):
+    cfg = write(tmp_path / "m.yaml", "mix:\n  output: %s\n  collections:\n    - {name: c, tasks: ['reverse_[xyz]*']}\n"
+                % (tmp_path / "out"))
+    code, text = cli("mix", cfg)
+    assert code == 2 and "pattern 'reverse_[xyz]*' matches no task" in text and "collections[0].tasks" in text
+    cfg2 = write(tmp_path / "m2.yaml", "mix:\n  collections:\n    - {name: c}\n")
+    code, text = cli("mix", cfg2)
+    assert code == 2 and "field 'mix.collections[0].tasks'" in text
+
+
+def test_unknown_names_suggest_the_nearest(tmp_path):
+    code, text = cli("tasks", "show", "reverse_word:animal")
+    assert code == 2 and "did you mean reverse_word:animals" in text
+    from flanlab.models.build import build_config
+    with pytest.raises(FlanlabError, match="did you mean t5-5m"):
+        build_config("t5-5n")
+
+
+def test_empty_data_file_and_fully_excluded_collection(tmp_path):
+    write(tmp_path / "empty.jsonl", "")
+    tf = write(tmp_path / "tasks.yaml", "tasks:\n  - {dataset: e, category: qa, source: {type: jsonl, path: empty.jsonl, "
+                                        "fields: {answer: a}}, templates: [{input: '{answer}'}]}\n")
+    from flanlab.mixture import RegistrySpec
+    with pytest.raises(FlanlabError, match="empty.jsonl: data file has no rows"):
+        RegistrySpec(task_files=[str(tf)]).build()
+    with pytest.raises(FlanlabError, match=r"collection 'c' has no trainable task \(all excluded: last_letter:animals: "
+                                           "held-out task"):
+        build_mixture(MixConfig(output=str(tmp_path / "o"), collections=[CollectionSpec(name="c", tasks=["last_letter:a*"])]),
+                      progress=False)
+
+
+# ---------------------------------------------------------------------------- output that reads right
+
+def test_tasks_list_piped_is_one_line_per_task():
+    code, text = cli("tasks", "list")
+    lines = text.splitlines()
+    assert code == 0 and lines[0].split("\t")[0] == "task"
+    row = next(line.split("\t") for line in lines if line.startswith("evaluate_boolean:bool_triples\t"))
+    assert row[1:4] == ["bool_triples", "evaluate_boolean", "synthetic"]
+
+
+def test_tasks_show_keeps_format_tags():
+    code, text = cli("tasks", "show", "parity:tens", "--n", "1")
+    assert code == 0 and "[zs_noopt_direct]" in text and "[zs_opt_direct]" in text
+
+
+def test_python_dash_m_flanlab():
+    r = subprocess.run([sys.executable, "-m", "flanlab", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "mix" in r.stdout and "eval" in r.stdout
+
+
+# ---------------------------------------------------------------------------- nothing destroyed
+
+def test_overwrite_never_replaces_a_foreign_directory(tmp_path):
+    mine = tmp_path / "notes"
+    write(mine / "thesis.txt", "years of work")
+    cfg = MixConfig(output=str(mine), total_examples=200, overwrite=True)
+    with pytest.raises(FlanlabError, match="not a flanlab mixture"):
+        build_mixture(cfg, progress=False)
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    out = tmp_path / "mix"
+    build_mixture(MixConfig(output=str(out), total_examples=200), progress=False)
+    with pytest.raises(FlanlabError, match="built from a different config"):
+        build_mixture(MixConfig(output=str(out), total_examples=300), progress=False)
+    man = build_mixture(MixConfig(output=str(out), total_examples=300, overwrite=True), progress=False)
+    assert man["examples"] == 300
+
+
+def test_killed_mix_leaves_no_partial_directories(tmp_path):
+    out = tmp_path / "mix"
+    stale = tmp_path / ".mix.partial-999999"  # a process that no longer exists
+    write(stale / "shard-00000.jsonl", "{}\n")
+    build_mixture(MixConfig(output=str(out), total_examples=200), progress=False)
+    assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["mix"]
+
+
+def test_small_dataset_repetition_warning(tmp_path):
+    write(tmp_path / "d.jsonl", "".join(json.dumps({"q": f"q{i}", "a": f"a{i}"}) + "\n" for i in range(42)))
+    tf = write(tmp_path / "tasks.yaml", "tasks:\n  - {dataset: d, category: qa, source: {type: jsonl, path: d.jsonl, "
+                                        "fields: {q: q, answer: a}}, templates: [{input: '{q}'}]}\n")
+    cfg = write(tmp_path / "m.yaml", f"mix:\n  output: {tmp_path / 'out'}\n  total_examples: 5000\n  registry: "
+                                     f"{{task_files: [{tf}]}}\n  collections: [{{name: c, tasks: ['qa:d'], cap: 100000}}]\n")
+    code, text = cli("mix", cfg, "--no-progress")
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    n_train = man["plan"][0]["effective_size"]
+    assert code == 0 and man["warnings"] == [f"task 'qa:d': {n_train} training rows drawn 5000 times "
+                                             f"(each row about {5000 / n_train:.0f}x)"]
+    assert "warning: task 'qa:d'" in text
+
+
+def test_moved_run_directory_hits_its_stage_cache(tmp_path):
+    from test_experiments import tiny_run
+    from flanlab.experiments.run import run
+    run(tiny_run(tmp_path, "a"), progress=False, log=lambda m: None)
+    shutil.move(str(tmp_path / "a"), str(tmp_path / "b"))
+    logs = []
+    rep = run(tiny_run(tmp_path, "b"), progress=False, log=logs.append)
+    assert rep["train"]["resumed_from"] == 0 and not (tmp_path / "a").exists()
+    first = json.loads((tmp_path / "b" / "train" / "summary.json").read_text())
+    assert rep["train"]["seconds"] == first["seconds"]  # the cached summary: nothing retrained
+    assert rep["results"]["after"]["engine"]["forward_calls"] == 0  # evaluation answered from its cache
+
+
+def test_resume_says_so_and_logs_each_step_once(tmp_path):
+    from flanlab.train.trainer import TrainConfig, train
+    build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=300, max_input_len=200), progress=False)
+    cfg = TrainConfig(mixture=str(tmp_path / "mix"), output=str(tmp_path / "t"), steps=4, batch_size=4, save_every=2,
+                      log_every=1, max_input_len=200, max_target_len=96, tensorboard=False)
+    train(cfg, progress=False, stop_after=3)  # "killed" after step 3; the last checkpoint is step 2
+    (tmp_path / "t" / ".tmp-checkpoint-4-123").mkdir()  # a half-written checkpoint of the killed run
+    logs = []
+    train(cfg, progress=False, log=logs.append)
+    assert logs == ["[train] resuming from checkpoint-2 (step 2 of 4)"]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4] and not list((tmp_path / "t").glob(".tmp-*"))

