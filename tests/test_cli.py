@@ -55,6 +55,14 @@ def test_nproc_validates_before_launching_processes(tmp_path):
     assert time.time() - t < 10  # no torchrun was started
 
 
+def test_missing_benchmark_path_is_named_at_once(tmp_path):
+    cfg = write(tmp_path / "e.yaml", "eval:\n  preset: t5-1m\n  benchmarks:\n    - {name: bbh, path: data/nope}\n")
+    t = time.time()
+    code, text = cli("eval", cfg)
+    assert code == 2 and "data/nope: field 'benchmarks[0].path': benchmark data not found" in text
+    assert time.time() - t < 10
+
+
 def test_report_on_directory_without_cells(tmp_path):
     code, text = cli("report", tmp_path)
     assert code == 2 and "not a run or sweep directory" in text

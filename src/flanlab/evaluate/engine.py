@@ -114,17 +114,18 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def shared_prefix_groups(seqs: list[list[int]], min_prefix: int) -> list[tuple[int, list[int]]]:
+def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_members: int = 2) -> list[tuple[int, list[int]]]:
     """Groups of sequence indices that share a token prefix of at least `min_prefix` tokens, as
     (prefix length, indices). The prefix always leaves every member at least one token of its own.
-    Sequences that share nothing long end up together in one group with prefix 0."""
+    Sequences that share nothing long, or only with fewer than `min_members` others, end up together in one
+    group with prefix 0 (batched together rather than in many small batches)."""
     order = sorted(range(len(seqs)), key=lambda i: seqs[i])
     groups: list[tuple[int, list[int]]] = []
     loose: list[int] = []
     run, run_lcp = order[:1], None
 
     def close():
-        if len(run) > 1:
+        if len(run) >= max(2, min_members):
             groups.append((min(run_lcp, min(len(seqs[i]) for i in run) - 1), list(run)))
         else:
             loose.extend(run)
@@ -149,7 +150,7 @@ def shared_prefix_groups(seqs: list[list[int]], min_prefix: int) -> list[tuple[i
 class Engine:
     def __init__(self, model, tok, *, fingerprint: str = "", cache_path: str | Path | None = None,
                  batch_tokens: int = 16384, max_prompt_len: int = 2048, min_shared_prefix: int = 64,
-                 max_batch_rows: int = 32, progress: Callable[[int, int], None] | None = None):
+                 max_batch_rows: int = 32, min_fill: float = 0.75, progress: Callable[[int, int], None] | None = None):
         self.model = model.eval()
         self.tok = tok
         self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
@@ -157,6 +158,7 @@ class Engine:
         self.cache = DiskCache(cache_path)
         self.batch_tokens = batch_tokens  # tokens a batch computes (rows x width; a shared prefix is computed once)
         self.max_batch_rows = max_batch_rows  # rows of one batch (each holds its own KV cache)
+        self.min_fill = min_fill  # rows at least this share of the batch's width (bounds padding)
         self.max_prompt_len = max_prompt_len
         self.min_shared_prefix = min_shared_prefix  # 0 turns prefix sharing off
         self.progress = progress
@@ -177,13 +179,16 @@ class Engine:
         return next(self.model.parameters()).device
 
     def _batches(self, lengths: list[int], mult: list[int]) -> Iterator[list[int]]:
-        """Positions into `lengths`, longest first, in batches of at most batch_tokens (width x rows)."""
+        """Positions into `lengths`, longest first, in batches of at most batch_tokens (width x rows) and
+        max_batch_rows rows; a row shorter than min_fill of the batch's width starts a new batch (few-shot questions
+        of one subject vary 5x in length: padding them all to the longest would double the compute)."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         batch, width = [], 0
         for i in order:
             w = max(width, lengths[i])
             rows = sum(mult[j] for j in batch) + mult[i]
-            if batch and (w * rows > self.batch_tokens or rows > self.max_batch_rows):
+            if batch and (w * rows > self.batch_tokens or rows > self.max_batch_rows
+                          or lengths[i] < self.min_fill * w):
                 yield batch
                 batch, w = [], lengths[i]
             batch.append(i)
@@ -210,13 +215,14 @@ class Engine:
         self.stats["seconds"] = self.stats.get("seconds", 0.0) + time.time() - t0
         return results
 
-    def _prefix_batches(self, seqs: dict[int, list[int]], extra: Callable[[int], int], rows: Callable[[int], int]
-                        ) -> Iterator[tuple[list[int], list[int]]]:
+    def _prefix_batches(self, seqs: dict[int, list[int]], extra: Callable[[int], int], rows: Callable[[int], int],
+                        generating: bool = False) -> Iterator[tuple[list[int], list[int]]]:
         """(shared prefix tokens, indices) batches: groups by shared prefix, then length-sorted batches of the
         suffixes, sized by suffix + extra(i) tokens (the prefix is computed once per group, not per row)."""
         idx = list(seqs)
         min_prefix = self.min_shared_prefix if self.min_shared_prefix > 0 else 1 << 30
-        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix):
+        # a group of a few generation requests is not worth its own decoding loop
+        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix, 4 if generating else 2):
             members = [idx[g] for g in group]
             prefix = seqs[members[0]][:plen]
             lengths = [len(seqs[i]) - plen + extra(i) for i in members]
@@ -248,7 +254,9 @@ class Engine:
         pos = (att.cumsum(-1) - 1).clamp(min=0)[:, P:]
         kw = {"input_ids": ids, "attention_mask": att, "position_ids": pos, "use_cache": True}
         if P:
-            cache = copy.deepcopy(self._prefix_cache(prefix))
+            shared = self._prefix_cache(prefix)
+            cache = copy.copy(shared)  # new layer objects; batch_repeat_interleave then makes new tensors
+            cache.layers = [copy.copy(layer) for layer in shared.layers]
             cache.batch_repeat_interleave(B)
             kw[self.kw] = cache
             self.stats["shared_prefix_tokens"] += P * (B - 1)
@@ -270,7 +278,8 @@ class Engine:
                     idx = [todo[j] for j in b]
                     yield list(zip(idx, self._generate_batch([requests[i] for i in idx], [prompts[i] for i in idx])))
                 return
-            for prefix, idx in self._prefix_batches(prompts, lambda i: requests[i].max_new_tokens, lambda i: requests[i].n):
+            for prefix, idx in self._prefix_batches(prompts, lambda i: requests[i].max_new_tokens, lambda i: requests[i].n,
+                                                    generating=True):
                 outs = self._generate_batch([requests[i] for i in idx], [prompts[i][len(prefix):] for i in idx], prefix)
                 yield list(zip(idx, outs))
         return self._cached(keys, run)

@@ -78,8 +78,11 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
                              configs=spec.tasks or spec.languages)
             except FlanlabError as e:
                 raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}", field=f"{where}.path") from None
-        p = Path(spec.path)
-        return p if p.is_absolute() or base is None else base / p
+        p = Path(spec.path).expanduser()
+        p = p if p.is_absolute() or base is None else base / p
+        if not p.exists():  # a local path: say so at once (no hub fallback)
+            raise FlanlabError("benchmark data not found", file=p, field=f"{where}.path")
+        return p
     n = spec.name
     if n == "mmlu":
         return load_mmlu(need_path(), shots, spec.tasks, spec.limit)
