@@ -95,7 +95,7 @@ def test_existing_output_is_not_lost(tmp_path):
     m1 = build_mixture(cfg(tmp_path, seed=1), progress=False)
     before = (tmp_path / "m" / "shard-00000.jsonl").read_bytes()
     assert build_mixture(cfg(tmp_path, seed=1), progress=False)["fingerprint"] == m1["fingerprint"]  # cached
-    with pytest.raises(FlanlabError, match="output exists"):
+    with pytest.raises(FlanlabError, match="built from a different config"):
         build_mixture(cfg(tmp_path, seed=2), progress=False)
     with pytest.raises(FlanlabError):  # a failing overwrite leaves the old mixture intact
         build_mixture(cfg(tmp_path, seed=2, overwrite=True, collections=[CollectionSpec(name="s", tasks=["nope*"])]), progress=False)

@@ -108,8 +108,8 @@ def test_task_file_csv_parquet_and_hf(tmp_path):
 
 
 @pytest.mark.parametrize("body,field", [
-    ("tasks:\n  - {dataset: d, category: c}\n", "tasks.0.source"),
-    ("tasks:\n  - {dataset: d, category: c, source: {type: xml, path: a}}\n", "tasks.0.source.type"),
+    ("tasks:\n  - {dataset: d, category: c}\n", "tasks[0].source"),
+    ("tasks:\n  - {dataset: d, category: c, source: {type: xml, path: a}}\n", "tasks[0].source.type"),
     ("tasks:\n  - {dataset: d, category: c, source: {type: jsonl, path: data.jsonl, fields: {question: nope, answer: a}}}\n",
      "tasks[0].source.fields.question"),
     ("tasks:\n  - {dataset: d, category: c, source: {type: jsonl, path: data.jsonl, fields: {question: q, answer: a}},"
