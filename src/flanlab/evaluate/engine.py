@@ -114,21 +114,23 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_members: int = 2) -> list[tuple[int, list[int]]]:
+def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_saving: int = 1) -> list[tuple[int, list[int]]]:
     """Groups of sequence indices that share a token prefix of at least `min_prefix` tokens, as
     (prefix length, indices). The prefix always leaves every member at least one token of its own.
-    Sequences that share nothing long, or only with fewer than `min_members` others, end up together in one
-    group with prefix 0 (batched together rather than in many small batches)."""
+    A group is kept when sharing saves at least `min_saving` prefix tokens ((members - 1) x prefix); the rest
+    end up together in one group with prefix 0 (batched together rather than in many small batches)."""
     order = sorted(range(len(seqs)), key=lambda i: seqs[i])
     groups: list[tuple[int, list[int]]] = []
     loose: list[int] = []
     run, run_lcp = order[:1], None
 
     def close():
-        if len(run) >= max(2, min_members):
-            groups.append((min(run_lcp, min(len(seqs[i]) for i in run) - 1), list(run)))
-        else:
-            loose.extend(run)
+        if len(run) > 1:
+            plen = min(run_lcp, min(len(seqs[i]) for i in run) - 1)
+            if (len(run) - 1) * plen >= min_saving:
+                groups.append((plen, list(run)))
+                return
+        loose.extend(run)
     for prev, i in zip(order, order[1:]):
         lcp = _lcp(seqs[prev], seqs[i])
         joined = lcp if run_lcp is None else min(run_lcp, lcp)
@@ -221,8 +223,10 @@ class Engine:
         suffixes, sized by suffix + extra(i) tokens (the prefix is computed once per group, not per row)."""
         idx = list(seqs)
         min_prefix = self.min_shared_prefix if self.min_shared_prefix > 0 else 1 << 30
-        # a group of a few generation requests is not worth its own decoding loop
-        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix, 4 if generating else 2):
+        # generation: a group gets its own decoding loop, worth it only when sharing saves more prefill than the
+        # loop costs (a decode step of a batch costs about as much as prefilling 16 tokens here)
+        saving = 16 * max((extra(i) for i in idx), default=0) if generating else 1
+        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix, saving):
             members = [idx[g] for g in group]
             prefix = seqs[members[0]][:plen]
             lengths = [len(seqs[i]) - plen + extra(i) for i in members]
