@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..config import StrictModel
 from ..errors import FlanlabError
@@ -40,6 +40,16 @@ class ModelSpec(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     lora: LoraSpec | None = None
     overrides: dict = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v):  # checked with the config, so the error names the file (or the command line)
+        if v is not None and v not in PRESETS:
+            import difflib
+            near = difflib.get_close_matches(v, list(PRESETS), n=2, cutoff=0.5)
+            hint = f"did you mean {', '.join(near)}? " if near else ""
+            raise ValueError(f"unknown preset '{v}'; {hint}presets: {', '.join(PRESETS)}")
+        return v
 
 
 def base_model(model):
