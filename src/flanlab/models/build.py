@@ -45,11 +45,15 @@ class ModelSpec(StrictModel):
     @classmethod
     def _known_preset(cls, v):  # checked with the config, so the error names the file (or the command line)
         if v is not None and v not in PRESETS:
-            import difflib
-            near = difflib.get_close_matches(v, list(PRESETS), n=2, cutoff=0.5)
-            hint = f"did you mean {', '.join(near)}? " if near else ""
-            raise ValueError(f"unknown preset '{v}'; {hint}presets: {', '.join(PRESETS)}")
+            raise ValueError(unknown_preset(v))
         return v
+
+
+def unknown_preset(name: str) -> str:
+    import difflib
+    near = difflib.get_close_matches(name, list(PRESETS), n=2, cutoff=0.5)
+    hint = f"did you mean {', '.join(near)}? " if near else ""
+    return f"unknown preset '{name}'; {hint}presets: {', '.join(PRESETS)}"
 
 
 def base_model(model):
@@ -63,10 +67,7 @@ def is_encoder_decoder(model) -> bool:
 
 def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokenizer.vocab_size, **overrides):
     if preset not in PRESETS:
-        import difflib
-        near = difflib.get_close_matches(preset, list(PRESETS), n=2, cutoff=0.5)
-        hint = f"did you mean {', '.join(near)}? " if near else ""
-        raise FlanlabError(f"unknown preset '{preset}'; {hint}presets: {', '.join(PRESETS)}", field="model.preset")
+        raise FlanlabError(unknown_preset(preset), field="model.preset")
     arch, dims = PRESETS[preset]
     dims = {**dims, **overrides}
     if arch == "t5":
