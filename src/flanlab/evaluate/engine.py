@@ -446,7 +446,8 @@ class Engine:
                     scores[(r, cont)] = float(part.gather(-1, torch.tensor(cont)[:, None]).sum())
             done = [i for i in waiting if all(x in scores for x in asked[i])]
             if done:
-                waiting = [i for i in waiting if i not in set(done)]
+                finished = set(done)
+                waiting = [i for i in waiting if i not in finished]
                 yield [(i, [scores[x] for x in asked[i]]) for i in done]
 
     @torch.no_grad()

@@ -243,8 +243,9 @@ def load_eval_model(cfg: EvalConfig):
     from ..models.build import ModelSpec, build_model
     from ..models.checkpoint import resolve_checkpoint
     if cfg.checkpoint:
-        model, tok = build_model(ModelSpec(checkpoint=cfg.checkpoint, preset=None), seed=cfg.seed, field="checkpoint")
-        fp = model_fingerprint(resolve_checkpoint(cfg.checkpoint, "checkpoint"))
+        path = resolve_checkpoint(cfg.checkpoint, "checkpoint")  # once: a .gguf is hashed to find its conversion
+        model, tok = build_model(ModelSpec(checkpoint=path, preset=None), seed=cfg.seed, field="checkpoint")
+        fp = model_fingerprint(path)
     elif cfg.preset:
         model, tok = build_model(ModelSpec(preset=cfg.preset), seed=cfg.seed)
         fp = model_fingerprint(None, model)
