@@ -111,8 +111,34 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
     for w in man.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
-              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as contaminated)",
+              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as equal to a held-out example)",
               markup=False, highlight=False)
+    for line in mix_summary(man):
+        out.print(line, markup=False, highlight=False)
+
+
+def mix_summary(man: dict) -> list[str]:
+    """Flan 2022 coverage per submixture and n-gram decontamination, as lines."""
+    lines = []
+    cov = man.get("flan2022") or {}
+    subs = cov.get("submixtures", {})
+    if any(not k.startswith("extra:") for k in subs):
+        lines.append(f"Flan 2022 submixtures ({cov['flan_tasks_present']} of the paper's {cov['paper_tasks']:,} tasks):")
+        for name, entries in subs.items():
+            for e in entries:
+                paper = (f"{e['tasks_present']} of {e['paper_tasks'] if e.get('paper_tasks') else '?'} tasks, "
+                         f"rate {e['rate_used']:.3f} (paper {e['paper_rate']}), cap {e['cap']:,}"
+                         if "paper_rate" in e else f"{e['tasks_present']} tasks, rate {e['rate_used']:.3f}, cap {e['cap']:,}")
+                lines.append(f"  {name:<16} {e['examples']:>7,} examples  {paper}")
+        for m in cov.get("missing", []):
+            lines.append(f"  {m['submixture']:<16} missing: no source ({m['paper_tasks'] or '?'} tasks, paper rate "
+                         f"{m['paper_rate']})")
+    dec = man.get("ngram_decontamination")
+    if dec:
+        per = ", ".join(f"{b} {k}" for b, k in sorted(dec["per_benchmark"].items())) or "none"
+        lines.append(f"{dec['ngram']}-gram decontamination: {dec['dropped']} examples dropped ({per}); "
+                     f"{dec['indexed_ngrams']:,} n-grams from {sum(dec['benchmark_items'].values()):,} benchmark items")
+    return lines
 
 
 @app.command()

@@ -35,6 +35,7 @@ class EvalItem:
     target_delimiter: str = " "
     stop: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mode -> stop strings of the protocol
     answer_phrases: tuple[str, ...] = ()  # CoT answer markers in the prompt's language ("Die Antwort ist")
+    text: str = ""  # the item's own content (question, options, passage): what training data must not contain
 
 
 @dataclass
@@ -123,7 +124,7 @@ def load_mmlu(path, shots: int = 5, subjects: list[str] | None = None, limit: in
             if subject in cot:
                 prompts["cot"] = cot[subject].rstrip() + "\n\n" + _mmlu_q(row, "paren")
             items.append(EvalItem(f"mmlu/{subject}/{i}", subject, [row[5]], prompts, "letter", list(LETTERS), 25.0,
-                                  stop={"direct": ("\n",), "cot": ("\n\n", "\nQ:")}))
+                                  stop={"direct": ("\n",), "cot": ("\n\n", "\nQ:")}, text="\n".join(row[:5])))
         if subject not in cot:
             notes.append(f"no CoT exemplars for {subject}")
     return Benchmark("mmlu", items, "micro", notes)
@@ -223,7 +224,7 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
             if cot_shots:
                 prompts["cot"] = cotp + f"Q: {e['input']}\n{COT_A}\n"
             items.append(EvalItem(f"bbh/{task}/{i}", task, [e["target"]], prompts, "exact", None, rnd,
-                                  stop={"direct": BBH_STOP, "cot": BBH_STOP}))
+                                  stop={"direct": BBH_STOP, "cot": BBH_STOP}, text=e["input"]))
     return Benchmark("bbh", items, "macro", notes)
 
 
@@ -270,7 +271,7 @@ def load_tydiqa(path, shots: int = 1, languages: list[str] | None = None, limit:
             pool = train_by_lang.get(lang) or [x for x in rs if x["id"] != r["id"]]
             shot = "".join(f"{_tydiqa_q(x)} {x['answers'][0]}\n\n" for x in pool[:shots])
             items.append(EvalItem(f"tydiqa/{r['id']}", lang, r["answers"], {"direct": shot + _tydiqa_q(r)}, "span",
-                                  stop={"direct": ("\n",)}))
+                                  stop={"direct": ("\n",)}, text=f"{r['context']}\n{r['question']}"))
     return Benchmark("tydiqa", items, "macro")
 
 
@@ -316,7 +317,7 @@ def _math_items(name: str, group: str, rows: list[tuple[str, str]], exemplars: l
     stop = (q_pre.strip(),) + GSM_STOP[1:]
     return [EvalItem(f"{name}/{group}/{i}", group, [a], {"direct": direct + f"{q_pre}{q}\n{a_pre.rstrip()}",
                                                           "cot": cot + f"{q_pre}{q}\n{a_pre.rstrip()}"}, "number",
-                     stop={"direct": stop + ("\n",), "cot": stop}, answer_phrases=phrases)
+                     stop={"direct": stop + ("\n",), "cot": stop}, answer_phrases=phrases, text=q)
             for i, (q, a) in enumerate(rows[:limit])]
 
 
@@ -440,8 +441,9 @@ def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None
 # ---------------------------------------------------------------------------- built-in suite
 
 def load_synthetic(registry, patterns: list[str], shots: int = 0, limit: int | None = 100, options: bool = False,
-                   name: str = "synthetic") -> Benchmark:
-    """Tasks of the built-in suite (e.g. held-out categories), test split, prompts in the training formats."""
+                   name: str = "synthetic", exemplar_only: bool = False) -> Benchmark:
+    """Tasks of the built-in suite (e.g. held-out categories), test split, prompts in the training formats
+    (exemplar_only: `shots` bare input/answer pairs and the bare query, direct mode only)."""
     import random
     if patterns == ["held_out"]:
         tasks = registry.held_out()
@@ -460,10 +462,10 @@ def load_synthetic(registry, patterns: list[str], shots: int = 0, limit: int | N
             exemplars = [t.get("train", j) for j in shot_ids]
             prompts = {}
             for mode, cot in (("direct", False), ("cot", True)):
-                if cot and ex.rationale is None:
+                if cot and (ex.rationale is None or exemplar_only):
                     continue
-                prompts[mode] = render_example(t, ex, tpl, Format(shots, options, cot), exemplars=exemplars,
-                                               trigger=COT_TRIGGER)["inputs"]
+                fmt = Format(shots, options and not exemplar_only, cot, exemplar_only=exemplar_only)
+                prompts[mode] = render_example(t, ex, tpl, fmt, exemplars=exemplars, trigger=COT_TRIGGER)["inputs"]
             at = t.category.answer_type
             rnd = 100.0 / len(ex.options) if at == "choice" and ex.options else 0.0
             items.append(EvalItem(f"{name}/{t.name}/{i}", t.name, [ex.answer], prompts, at,

@@ -36,6 +36,8 @@ class BenchmarkSpec(StrictModel):
     options: bool = False
     mc_scoring: Literal["generate", "loglik"] = "generate"
     exemplars: Literal["native", "en"] = "native"  # MGSM: native-language CoT exemplars (the paper's) or English
+    # built-in tasks: few-shot prompts of bare input/answer pairs, no template text (the paper's Figure 3 format)
+    exemplar_only: bool = False
     hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
 
 
@@ -98,9 +100,11 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
         if not spec.tasks:
             raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
         return load_bigbench(spec.tasks, spec.path, shots, spec.limit)
+    if spec.exemplar_only and not shots:
+        raise FlanlabError("exemplar-only prompts are few-shot: set shots >= 1", field=f"{where}.shots")
     reg = registry_spec.build(base)
     return load_synthetic(reg, spec.tasks or ["held_out"], shots, spec.limit or 100, spec.options,
-                          name=spec.label or "synthetic")
+                          name=spec.label or "synthetic", exemplar_only=spec.exemplar_only)
 
 
 def canonical(item: EvalItem, text: str, mode: str) -> str:

@@ -46,6 +46,8 @@ class RunConfig(StrictModel):
         c.train.mixture = c.mix.output
         c.train.output = str(out / "train")
         c.eval.registry = c.mix.registry
+        if c.mix.tokenizer is None and c.train.model.checkpoint:  # mixture lengths in the model's own tokens
+            c.mix.tokenizer = c.train.model.checkpoint
         return c
 
 

@@ -1,5 +1,6 @@
 """Instruction formats, as in Flan 2022: zero-shot or few-shot, with or without answer options,
-with or without chain-of-thought, and input inversion.
+with or without chain-of-thought, and input inversion; plus the paper's Figure 3 exemplar-only format
+(few-shot input/answer pairs with no instruction or template text, as in Min et al. 2022).
 
 CoT target: "<reasoning> So the answer is <answer>."
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import FlanlabError
-from ..tasks.model import Example, Task, Template
+from ..tasks.model import Example, Task, Template, as_sentence
 
 COT_TRIGGER = "Let's think step by step."
 COT_TRIGGERS = (COT_TRIGGER, "Answer by reasoning step-by-step.", "Explain your reasoning, then give the answer.")
@@ -30,6 +31,7 @@ class Format:
     options: bool = False
     cot: bool = False
     inverted: bool = False
+    exemplar_only: bool = False  # few-shot pairs of bare inputs and answers: no template, options or trigger
 
     @property
     def name(self) -> str:
@@ -37,24 +39,33 @@ class Format:
                  "cot" if self.cot else "direct"]
         if self.inverted:
             parts.append("inv")
+        if self.exemplar_only:
+            parts.append("exo")
         return "_".join(parts)
 
 
-_FMT_RE = re.compile(r"^(zs|fs(\d+))_(opt|noopt)_(cot|direct)(_inv)?$")
+_FMT_RE = re.compile(r"^(zs|fs(\d+))_(opt|noopt)_(cot|direct)(_inv)?(_exo)?$")
 
 
 def parse_format(name: str) -> Format:
     m = _FMT_RE.match(name)
     if not m:
-        raise FlanlabError(f"bad format name '{name}' (e.g. zs_noopt_direct, fs3_opt_cot, zs_noopt_direct_inv)", field="format")
-    return Format(int(m.group(2) or 0), m.group(3) == "opt", m.group(4) == "cot", bool(m.group(5)))
+        raise FlanlabError(f"bad format name '{name}' (e.g. zs_noopt_direct, fs3_opt_cot, zs_noopt_direct_inv, "
+                           "fs3_noopt_direct_exo)", field="format")
+    fmt = Format(int(m.group(2) or 0), m.group(3) == "opt", m.group(4) == "cot", bool(m.group(5)), bool(m.group(6)))
+    if fmt.exemplar_only and (fmt.few_shot == 0 or fmt.options or fmt.cot or fmt.inverted):
+        raise FlanlabError(f"bad format name '{name}': exemplar-only prompts are few-shot, direct, without options "
+                           "(e.g. fs3_noopt_direct_exo)", field="format")
+    return fmt
+
+
+def bare_input(example: Example) -> str:
+    """An example's input with no template text: its field values, one per line (in field order)."""
+    return "\n".join(str(v) for v in example.fields.values() if str(v).strip())
 
 
 def cot_target(rationale: str, answer: str) -> str:
-    r = rationale.strip()
-    if r and r[-1] not in ".!?":
-        r += "."
-    return f"{r} {ANSWER_PREFIX} {answer}."
+    return f"{as_sentence(rationale)} {ANSWER_PREFIX} {answer}."
 
 
 def options_block(options: Sequence[str]) -> str:
@@ -62,10 +73,12 @@ def options_block(options: Sequence[str]) -> str:
 
 
 def _single(example: Example, template: Template, fmt: Format, task_name: str, trigger: str) -> tuple[str, str]:
+    if fmt.exemplar_only:
+        return bare_input(example), example.answer
     inp, tgt = template.render(example, task_name)
     if fmt.options and example.options:
         inp += options_block(example.options)
-    if fmt.cot:
+    if fmt.cot and not template.is_cot:  # a CoT template carries its own instruction and target
         if example.rationale is None:
             raise FlanlabError(f"CoT format requested but example {example.id} has no rationale", file=f"task {task_name}",
                                field="rationale")
@@ -101,5 +114,6 @@ def render_example(task: Task | None, example: Example, template: Template, fmt:
         if max_input_len is None or not shots or length(inputs) <= max_input_len:
             break
         shots.pop()
-    used = Format(len(shots), fmt.options and example.options is not None, fmt.cot, False)
+    used = Format(len(shots), fmt.options and example.options is not None, fmt.cot, False,
+                  fmt.exemplar_only and bool(shots))
     return {"inputs": inputs, "targets": target, "format": used.name, "n_exemplars": len(shots)}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..errors import FlanlabError
@@ -26,6 +26,8 @@ from ..formats import Format, render_example
 from ..tasks.model import Task
 from ..tasks.registry import TaskRegistry
 from ..tasks.synthetic import DEFAULT_HELD_OUT_CATEGORIES
+from .decontaminate import DecontaminationSpec, NgramIndex, build_index
+from .flan2022 import FLAN_2022, coverage, unknown_submixture
 
 
 class RegistrySpec(StrictModel):
@@ -35,18 +37,17 @@ class RegistrySpec(StrictModel):
     bigbench_root: str | None = None
     seed: int = 0
 
-    def build(self, base: Path | None = None) -> TaskRegistry:
+    def build(self, base: Path | None = None, *, file: object = None, field: str = "registry") -> TaskRegistry:
         def rel(p):
             return str(Path(p) if Path(p).is_absolute() or base is None else base / p)
-        return TaskRegistry.default(self.held_out_categories, [rel(f) for f in self.task_files], self.bigbench_tasks,
-                                    rel(self.bigbench_root) if self.bigbench_root else None, seed=self.seed)
-
-
-class CollectionSpec(StrictModel):
-    name: str
-    tasks: list[str]
-    weight: float = Field(1.0, gt=0)
-    cap: int = Field(3000, gt=0)
+        try:
+            return TaskRegistry.default(self.held_out_categories, [rel(f) for f in self.task_files],
+                                        self.bigbench_tasks, rel(self.bigbench_root) if self.bigbench_root else None,
+                                        seed=self.seed)
+        except FlanlabError as e:
+            if e.file is None and file is not None:  # a registry field: name the config that set it
+                raise FlanlabError(e.message, file=file, field=f"{field}.{e.field}" if e.field else field) from None
+            raise
 
 
 class FormatMix(StrictModel):
@@ -55,6 +56,34 @@ class FormatMix(StrictModel):
     options_prob: float = Field(0.5, ge=0, le=1)
     cot_share: float = Field(0.2, ge=0, le=1)
     inversion_prob: float = Field(0.05, ge=0, le=1)
+    exemplar_only_prob: float = Field(0.0, ge=0, le=1)  # share of few-shot examples rendered exemplar-only
+
+
+class CollectionSpec(StrictModel):
+    """A submixture: tasks, a mixing weight and a per-task cap. `flan_submixture` maps it onto Flan 2022's
+    (muffin, t0sf, cot, niv2, dialog): weight and cap then default to the paper's rate and cap."""
+    name: str
+    tasks: list[str]
+    weight: float | None = Field(None, gt=0)
+    cap: int | None = Field(None, gt=0)
+    flan_submixture: str | None = None
+    formats: FormatMix | None = None  # this collection's format mix (default: the mixture's)
+
+    @field_validator("flan_submixture")
+    @classmethod
+    def _known(cls, v):
+        if v is not None and v not in FLAN_2022:
+            raise ValueError(unknown_submixture(v))
+        return v
+
+    @model_validator(mode="after")
+    def _paper_defaults(self):
+        sub = FLAN_2022.get(self.flan_submixture or "")
+        if self.weight is None:
+            self.weight = sub.rate if sub else 1.0
+        if self.cap is None:
+            self.cap = sub.cap if sub else 3000
+        return self
 
 
 class MixConfig(StrictModel):
@@ -65,6 +94,10 @@ class MixConfig(StrictModel):
     shard_format: Literal["jsonl", "parquet"] = "jsonl"
     max_input_len: int | None = 1024
     decontaminate: bool = True
+    # n-gram overlap with real benchmark files (13-grams); matching training examples are dropped and counted
+    decontamination: DecontaminationSpec = Field(default_factory=DecontaminationSpec)
+    # lengths (max_input_len, few-shot fitting) in this checkpoint's tokenizer's tokens (bytes when unset)
+    tokenizer: str | None = None
     overwrite: bool = False
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     collections: list[CollectionSpec] = Field(default_factory=lambda: [CollectionSpec(name="synthetic", tasks=["@synthetic"])])
@@ -141,9 +174,15 @@ def _seed_for(*parts) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
-def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict) -> Iterator[dict]:
+def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict, ngrams: NgramIndex | None = None,
+                 length=None) -> Iterator[dict]:
+    """Rendered records in mixing order. Dropped ones are counted in stats: `dropped_contaminated` (equal to a
+    held-out example) and `ngram_contaminated[task][benchmark]` (sharing an n-gram with a benchmark item)."""
     tasks = plan["tasks"]
     banned = contamination_keys(registry) if cfg.decontaminate else set()
+    # a collection's formats override the mixture's field by field
+    formats = {c.name: cfg.formats.model_copy(update=c.formats.model_dump(exclude_unset=True)) if c.formats
+               else cfg.formats for c in cfg.collections}
     perms = []
     for i, p in enumerate(tasks):
         size = p["task"].size("train")
@@ -152,9 +191,9 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
     owner = np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks else np.zeros(0, np.int32)
     kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
     order = np.random.default_rng(_seed_for(cfg.seed, "order")).permutation(len(owner))
-    fm = cfg.formats
     for j in order:
         p = tasks[owner[j]]
+        fm = formats[p["collection"]]
         task: Task = p["task"]
         k = int(kth[j])
         size = task.size("train")
@@ -167,18 +206,27 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         templates = task.get_templates()
         ti = rng.randrange(len(templates))
         template = templates[ti]
-        if rng.random() < fm.inversion_prob:
+        if rng.random() < fm.inversion_prob and not template.is_cot:
             fmt = Format(inverted=True)
         else:
-            cot = ex.rationale is not None and rng.random() < fm.cot_share
+            cot = template.is_cot or (ex.rationale is not None and rng.random() < fm.cot_share)
             opts = ex.options is not None and rng.random() < fm.options_prob
             shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
-            fmt = Format(shots, opts, cot)
+            exo = shots > 0 and rng.random() < fm.exemplar_only_prob
+            fmt = Format(shots, opts and not exo, cot and not exo, exemplar_only=exo)
         exemplars = []
         if fmt.few_shot:
             cand = rng.sample(range(size), min(size, fmt.few_shot + 1))
             exemplars = [task.get("train", c) for c in cand if c != idx][: fmt.few_shot]
-        rec = render_example(task, ex, template, fmt, exemplars=exemplars, max_input_len=cfg.max_input_len, rng=rng)
+        kw = {"length": length} if length is not None else {}
+        rec = render_example(task, ex, template, fmt, exemplars=exemplars, max_input_len=cfg.max_input_len, rng=rng,
+                             **kw)
+        if ngrams is not None:
+            hit = ngrams.match(rec["inputs"] + "\n" + rec["targets"])
+            if hit is not None:
+                per = stats["ngram_contaminated"].setdefault(task.name, {})
+                per[hit] = per.get(hit, 0) + 1
+                continue
         if task.held_out or task.benchmark:  # final guard: never write held-out data
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
@@ -251,13 +299,17 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
         if not cfg.overwrite:
             raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
                                "another output", file=file, field="output")
-    registry = registry or cfg.registry.build(base)
+    registry = registry or cfg.registry.build(base, file=file)
     plan = plan_mixture(cfg, registry, file=file)
+    t_index = time.time()
+    ngrams = build_index(cfg.decontamination, base, file=file) if cfg.decontamination.benchmarks else None
+    index_seconds = time.time() - t_index
+    length = token_length(cfg.tokenizer) if cfg.tokenizer else None
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    stats = Counter(dropped_contaminated=0)
+    stats = {"dropped_contaminated": 0, "ngram_contaminated": {}}
     per_task, per_format, per_coll = Counter(), Counter(), Counter()
     shards, buf = [], []
     t0 = time.time()
@@ -275,7 +327,7 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
                         TimeRemainingColumn(), disable=not progress, transient=True)
         with prog:
             bar = prog.add_task("mix", total=cfg.total_examples, rate="-")
-            for n, rec in enumerate(iter_records(cfg, plan, registry, stats), 1):
+            for n, rec in enumerate(iter_records(cfg, plan, registry, stats, ngrams, length), 1):
                 buf.append(rec)
                 per_task[rec["task"]] += 1
                 per_format[rec["format"]] += 1
@@ -283,7 +335,7 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
                 if len(buf) >= cfg.shard_size:
                     flush()
                 if n % 2000 == 0:
-                    prog.update(bar, completed=n + stats["dropped_contaminated"], rate=f"{n / (time.time() - t0):,.0f}")
+                    prog.update(bar, completed=n + _dropped(stats), rate=f"{n / (time.time() - t0):,.0f}")
             if buf:
                 flush()
         elapsed = time.time() - t0
@@ -293,6 +345,9 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
             "requested_examples": cfg.total_examples, "seconds": round(elapsed, 3),
             "examples_per_second": round(total / elapsed, 1) if elapsed > 0 else None,
             "dropped_contaminated": stats["dropped_contaminated"], "excluded": plan["excluded"],
+            "ngram_decontamination": ngram_report(cfg, ngrams, stats, index_seconds),
+            "length_unit": f"tokens of {cfg.tokenizer}" if cfg.tokenizer else "bytes",
+            "flan2022": coverage(plan, cfg.collections, per_coll),
             "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
             "per_collection": dict(sorted(per_coll.items())),
             "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],
@@ -313,6 +368,31 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
     else:
         tmp.rename(out)
     return manifest
+
+
+def _dropped(stats: dict) -> int:
+    return stats["dropped_contaminated"] + sum(sum(v.values()) for v in stats["ngram_contaminated"].values())
+
+
+def ngram_report(cfg: MixConfig, ngrams: NgramIndex | None, stats: dict, index_seconds: float) -> dict | None:
+    if ngrams is None:
+        return None
+    per_task = stats["ngram_contaminated"]
+    per_bench: dict[str, int] = {}
+    for hits in per_task.values():
+        for b, k in hits.items():
+            per_bench[b] = per_bench.get(b, 0) + k
+    return {"ngram": cfg.decontamination.ngram, "benchmark_items": ngrams.items, "indexed_ngrams": len(ngrams.grams),
+            "index_seconds": round(index_seconds, 2), "dropped": sum(per_bench.values()), "per_benchmark": per_bench,
+            "per_task": {t: per_task[t] for t in sorted(per_task)}}
+
+
+def token_length(checkpoint: str):
+    """A length function counting the checkpoint tokenizer's tokens (its tokenizer only is loaded)."""
+    from ..models.checkpoint import resolve_checkpoint
+    from ..models.tokenizer import load_tokenizer
+    tok = load_tokenizer(resolve_checkpoint(checkpoint, "tokenizer"))
+    return lambda text: len(tok.encode(text))
 
 
 def read_mixture(path: str | Path) -> Iterator[dict]:

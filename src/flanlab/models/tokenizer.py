@@ -62,6 +62,9 @@ class HFTokenizer:
         self.tok.save_pretrained(str(path))
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
 def load_tokenizer(path: str | Path | None):
     if path is None:
         return ByteTokenizer()
@@ -70,7 +73,21 @@ def load_tokenizer(path: str | Path | None):
     if cfg.is_file():
         if json.loads(cfg.read_text()).get("tokenizer_class") == "ByT5Tokenizer":
             return ByteTokenizer()
-    elif p.is_dir():
-        return ByteTokenizer()  # a checkpoint without a tokenizer: byte-level
+    elif p.is_dir() and not any((p / f).is_file() for f in TOKENIZER_FILES):
+        vocab = _vocab_size(p)
+        if vocab is not None and vocab != ByteTokenizer.vocab_size:  # not one of flanlab's byte-level models
+            from ..errors import FlanlabError
+            raise FlanlabError(f"checkpoint has no tokenizer (no tokenizer_config.json or tokenizer.json) and its "
+                               f"vocabulary of {vocab} is not the byte-level one ({ByteTokenizer.vocab_size}); "
+                               "copy the tokenizer files of the model it came from into this directory",
+                               file=p, field="tokenizer")
+        return ByteTokenizer()  # flanlab's byte-level checkpoints
     from transformers import AutoTokenizer
     return HFTokenizer(AutoTokenizer.from_pretrained(str(path)))
+
+
+def _vocab_size(path: Path) -> int | None:
+    try:
+        return int(json.loads((path / "config.json").read_text())["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

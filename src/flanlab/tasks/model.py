@@ -28,6 +28,12 @@ class Example:
         return " ".join(" ".join(str(self.fields[k]) for k in sorted(self.fields)).lower().split())
 
 
+def as_sentence(text: str) -> str:
+    """Stripped, ending in . ! or ? (a rationale followed by "So the answer is ..." reads as sentences)."""
+    t = text.strip()
+    return t + "." if t and t[-1] not in ".!?" else t
+
+
 @dataclass(frozen=True)
 class Template:
     input: str
@@ -36,9 +42,16 @@ class Template:
     def fields(self) -> set[str]:
         return {f for _, f, _, _ in string.Formatter().parse(self.input + self.target) if f}
 
+    @property
+    def is_cot(self) -> bool:
+        """A CoT template: its target holds the rationale ("{rationale} So the answer is {answer}.")."""
+        return "rationale" in {f for _, f, _, _ in string.Formatter().parse(self.target) if f}
+
     def render(self, example: Example, task_name: str = "?") -> tuple[str, str]:
         values = dict(example.fields)
         values["answer"] = example.answer
+        if example.rationale is not None:  # CoT templates write the rationale into their target
+            values["rationale"] = as_sentence(example.rationale)
         try:
             return self.input.format_map(values), self.target.format_map(values)
         except KeyError as e:

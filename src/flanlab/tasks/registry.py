@@ -17,7 +17,7 @@ GENERIC_TEMPLATES = (Template("{question}"), Template("Question: {question}\nAns
 
 
 class SourceSpec(StrictModel):
-    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench"]
+    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench", "rendered"]
     path: str | None = None
     splits: dict[str, str] | None = None
     fields: dict[str, str] = Field(default_factory=lambda: {"question": "question", "answer": "answer"})
@@ -27,6 +27,14 @@ class SourceSpec(StrictModel):
     data_files: dict[str, str] | str | None = None
     bigbench_task: str | None = None
     bigbench_root: str | None = None
+    # rendered (prompt/completion rows): one task per value of task_column (coarsened to the longest matching
+    # name prefix if task_prefixes is given), rows kept only where every `where` column has one of its values
+    task_column: str | None = None
+    task_prefixes: list[str] | None = None
+    where: dict[str, str | list[str]] | None = None
+
+
+RENDERED_FIELDS = {"prompt": "prompt", "answer": "completion"}
 
 
 class TemplateSpec(StrictModel):
@@ -88,18 +96,46 @@ def _build_source(spec: SourceSpec, base: Path, file: Path, idx: int, label: str
     raise AssertionError(spec.type)
 
 
+def _rendered_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Task]:
+    from .sources.rendered import read_rendered_rows, rendered_tasks
+    src, where = spec.source, f"tasks[{idx}].source"
+    if not src.path and not src.hf_path:
+        raise FlanlabError("needs 'path' (a local file or directory) or 'hf_path' (hub name)", file=file,
+                           field=f"{where}.path")
+    fields = {**RENDERED_FIELDS, **(src.fields if "fields" in src.model_fields_set else {})}
+    unknown = set(fields) - set(RENDERED_FIELDS)
+    if unknown:
+        raise FlanlabError(f"rendered rows map only 'prompt' and 'answer', not {sorted(unknown)}", file=file,
+                           field=f"{where}.fields")
+    path = (Path(src.path) if Path(src.path).is_absolute() else base / src.path) if src.path else None
+    hub = src.hf_path
+    if hub and not path and (base / hub).is_dir():  # a local copy in the hub layout
+        hub = str(base / hub)
+    data = read_rendered_rows(path, hub, src.data_files)
+    return rendered_tasks(data, prompt_col=fields["prompt"], answer_col=fields["answer"], task_column=src.task_column,
+                          task_prefixes=src.task_prefixes, where=src.where, dataset=spec.dataset,
+                          category=spec.category, collection=spec.collection,
+                          file=path or src.hf_path, field=where)
+
+
 def load_task_file(path: str | Path) -> list[Task]:
     path = Path(path)
     tf = validate(TaskFile, read_yaml(path), file=path)
     tasks = []
     for i, spec in enumerate(tf.tasks):
+        if spec.source.type == "rendered":
+            if spec.templates:
+                raise FlanlabError("rendered rows already carry their template; remove `templates`", file=path,
+                                   field=f"tasks[{i}].templates")
+            tasks += _rendered_tasks(spec, path.parent, path, i)
+            continue
         templates = tuple(Template(t.input, t.target) for t in spec.templates) or GENERIC_TEMPLATES
         name = spec.name or f"{spec.category}:{spec.dataset}"
         src = _build_source(spec.source, path.parent, path, i, name)
         probe = next((src.get(s, 0) for s in ("train", "validation", "test") if src.size(s)), None)
         if probe is not None:
             for j, t in enumerate(templates):
-                missing = t.fields() - set(probe.fields) - {"answer"}
+                missing = t.fields() - set(probe.fields) - {"answer"} - ({"rationale"} if probe.rationale else set())
                 if missing:
                     raise FlanlabError(f"template uses {sorted(missing)} but examples only have fields "
                                        f"{sorted(probe.fields)} (map them under source.fields)",
@@ -127,7 +163,7 @@ class TaskRegistry:
             from .sources.bigbench import bigbench_task, list_bigbench_tasks
             avail = list_bigbench_tasks(str(bigbench_root) if bigbench_root else None)
             for pat in bigbench_tasks:
-                hits = [n for n in avail if fnmatch.fnmatch(n, pat)]
+                hits = [n for n in avail if fnmatch.fnmatch(n, pat) or n.startswith(pat + "/")]  # a parent: its subtasks
                 if not hits:
                     raise FlanlabError(f"no BIG-bench task matches '{pat}'", field="bigbench_tasks")
                 for n in hits:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 NAME = "flanlab_packed"
 _LAYOUT: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_layout", default=None)
+_CONFIGS: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_configs", default=None)
 
 
 @dataclass
@@ -257,6 +258,7 @@ def packed_attention(model, layout: dict):
     cfgs = _configs(model)
     old = [c._attn_implementation for c in cfgs]
     token = _LAYOUT.set(layout)
+    ctoken = _CONFIGS.set(cfgs)
     try:
         for c in cfgs:
             c._attn_implementation_internal = NAME
@@ -265,6 +267,29 @@ def packed_attention(model, layout: dict):
         for c, o in zip(cfgs, old):
             c._attn_implementation_internal = o
         _LAYOUT.reset(token)
+        _CONFIGS.reset(ctoken)
+
+
+def recompute_context():
+    """`context_fn` for torch.utils.checkpoint (activation checkpointing): a block recomputed in the backward pass
+    runs outside packed_attention, so the recomputation re-enters the per-segment attention the forward used."""
+    layout, cfgs = _LAYOUT.get(), _CONFIGS.get()
+    if layout is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def again():
+        old = [c._attn_implementation for c in cfgs]
+        token = _LAYOUT.set(layout)
+        try:
+            for c in cfgs:
+                c._attn_implementation_internal = NAME
+            yield
+        finally:
+            for c, o in zip(cfgs, old):
+                c._attn_implementation_internal = o
+            _LAYOUT.reset(token)
+    return contextlib.nullcontext(), again()
 
 
 def supported(model) -> bool:

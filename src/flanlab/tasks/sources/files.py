@@ -105,7 +105,8 @@ class FileSource(ListSource):
 
 
 class CotTsvSource(ListSource):
-    """Flan's CoT data files: tab-separated `question<TAB>answer<TAB>rationale`, no header."""
+    """Flan's CoT data files: tab-separated `question<TAB>answer<TAB>rationale`, no header. Line breaks inside a
+    field are written as the two characters backslash-n (as FLAN's own reader expects); they are read as newlines."""
 
     def __init__(self, path: str | Path, name: str = "cot"):
         path = Path(path)
@@ -121,6 +122,8 @@ class CotTsvSource(ListSource):
                 if len(cols) != 3:
                     raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected 3 (question, answer, rationale)",
                                        file=path)
-                q, a, r = cols
+                q, a, r = (c.replace("\\n", "\n") for c in cols)
+                if not q.strip() or not a.strip():
+                    raise FlanlabError(f"line {n} has an empty {'question' if not q.strip() else 'answer'}", file=path)
                 exs.append(Example(id=f"{name}/{n}", fields={"question": q}, answer=a.strip(), rationale=r.strip()))
         super().__init__(split_examples(_nonempty(exs, path)))

@@ -1,0 +1,340 @@
+"""The Flan 2022 collection path: rendered (prompt/completion) sources incl. the hub export layout, CoT data with
+CoT templates, Flan submixture caps/rates and coverage, n-gram decontamination against benchmark files,
+exemplar-only prompts, lengths in a tokenizer's tokens, and the errors of bad input."""
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flanlab.config import validate
+from flanlab.errors import FlanlabError
+from flanlab.formats import Format, parse_format, render_example
+from flanlab.mixture import CollectionSpec, MixConfig, build_mixture, read_mixture
+from flanlab.mixture.decontaminate import DecontaminationSpec, NgramIndex, build_index
+from flanlab.tasks.model import Example, Template
+from flanlab.tasks.registry import TaskRegistry, load_task_file
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def write_parquet(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def t0_rows(templates=("ag_news_classify", "ag_news_recommend", "imdb_Movie", "quoref_Find_Answer"), n=30):
+    return [{"template": t, "flan_group": "T0-SF" if t.startswith("quoref") else "FLAN/T0-overlap",
+             "prompt": f"{t} prompt number {i}: what is {i} plus one?", "completion": str(i + 1)}
+            for t in templates for i in range(n)]
+
+
+def task_file(tmp_path: Path, tasks: list[dict], name="tasks.yaml") -> Path:
+    f = tmp_path / name
+    f.write_text(yaml.safe_dump({"tasks": tasks}))
+    return f
+
+
+# ---------------------------------------------------------------------------- rendered sources
+
+def test_rendered_source_groups_filters_and_coarsens_to_datasets(tmp_path):
+    write_parquet(tmp_path / "t0.parquet", t0_rows())
+    f = task_file(tmp_path, [
+        {"dataset": "t0", "category": "t0sf", "collection": "t0sf",
+         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template", "where": {"flan_group": "T0-SF"}}},
+        {"dataset": "m", "category": "muffin", "collection": "muffin",
+         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template",
+                    "where": {"flan_group": "FLAN/T0-overlap"}, "task_prefixes": ["ag_news", "imdb"]}}])
+    tasks = {t.name: t for t in load_task_file(f)}
+    assert set(tasks) == {"t0sf:quoref_Find_Answer", "muffin:ag_news", "muffin:imdb"}
+    news = tasks["muffin:ag_news"]  # two templates' rows in one dataset-level task, split by content
+    assert sum(news.size(s) for s in ("train", "validation", "test")) == 60
+    ids = {s: {news.get(s, i).fields["prompt"] for i in range(news.size(s))} for s in ("train", "validation", "test")}
+    assert not ids["train"] & ids["test"] and not ids["train"] & ids["validation"]
+    ex = news.get("train", 0)
+    assert int(ex.answer) == int(ex.fields["prompt"].split("what is ")[1].split()[0]) + 1  # the row's own completion
+    # the template is the rendered prompt itself: few-shot = rendered examples one after another
+    shots = [news.get("train", 1), news.get("train", 2)]
+    rec = render_example(news, ex, news.get_templates()[0], Format(2), exemplars=shots)
+    assert rec["inputs"] == "\n\n".join([f"{s.fields['prompt']}\n{s.answer}" for s in shots] + [ex.fields["prompt"]])
+    assert rec["targets"] == ex.answer
+
+
+def test_rendered_source_reads_the_hub_export_layout_offline(tmp_path):
+    """Open-Orca/FLAN's layout (<submix>_<format>_data/part.N.parquet; inputs, targets, _task_name) read through
+    `datasets` from a local copy - the same code path as the hub name."""
+    hub = tmp_path / "FLAN"
+    for part in range(2):
+        write_parquet(hub / "t0_zsopt_data" / f"part.{part}.parquet",
+                      [{"inputs": f"Q{part}-{i}: say {i}", "targets": str(i), "_task_name": f"task_{i % 3}",
+                        "_template_type": "zs_opt", "_task_source": "T0"} for i in range(12)])
+    write_parquet(hub / "cot_zsopt_data" / "part.0.parquet",
+                  [{"inputs": "other", "targets": "x", "_task_name": "cot_x", "_template_type": "zs_opt",
+                    "_task_source": "CoT"}])
+    f = task_file(tmp_path, [{"dataset": "flan_t0", "category": "t0sf", "collection": "t0sf",
+                              "source": {"type": "rendered", "hf_path": "FLAN", "data_files": "t0_zsopt_data/*.parquet",
+                                         "fields": {"prompt": "inputs", "answer": "targets"},
+                                         "task_column": "_task_name"}}])
+    tasks = {t.name: t for t in load_task_file(f)}
+    assert set(tasks) == {"t0sf:task_0", "t0sf:task_1", "t0sf:task_2"}  # cot_zsopt_data not read
+    assert sum(t.size(s) for t in tasks.values() for s in ("train", "validation", "test")) == 24
+
+
+def test_rendered_parquet_without_the_mapped_columns_names_file_and_field(tmp_path):
+    write_parquet(tmp_path / "bad.parquet", [{"template": "a", "prompt": "p"}])
+    f = task_file(tmp_path, [{"dataset": "t0", "category": "t0sf",
+                              "source": {"type": "rendered", "path": "bad.parquet", "task_column": "template"}}])
+    with pytest.raises(FlanlabError) as e:
+        load_task_file(f)
+    assert "bad.parquet" in str(e.value) and "tasks[0].source.fields.answer" in str(e.value)
+    assert "'completion'" in str(e.value) and "template" in str(e.value)  # what is missing, and what is there
+    write_parquet(tmp_path / "ok.parquet", [{"template": "a", "prompt": "p", "completion": "c"}])
+    f = task_file(tmp_path, [{"dataset": "t0", "category": "t0sf",
+                              "source": {"type": "rendered", "path": "ok.parquet", "task_column": "tmpl"}}])
+    with pytest.raises(FlanlabError, match=r"tasks\[0\].source.task_column.*'tmpl'"):
+        load_task_file(f)
+
+
+# ---------------------------------------------------------------------------- CoT data and templates
+
+COT_TEMPLATES = [{"input": "{question}\nLet's think step by step.", "target": "{rationale} So the answer is {answer}."},
+                 {"input": "Q: {question} Reason first.", "target": "{rationale} So the answer is {answer}."}]
+
+
+def test_cot_tsv_reads_escaped_newlines_and_cot_templates_render_the_flan_target(tmp_path):
+    (tmp_path / "c.tsv").write_text("Is it?\\nOptions:\\n- yes\\n- no\tyes\tIt is, as seen\n"
+                                    "What is 2+2?\t4\t2+2 is 4.\n")
+    f = task_file(tmp_path, [{"dataset": "c", "category": "cot", "collection": "cot",
+                              "source": {"type": "cot_tsv", "path": "c.tsv"}, "templates": COT_TEMPLATES}])
+    task = load_task_file(f)[0]
+    exs = [task.get(s, i) for s in ("train", "validation", "test") for i in range(task.size(s))]
+    first = next(e for e in exs if e.answer == "yes")
+    assert first.fields["question"] == "Is it?\nOptions:\n- yes\n- no"
+    tpl = task.get_templates()[0]
+    assert tpl.is_cot and not Template("{question}").is_cot
+    rec = render_example(task, first, tpl, Format(cot=True))
+    assert rec["inputs"] == "Is it?\nOptions:\n- yes\n- no\nLet's think step by step."  # no second trigger
+    assert rec["targets"] == "It is, as seen. So the answer is yes."  # a period closes the rationale
+    m = build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=50,
+                                registry={"task_files": [str(f)]},
+                                collections=[CollectionSpec(name="cot", tasks=["@cot"])]), progress=False)
+    assert all("_cot" in k for k in m["per_format"])  # a CoT template always makes a CoT example
+    assert all(r["targets"].endswith(f"So the answer is {'yes' if 'Is it' in r['inputs'] else '4'}.")
+               for r in read_mixture(tmp_path / "mix"))
+
+
+def test_cot_tsv_row_with_wrong_field_count_names_the_line(tmp_path):
+    (tmp_path / "c.tsv").write_text("q1\ta1\tr1\nq2\ta2\n")
+    f = task_file(tmp_path, [{"dataset": "c", "category": "cot", "source": {"type": "cot_tsv", "path": "c.tsv"}}])
+    with pytest.raises(FlanlabError, match=r"c.tsv: line 2 has 2 tab-separated columns, expected 3"):
+        load_task_file(f)
+
+
+# ---------------------------------------------------------------------------- submixtures
+
+def test_flan_submixtures_take_the_paper_caps_and_rates_and_report_coverage(tmp_path):
+    write_parquet(tmp_path / "t0.parquet", t0_rows())
+    f = task_file(tmp_path, [
+        {"dataset": "t0", "category": "t0sf", "collection": "t0sf",
+         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template", "where": {"flan_group": "T0-SF"}}},
+        {"dataset": "m", "category": "muffin", "collection": "muffin",
+         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template",
+                    "where": {"flan_group": "FLAN/T0-overlap"}, "task_prefixes": ["ag_news", "imdb"]}}])
+    c = MixConfig(output=str(tmp_path / "mix"), total_examples=720, registry={"task_files": [str(f)]},
+                  collections=[CollectionSpec(name="muffin", tasks=["@muffin"], flan_submixture="muffin"),
+                               CollectionSpec(name="t0sf", tasks=["@t0sf"], flan_submixture="t0sf"),
+                               CollectionSpec(name="mine", tasks=["@synthetic"], weight=0.08)])
+    assert (c.collections[0].cap, c.collections[0].weight) == (30_000, 0.40)
+    assert (c.collections[1].cap, c.collections[1].weight) == (20_000, 0.32)
+    m = build_mixture(c, progress=False)
+    # rates renormalised over what is present: 0.40 : 0.32 : 0.08 of 720
+    assert m["per_collection"] == {"muffin": 360, "t0sf": 288, "mine": 72}
+    cov = m["flan2022"]
+    muffin = cov["submixtures"]["muffin"][0]
+    assert (muffin["tasks_present"], muffin["paper_tasks"], muffin["rate_used"]) == (2, 80, 0.5)
+    assert cov["submixtures"]["t0sf"][0]["tasks_present"] == 1 and cov["flan_tasks_present"] == 3
+    assert cov["paper_tasks"] == 1836
+    assert [x["submixture"] for x in cov["missing"]] == ["cot", "niv2", "dialog"]
+    assert cov["submixtures"]["extra:mine"][0]["examples"] == 72
+
+
+def test_unknown_submixture_is_named_with_a_suggestion(tmp_path):
+    f = tmp_path / "mix.yaml"
+    f.write_text("mix:\n  collections:\n    - {name: c, tasks: ['@synthetic'], flan_submixture: t0_sf}\n")
+    from flanlab.config import read_section
+    data, sec = read_section(f, "mix")
+    with pytest.raises(FlanlabError) as e:
+        validate(MixConfig, data, file=f, prefix=sec)
+    msg = str(e.value)
+    assert str(f) in msg and "mix.collections[0].flan_submixture" in msg and "did you mean t0sf" in msg
+
+
+def test_failed_mix_leaves_the_existing_mixture_alone(tmp_path):
+    out = tmp_path / "mix"
+    first = build_mixture(MixConfig(output=str(out), total_examples=200), progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_parquet(tmp_path / "bad.parquet", [{"template": "a", "prompt": "p"}])
+    f = task_file(tmp_path, [{"dataset": "t0", "category": "t0sf",
+                              "source": {"type": "rendered", "path": "bad.parquet", "task_column": "template"}}])
+    with pytest.raises(FlanlabError, match="bad.parquet"):
+        build_mixture(MixConfig(output=str(out), total_examples=200, overwrite=True,
+                                registry={"task_files": [str(f)]}), progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and first["examples"] == 200
+    assert not list(tmp_path.glob(".mix.partial-*"))
+
+
+# ---------------------------------------------------------------------------- n-gram decontamination
+
+QUESTION = ("A farmer has seventeen sheep and all but nine run away through the broken gate near the river, "
+            "how many sheep are left in the field")
+
+
+def planted_benchmarks(tmp_path: Path) -> DecontaminationSpec:
+    gsm = tmp_path / "gsm8k"
+    gsm.mkdir()
+    (gsm / "test.jsonl").write_text(json.dumps({"question": QUESTION, "answer": "17 - 8 = 9\n#### 9"}) + "\n")
+    bbh = tmp_path / "bbh"
+    bbh.mkdir()
+    (bbh / "short.json").write_text(json.dumps({"examples": [
+        {"input": "alpha beta gamma delta epsilon zeta eta theta", "target": "x"},  # 8 words: indexed whole
+        {"input": "too short to mean anything", "target": "y"}]}))  # 5 words: not indexed
+    return DecontaminationSpec(benchmarks=[{"name": "gsm8k", "path": str(gsm)}, {"name": "bbh", "path": str(bbh)}])
+
+
+def test_ngram_index_matches_13_word_overlaps_and_whole_short_items(tmp_path):
+    index = build_index(planted_benchmarks(tmp_path))
+    words = QUESTION.split()
+    assert index.match("Intro. " + " ".join(words[3:16]) + " and more") == "gsm8k"  # 13 words, mid-text
+    assert index.match(" ".join(words[3:15])) is None  # 12 words
+    assert index.match("A FARMER has seventeen sheep, and all -- but nine run away through the broken gate!") == "gsm8k"
+    assert index.match("x alpha beta gamma delta epsilon zeta eta theta y") == "bbh"
+    assert index.match("alpha beta gamma delta epsilon zeta eta") is None
+    assert index.match("it is too short to mean anything") is None
+    assert index.items == {"gsm8k": 1, "bbh": 2}
+
+
+def test_mixture_drops_planted_benchmark_copies_and_counts_them_per_task(tmp_path):
+    data = tmp_path / "train.jsonl"
+    rows = [{"question": f"Clean question number {i} about apples and pears?", "answer": str(i)} for i in range(40)]
+    for i in range(6):  # planted in several rows: the content split puts some of each into train
+        rows[i]["question"] = f"Solve problem {i}: " + QUESTION + "?"
+        rows[6 + i]["question"] = f"Sort list {i}: alpha beta gamma delta epsilon zeta eta theta"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    f = task_file(tmp_path, [{"dataset": "d", "category": "qa", "collection": "mine",
+                              "source": {"type": "jsonl", "path": str(data)}, "templates": [{"input": "{question}"}]}])
+    c = MixConfig(output=str(tmp_path / "mix"), total_examples=400, registry={"task_files": [str(f)]},
+                  decontamination=planted_benchmarks(tmp_path), formats={"few_shot_prob": 0.0, "inversion_prob": 0.0},
+                  collections=[CollectionSpec(name="mine", tasks=["@mine"])])
+    m = build_mixture(c, progress=False)
+    texts = [r["inputs"] for r in read_mixture(tmp_path / "mix")]
+    assert not any("farmer" in t or "alpha beta" in t for t in texts)
+    dec = m["ngram_decontamination"]
+    assert dec["per_task"]["qa:d"]["gsm8k"] > 0 and dec["per_task"]["qa:d"]["bbh"] > 0
+    assert dec["dropped"] == 400 - m["examples"] == sum(dec["per_benchmark"].values())
+    assert any("Clean question" in t for t in texts)
+
+
+@pytest.mark.skipif(not (SHARED / "gsm8k").is_dir(), reason="needs ../shared/data")
+def test_real_benchmark_index_catches_a_pasted_test_question():
+    spec = DecontaminationSpec(benchmarks=[{"name": n, "path": str(SHARED / n)}
+                                           for n in ("mmlu", "bbh", "mgsm", "gsm8k", "tydiqa")])
+    index = build_index(spec)
+    assert index.items == {"mmlu": 14042, "bbh": 6511, "mgsm": 2750, "gsm8k": 1319, "tydiqa": 5077}
+    q = json.loads((SHARED / "gsm8k" / "test.jsonl").read_text().splitlines()[100])["question"]
+    assert index.match("Here is a word problem. " + q) in ("gsm8k", "mgsm")  # MGSM's English items are GSM8K's
+    assert index.match("Here is a word problem about nothing in particular that nobody has written.") is None
+
+
+def test_ngram_index_speed_is_enough_for_100k_examples():
+    index = NgramIndex()
+    for i in range(20000):
+        index.add("b", f"item {i} " + " ".join(f"w{(i * 7 + j) % 5000}" for j in range(60)))
+    import time
+    text = " ".join(f"t{j}" for j in range(300))
+    t = time.perf_counter()
+    for _ in range(2000):
+        index.match(text)
+    per_example = (time.perf_counter() - t) / 2000
+    assert per_example * 100_000 < 60  # a 300-word example: 100k of them in well under a minute
+
+
+# ---------------------------------------------------------------------------- exemplar-only format
+
+def test_exemplar_only_prompts_hold_bare_pairs_and_no_template_text():
+    shots = [Example("a", {"word": "cat"}, "tac"), Example("b", {"word": "dog"}, "god")]
+    query = Example("q", {"word": "owl"}, "lwo")
+    tpl = Template("Reverse the letters of the word {word}.")
+    rec = render_example(None, query, tpl, Format(2, exemplar_only=True), exemplars=shots)
+    assert rec["inputs"] == "cat\ntac\n\ndog\ngod\n\nowl" and rec["targets"] == "lwo"
+    assert rec["format"] == "fs2_noopt_direct_exo" and parse_format("fs2_noopt_direct_exo") == Format(2, exemplar_only=True)
+    with pytest.raises(FlanlabError, match="exemplar-only prompts are few-shot"):
+        parse_format("zs_noopt_direct_exo")
+
+
+def test_exemplar_only_share_in_mixtures_and_in_evaluation(tmp_path):
+    m = build_mixture(MixConfig(output=str(tmp_path / "m"), total_examples=2000,
+                                formats={"few_shot_prob": 1.0, "exemplar_only_prob": 0.5, "inversion_prob": 0.0}),
+                      progress=False)
+    exo = sum(v for k, v in m["per_format"].items() if k.endswith("_exo"))
+    assert 0.44 < exo / m["examples"] < 0.56
+    rows = [r for r in read_mixture(tmp_path / "m") if r["format"].endswith("_exo")]
+    assert rows and not any("OPTIONS" in r["inputs"] or "step by step" in r["inputs"] for r in rows)
+    from flanlab.evaluate.benchmarks import load_synthetic
+    reg = TaskRegistry.default()
+    bench = load_synthetic(reg, ["reverse_word:*"], shots=2, limit=2, exemplar_only=True)
+    task = reg[bench.items[0].group]
+    ex = task.get("test", 0)
+    prompt = bench.items[0].prompts["direct"]
+    assert prompt.endswith("\n\n" + "\n".join(ex.fields.values())) and prompt.count("\n\n") == 2
+    assert "cot" not in bench.items[0].prompts
+
+
+# ---------------------------------------------------------------------------- lengths in tokens
+
+def word_tokenizer(path: Path) -> Path:
+    """A word-level HF tokenizer (one token per word) saved in checkpoint layout, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {"[UNK]": 0, "</s>": 1}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="</s>").save_pretrained(str(path))
+    (path / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 2}))
+    return path
+
+
+def test_mixture_lengths_count_the_checkpoint_tokenizers_tokens(tmp_path):
+    ckpt = word_tokenizer(tmp_path / "ckpt")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"longwordnumber{i:04d} " * 3, "answer": "x"}) + "\n"
+                            for i in range(50)))
+    f = task_file(tmp_path, [{"dataset": "d", "category": "qa", "collection": "mine",
+                              "source": {"type": "jsonl", "path": str(data)}, "templates": [{"input": "{question}"}]}])
+
+    def build(name, **kw):
+        c = MixConfig(output=str(tmp_path / name), total_examples=100, max_input_len=16, registry={"task_files": [str(f)]},
+                      formats={"few_shot_prob": 1.0, "max_few_shot": 3, "inversion_prob": 0.0},
+                      collections=[CollectionSpec(name="mine", tasks=["@mine"])], **kw)
+        return build_mixture(c, progress=False), list(read_mixture(tmp_path / name))
+    by_bytes, rows_b = build("bytes")
+    by_tokens, rows_t = build("tokens", tokenizer=str(ckpt))
+    assert by_bytes["length_unit"] == "bytes" and by_tokens["length_unit"].startswith("tokens of")
+    # a query is 3 words (~60 bytes): in bytes no exemplar fits 16, in words up to 3 exemplars do (4 x 4 tokens)
+    assert all(r["format"].startswith("zs") for r in rows_b)
+    assert all(r["format"].startswith("fs") for r in rows_t)
+    assert all(len(r["inputs"].split()) <= 16 for r in rows_t)
+
+
+def test_checkpoint_without_its_tokenizer_is_refused(tmp_path):
+    from flanlab.models.tokenizer import load_tokenizer
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 49152}))
+    with pytest.raises(FlanlabError) as e:
+        load_tokenizer(ckpt)
+    assert str(ckpt) in str(e.value) and "no tokenizer" in str(e.value) and "49152" in str(e.value)
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 384}))
+    assert load_tokenizer(ckpt).name == "byte"  # flanlab's own byte-level checkpoints need none
