@@ -23,7 +23,6 @@ import torch
 
 from flanlab.mixture import MixConfig, build_mixture, read_mixture
 from flanlab.models.build import ModelSpec, build_model
-from flanlab.train import packing, trainer
 from flanlab.train.packing import tokenize_pair
 from flanlab.train.trainer import TrainConfig, train
 
@@ -47,12 +46,8 @@ with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(mixture=str(d / "mix"), output=str(d / f"ours-{run}-{int(fused_gelu)}{int(dense)}"), steps=a.steps,
                           batch_size=a.batch, max_input_len=MAX_IN, max_target_len=MAX_OUT, row_input_len=a.row_in,
                           row_target_len=a.row_out, lr=3e-3, save_every=10**9, log_every=a.steps, tensorboard=False,
-                          model=ModelSpec(preset=a.preset))
-        packing.SEGMENT_ATTENTION, trainer.FUSED_GELU = not dense, fused_gelu
-        try:
-            s = train(cfg, progress=False)
-        finally:
-            packing.SEGMENT_ATTENTION, trainer.FUSED_GELU = True, True
+                          model=ModelSpec(preset=a.preset), segment_attention=not dense, fused_gelu=fused_gelu)
+        s = train(cfg, progress=False)
         return s["train_tokens_this_run"] / s["seconds"], s
 
     # --- baseline: HF Seq2SeqTrainer, one example per row, padded to the longest in the batch

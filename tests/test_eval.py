@@ -202,7 +202,7 @@ def test_loglik_ranking_matches_manual(tiny):
     model, tok = tiny
     e = Engine(model, tok)
     ll = e.loglik([("Pick one:", ["yes", "no", "maybe"])])[0]
-    from flanlab.train.packing import Tokenized, collate, forward_logits
+    from flanlab.models.packed import Tokenized, collate, forward_logits
     if not model.config.is_encoder_decoder:  # one plain forward over context + option, continuation tokens summed
         for opt, v in zip(["yes", "no", "maybe"], ll):
             ctx, cont = e.encode_pair("Pick one:", opt)

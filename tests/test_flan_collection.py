@@ -338,3 +338,16 @@ def test_checkpoint_without_its_tokenizer_is_refused(tmp_path):
     assert str(ckpt) in str(e.value) and "no tokenizer" in str(e.value) and "49152" in str(e.value)
     (ckpt / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 384}))
     assert load_tokenizer(ckpt).name == "byte"  # flanlab's own byte-level checkpoints need none
+
+
+def test_a_collections_formats_override_the_mixtures_field_by_field(tmp_path):
+    c = MixConfig(output=str(tmp_path / "m"), total_examples=600,
+                  formats={"few_shot_prob": 1.0, "inversion_prob": 0.0, "cot_share": 0.0},
+                  collections=[CollectionSpec(name="a", tasks=["reverse_word:*"], formats={"options_prob": 0.0}),
+                               CollectionSpec(name="b", tasks=["add_numbers:*"], formats={"few_shot_prob": 0.0})])
+    build_mixture(c, progress=False)
+    rows = list(read_mixture(tmp_path / "m"))
+    a = [r["format"] for r in rows if r["collection"] == "a"]
+    b = [r["format"] for r in rows if r["collection"] == "b"]
+    assert a and all(f.startswith("fs") for f in a)  # few_shot_prob still the mixture's
+    assert b and all(f.startswith("zs") for f in b)

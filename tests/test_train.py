@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from flanlab.mixture import MixConfig, build_mixture
 from flanlab.models.build import ModelSpec, build_model
-from flanlab.train import packing, segattn
-from flanlab.train.packing import IGNORE, Tokenized, collate, forward_logits, loss_sum, pack, tokenize_pair
+from flanlab.models import hf_compat, packed as packed_forward, segattn
+from flanlab.models.packed import IGNORE, Tokenized, collate, forward_logits, loss_sum
+from flanlab.train.packing import pack, tokenize_pair
 from flanlab.models.tokenizer import ByteTokenizer
 from flanlab.train.trainer import TrainConfig, train
 
@@ -39,8 +40,7 @@ def test_byte_tokenizer_matches_byt5():
 
 @pytest.mark.parametrize("segments", [True, False], ids=["per-segment-attention", "dense-masks"])
 @pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
-def test_packed_equals_unpacked(preset, segments, monkeypatch):
-    monkeypatch.setattr(packing, "SEGMENT_ATTENTION", segments)
+def test_packed_equals_unpacked(preset, segments):
     model, tok = build_model(ModelSpec(preset=preset), seed=1)
     model.eval()
     ed = model.config.is_encoder_decoder
@@ -48,10 +48,10 @@ def test_packed_equals_unpacked(preset, segments, monkeypatch):
     rows = pack(exs, ed, 96, 48)
     assert len(rows) < len(exs) and max(len(r) for r in rows) >= 3
     with torch.no_grad():
-        packed = forward_logits(model, collate(rows, ed))
-        single = [forward_logits(model, collate([[e]], ed))[0] for e in exs]
-        lp, n_p = loss_sum(model, collate(rows, ed))
-        lu, n_u = loss_sum(model, collate([[e] for e in exs], ed))
+        packed = forward_logits(model, collate(rows, ed), segments)
+        single = [forward_logits(model, collate([[e]], ed), segments)[0] for e in exs]
+        lp, n_p = loss_sum(model, collate(rows, ed), segments)
+        lu, n_u = loss_sum(model, collate([[e] for e in exs], ed), segments)
     assert n_p == n_u == sum(len(e.targets) for e in exs)  # loss only on target tokens
     assert torch.allclose(lp, lu, rtol=1e-5)
     # every target-position logit of every packed segment equals its unpacked counterpart
@@ -95,7 +95,7 @@ def _random_examples(n, seed, max_in=200, max_out=90):
 
 @pytest.mark.parametrize("preset,overrides", [("t5-1m", {}), ("llama-1m", {}), ("llama-1m", {"num_key_value_heads": 2})],
                          ids=["t5", "llama", "llama-grouped-query"])
-def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, overrides, monkeypatch):
+def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, overrides):
     """The per-segment attention (segattn) computes the same loss and the same gradient for every parameter as
     dense attention over whole rows with segment masks."""
     model, tok = build_model(ModelSpec(preset=preset, overrides=overrides), seed=3)
@@ -105,18 +105,41 @@ def test_segment_attention_matches_dense_masks_in_loss_and_gradients(preset, ove
     b = collate(rows, ed)
     out = {}
     for seg in (False, True):
-        monkeypatch.setattr(packing, "SEGMENT_ATTENTION", seg)
         model.zero_grad()
-        ls, n = loss_sum(model, b)
+        ls, n = loss_sum(model, b, seg)
         ls.backward()
         out[seg] = (ls.item() / n, {k: p.grad.clone() for k, p in model.named_parameters()})
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
     for k, g in out[False][1].items():  # summed loss: gradients reach ~40, compare relative to each tensor's scale
         assert (out[True][1][k] - g).abs().max() <= 1e-5 * g.abs().max() + 1e-7, k
     key = "enc_seg" if ed else "seg"
-    s = packing._flat(b, key, ())[0][key]  # the self-attention of the stream these gradients came from
+    s = packed_forward._flat(b, key, ())[0][key]  # the self-attention of the stream these gradients came from
     segs = segattn.segments(s)
     assert len(segattn.plan(segs, segs, s.shape[1], s.shape[1], 1, causal=not ed).buckets) >= 2  # several buckets
+
+
+@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
+def test_activation_checkpointing_recomputes_blocks_with_the_same_gradients(preset):
+    """With activation checkpointing every block runs again in the backward pass (counted with a pre-hook on the
+    real module) and must do so under the same per-segment attention: same loss, same gradient for every parameter."""
+    from flanlab.train.trainer import enable_activation_checkpointing
+    out = {}
+    for recompute in (False, True):
+        model, tok = build_model(ModelSpec(preset=preset), seed=3)
+        if recompute:
+            enable_activation_checkpointing(model, {"use_reentrant": False, "context_fn": segattn.recompute_context})
+        model.train()
+        ed = model.config.is_encoder_decoder
+        attn = model.encoder.block[0].layer[0] if ed else model.model.layers[0].self_attn
+        calls = []
+        attn.register_forward_pre_hook(lambda *a: calls.append(1))
+        ls, n = loss_sum(model, collate(pack(_random_examples(30, 5), ed, 256, 128), ed))
+        ls.backward()
+        out[recompute] = (ls.item(), {k: p.grad.clone() for k, p in model.named_parameters()}, len(calls))
+    assert (out[False][2], out[True][2]) == (1, 2)
+    assert out[True][0] == out[False][0]
+    for k, g in out[False][1].items():
+        assert torch.allclose(out[True][1][k], g, rtol=1e-5, atol=1e-7), k
 
 
 def test_fused_gelu_is_the_same_function():
@@ -164,24 +187,24 @@ def test_bucket_planner_finds_the_cheapest_cut():
         q = {(0, i): (0, rng.randrange(1, 200)) for i in range(n)}
         k = {(0, i): (0, rng.randrange(1, 200)) for i in range(n)}
         keys = sorted(q, key=lambda x: (k[x][1], q[x][1]))
-        ov = rng.choice([0, 50, 4096, 10**6])
+        call_cost = rng.choice([0, 50, 4096, 10**6])
 
         def cost(groups):
-            return sum(len(g) * max(q[x][1] for x in g) * max(k[x][1] for x in g) + ov for g in groups)
+            return sum(len(g) * max(q[x][1] for x in g) * max(k[x][1] for x in g) + call_cost for g in groups)
         brute = min(cost([keys[a:b] for a, b in zip((0,) + cuts, cuts + (n,))])
                     for r in range(n) for cuts in itertools.combinations(range(1, n), r))
-        c, groups = segattn._groups(keys, q, k, ov)
+        c, groups = segattn._groups(keys, q, k, call_cost)
         assert [x for g in groups for x in g] == keys and c == cost(groups) == brute
 
 
 def test_packed_attention_is_scoped_to_the_block():
     model, _ = build_model(ModelSpec(preset="t5-0.5m"), seed=0)
-    before = {id(c): c._attn_implementation for c in segattn._configs(model)}
+    before = {id(c): c._attn_implementation for c in hf_compat.configs_with_attention(model)}
     with pytest.raises(RuntimeError):
         with segattn.packed_attention(model, {}):
-            assert all(c._attn_implementation == segattn.NAME for c in segattn._configs(model))
+            assert all(c._attn_implementation == segattn.NAME for c in hf_compat.configs_with_attention(model))
             raise RuntimeError("boom")
-    assert {id(c): c._attn_implementation for c in segattn._configs(model)} == before
+    assert {id(c): c._attn_implementation for c in hf_compat.configs_with_attention(model)} == before
     assert segattn._LAYOUT.get() is None  # outside the block attention falls back to SDPA (used by generate)
 
 

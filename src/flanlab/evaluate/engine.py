@@ -452,7 +452,7 @@ class Engine:
 
     @torch.no_grad()
     def _loglik_batch_ed(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:
-        from ..train.packing import Tokenized, collate, forward_logits
+        from ..models.packed import Tokenized, collate, forward_logits
         rows = [[Tokenized(p, o)] for p, os_ in zip(prompts, options) for o in os_]
         batch = collate(rows, True, self.tok.pad_id, getattr(self.model.config, "decoder_start_token_id", 0) or 0)
         logits = forward_logits(self.model, batch).float()

@@ -28,11 +28,8 @@ from ..errors import FlanlabError
 from ..mixture import read_mixture
 from ..models.build import (ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder,
                             save_pretrained)
-from .packing import PackedForward, collate, loss_sum, pack, tokenize_pair
-
-
-# train with T5's gelu_new computed by one fused kernel (models.fuse_gelu; same function, ~8% faster steps on t5-1m)
-FUSED_GELU = True
+from ..models.packed import PackedForward, collate, loss_sum
+from .packing import pack, tokenize_pair
 
 
 class TrainConfig(StrictModel):
@@ -69,6 +66,11 @@ class TrainConfig(StrictModel):
     threads: int | None = None
     # recompute each block's activations in the backward pass: less memory (longer rows, bigger models), ~30% more time
     gradient_checkpointing: bool = False
+    # run packed rows as one unpadded stream with attention per segment (T5, Llama); false: dense L x L attention with
+    # segment masks (any architecture). Same loss and gradients (tested); a speed switch kept for benchmarks.
+    segment_attention: bool = True
+    # T5's gelu_new computed by one fused kernel (models.fuse_gelu; the same function, ~8% faster steps on t5-1m)
+    fused_gelu: bool = True
 
 
 def enable_activation_checkpointing(model, kwargs: dict) -> None:
@@ -199,8 +201,9 @@ def config_fingerprint(cfg: TrainConfig) -> str:
     d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every", "threads",
                                 "steps", "mixture", "gradient_checkpointing"})
     d["mixture"] = _mixture_identity(cfg.mixture)
-    if not d.get("group_by_length"):  # added later: hashed only when on, so runs from before stay cached
-        d.pop("group_by_length", None)
+    for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True)):
+        if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
+            d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -290,10 +293,10 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model, tok = build_model(cfg.model, seed=cfg.seed)
-    if FUSED_GELU:
+    if cfg.fused_gelu:
         fuse_gelu(model)
     if cfg.gradient_checkpointing:
-        from .segattn import recompute_context  # recomputed blocks re-enter the per-segment attention
+        from ..models.segattn import recompute_context  # recomputed blocks re-enter the per-segment attention
         enable_activation_checkpointing(base_model(model), {"use_reentrant": False, "context_fn": recompute_context})
     ed = is_encoder_decoder(model)
     data = DataStream(cfg, tok, ed)
@@ -319,7 +322,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     ddp_model = model
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
-        ddp_model = DistributedDataParallel(PackedForward(model))
+        ddp_model = DistributedDataParallel(PackedForward(model, cfg.segment_attention))
     model.train()
     writer = None
     if rank == 0 and cfg.tensorboard:
@@ -351,7 +354,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
                 sync = mi == len(micro) - 1
                 ctx = ddp_model.no_sync() if (dist is not None and not sync) else contextlib.nullcontext()
                 with ctx:
-                    ls, n = loss_sum(ddp_model, batch)
+                    ls, n = loss_sum(ddp_model, batch, cfg.segment_attention)
                     (ls * world / total_tgt).backward()  # DDP averages over ranks
                 step_loss += ls.item()
                 nonpad = sum(len(e.inputs) + len(e.targets) for r in mine for e in r)

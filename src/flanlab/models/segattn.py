@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import hf_compat
+
 NAME = "flanlab_packed"
 _LAYOUT: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_layout", default=None)
 _CONFIGS: contextvars.ContextVar = contextvars.ContextVar("flanlab_packed_configs", default=None)
@@ -110,13 +112,13 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
          device=None, overhead: int | None = None) -> Plan:
     """Group the (query segment, key segment) pairs of each (row, segment id) into length buckets."""
     # the best of a few orders: by key length, by query length (they differ for cross-attention), by area
-    ov = CALL_OVERHEAD if overhead is None else overhead
+    call_cost = CALL_OVERHEAD if overhead is None else overhead
     keys = sorted(q_segs, key=lambda k: (k_segs[k][1], q_segs[k][1]))
     orders = [keys]
     if q_segs is not k_segs:  # cross-attention: query and key lengths differ, so try other orders too
         orders += [sorted(q_segs, key=lambda k: (q_segs[k][1], k_segs[k][1])),
                    sorted(q_segs, key=lambda k: (q_segs[k][1] * k_segs[k][1], k_segs[k][1]))]
-    groups = min((_groups(o, q_segs, k_segs, ov) for o in orders), key=lambda cg: cg[0])[1]
+    groups = min((_groups(o, q_segs, k_segs, call_cost) for o in orders), key=lambda cg: cg[0])[1]
     buckets, q_all, k_all = [], [], []
     inverse = np.full(B * Lq, -1, dtype=np.int64)
     slots = 0
@@ -174,14 +176,14 @@ def _which(module, layout: dict) -> Plan:
 ZERO_BIAS = torch.zeros(1, 1, 1, 1)
 
 
-def _mask(p: Plan, i: int, bk: Bucket, position_bias: torch.Tensor | None, dtype) -> torch.Tensor:
+def _mask(p: Plan, i: int, bucket: Bucket, position_bias: torch.Tensor | None, dtype) -> torch.Tensor:
     """Additive mask of bucket i: padding / causal mask plus the relative position bias. T5 layers share one bias
     tensor, so the sum is built once per stack and reused by every layer."""
     if position_bias is None or position_bias is ZERO_BIAS:
-        return bk.mask.to(dtype)
+        return bucket.mask.to(dtype)
     hit = p.cache.get(i)
     if hit is None or hit[0] is not position_bias:
-        hit = (position_bias, bk.mask.to(dtype) + position_bias[:, :, :bk.Sq, :bk.Sk].to(dtype))
+        hit = (position_bias, bucket.mask.to(dtype) + position_bias[:, :, :bucket.Sq, :bucket.Sk].to(dtype))
         p.cache[i] = hit
     return hit[1]
 
@@ -192,9 +194,8 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     returns ([B, Lq, H, D], None)."""
     layout = _LAYOUT.get()
     if layout is None:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      position_bias=position_bias, **kwargs)
+        return hf_compat.sdpa_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                        position_bias=position_bias, **kwargs)
     p = _which(module, layout)
     B, H, Lq, D = query.shape
     Lk = key.shape[2]
@@ -212,12 +213,12 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     K = k.index_select(0, p.k_idx).split([b.n * b.Sk for b in p.buckets])
     V = v.index_select(0, p.k_idx).split([b.n * b.Sk for b in p.buckets])
     outs = []
-    for i, bk in enumerate(p.buckets):
-        n, Sq, Sk = bk.n, bk.Sq, bk.Sk
+    for i, bucket in enumerate(p.buckets):
+        n, Sq, Sk = bucket.n, bucket.Sq, bucket.Sk
         qb = Q[i].view(n, Sq, H, D).transpose(1, 2)  # [n, H, Sq, D]
         kb = K[i].view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
         vb = V[i].view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
-        m = _mask(p, i, bk, position_bias, qb.dtype)
+        m = _mask(p, i, bucket, position_bias, qb.dtype)
         if USE_SDPA and not m.requires_grad:
             o = F.scaled_dot_product_attention(qb, kb.transpose(-1, -2), vb, attn_mask=m, dropout_p=drop, scale=scale)
         else:  # a learned bias needs its gradient, which the fused kernel does not give (it would fall back to this)
@@ -235,38 +236,34 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 
 
 def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-    AttentionInterface.register(NAME, attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+    hf_compat.register_attention(NAME, attention)
 
 
-def _configs(model) -> list:
-    seen, out = set(), []
-    for m in model.modules():
-        c = getattr(m, "config", None)
-        if c is not None and hasattr(c, "_attn_implementation") and id(c) not in seen:
-            seen.add(id(c))
-            out.append(c)
-    return out
+def _switch(cfgs: list, layout: dict):
+    """Per-segment attention with `layout` for every config in `cfgs`; returns what restores the previous state."""
+    old = [hf_compat.attn_implementation(c) for c in cfgs]
+    token = _LAYOUT.set(layout)
+    for c in cfgs:
+        hf_compat.set_attn_implementation(c, NAME)
+
+    def restore():
+        for c, o in zip(cfgs, old):
+            hf_compat.set_attn_implementation(c, o)
+        _LAYOUT.reset(token)
+    return restore
 
 
 @contextlib.contextmanager
 def packed_attention(model, layout: dict):
     """Within this block, `model`'s attention runs per segment according to `layout`."""
     _register()
-    cfgs = _configs(model)
-    old = [c._attn_implementation for c in cfgs]
-    token = _LAYOUT.set(layout)
+    cfgs = hf_compat.configs_with_attention(model)
     ctoken = _CONFIGS.set(cfgs)
+    restore = _switch(cfgs, layout)
     try:
-        for c in cfgs:
-            c._attn_implementation_internal = NAME
         yield
     finally:
-        for c, o in zip(cfgs, old):
-            c._attn_implementation_internal = o
-        _LAYOUT.reset(token)
+        restore()
         _CONFIGS.reset(ctoken)
 
 
@@ -279,20 +276,15 @@ def recompute_context():
 
     @contextlib.contextmanager
     def again():
-        old = [c._attn_implementation for c in cfgs]
-        token = _LAYOUT.set(layout)
+        restore = _switch(cfgs, layout)
         try:
-            for c in cfgs:
-                c._attn_implementation_internal = NAME
             yield
         finally:
-            for c, o in zip(cfgs, old):
-                c._attn_implementation_internal = o
-            _LAYOUT.reset(token)
+            restore()
     return contextlib.nullcontext(), again()
 
 
 def supported(model) -> bool:
     """T5 and Llama models (the architectures this is tested on) whose attention goes through the interface."""
     return getattr(model.config, "model_type", "") in {"t5", "llama"} and \
-        getattr(model.config, "_attn_implementation", None) in {"sdpa", "eager", None}
+        hf_compat.attn_implementation(model.config) in {"sdpa", "eager", None}

@@ -1,0 +1,200 @@
+"""Running packed batches: several examples in one row with attention isolated between them.
+
+Encoder-decoder (T5): encoder self-attention, decoder causal self-attention and cross-attention are
+all isolated by segment; the decoder input restarts with the decoder start token at each segment.
+T5's relative position bias only sees distances, which are the same inside a packed segment as
+unpacked. Decoder-only: block-diagonal causal attention and position ids that restart at 0 in every
+segment. Loss is on target tokens only.
+
+Two ways to run a packed batch, giving the same logits, loss and gradients (tested):
+- per-segment (segment_attention=True, default for T5 and Llama): the rows' padding is dropped, the model
+  runs on one unpadded token stream, and attention is computed per segment (segattn) - no compute on
+  padding or on the masked-out blocks between segments;
+- dense (segment_attention=False, and any other architecture): the [B, L] rows with additive 4D segment
+  masks through the model's own forward.
+Used by training (loss) and by evaluation (log-likelihood of encoder-decoder models).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from . import hf_compat, segattn
+from .build import base_model
+
+IGNORE = -100
+
+
+@dataclass
+class Tokenized:
+    inputs: list[int]
+    targets: list[int]  # ends with eos
+
+
+def collate(rows: list[list[Tokenized]], encoder_decoder: bool, pad_id: int = 0, decoder_start_id: int = 0) -> dict:
+    """Build tensors for packed rows (a row of one example is the unpacked case)."""
+    B = len(rows)
+    if encoder_decoder:
+        Lin = max(sum(len(e.inputs) for e in r) for r in rows)
+        Lout = max(sum(len(e.targets) for e in r) for r in rows)
+        ids = torch.full((B, Lin), pad_id, dtype=torch.long)
+        eseg = torch.zeros((B, Lin), dtype=torch.long)
+        dec = torch.full((B, Lout), pad_id, dtype=torch.long)
+        dseg = torch.zeros((B, Lout), dtype=torch.long)
+        labels = torch.full((B, Lout), IGNORE, dtype=torch.long)
+        for b, row in enumerate(rows):
+            i = j = 0
+            for s, ex in enumerate(row, 1):
+                n, m = len(ex.inputs), len(ex.targets)
+                ids[b, i:i + n] = torch.tensor(ex.inputs)
+                eseg[b, i:i + n] = s
+                t = torch.tensor(ex.targets)
+                labels[b, j:j + m] = t
+                dec[b, j] = decoder_start_id  # restart the decoder in every segment
+                dec[b, j + 1:j + m] = t[:-1]
+                dseg[b, j:j + m] = s
+                i, j = i + n, j + m
+        return {"input_ids": ids, "enc_seg": eseg, "decoder_input_ids": dec, "dec_seg": dseg, "labels": labels}
+    L = max(sum(len(e.inputs) + len(e.targets) for e in r) for r in rows)
+    ids = torch.full((B, L), pad_id, dtype=torch.long)
+    seg = torch.zeros((B, L), dtype=torch.long)
+    pos = torch.zeros((B, L), dtype=torch.long)
+    labels = torch.full((B, L), IGNORE, dtype=torch.long)
+    for b, row in enumerate(rows):
+        i = 0
+        for s, ex in enumerate(row, 1):
+            seq = ex.inputs + ex.targets
+            n, k = len(seq), len(ex.inputs)
+            ids[b, i:i + n] = torch.tensor(seq)
+            seg[b, i:i + n] = s
+            pos[b, i:i + n] = torch.arange(n)
+            # position p predicts token p+1; only target tokens are predicted
+            labels[b, i + k - 1:i + n - 1] = torch.tensor(ex.targets)
+            i += n
+    return {"input_ids": ids, "seg": seg, "position_ids": pos, "labels": labels}
+
+
+def _additive(allowed: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    m = torch.zeros(allowed.shape, dtype=dtype)
+    m.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return m.unsqueeze(1)  # [B, 1, Q, K]
+
+
+def segment_masks(batch: dict, dtype=torch.float32) -> dict:
+    if "enc_seg" in batch:
+        e, d = batch["enc_seg"], batch["dec_seg"]
+        enc = (e[:, :, None] == e[:, None, :]) & (e[:, None, :] > 0)
+        causal = torch.ones(d.shape[1], d.shape[1], dtype=torch.bool).tril()
+        dec = (d[:, :, None] == d[:, None, :]) & (d[:, None, :] > 0) & causal
+        cross = (d[:, :, None] == e[:, None, :]) & (e[:, None, :] > 0)
+        return {"enc": _additive(enc, dtype), "dec": _additive(dec, dtype), "cross": _additive(cross, dtype)}
+    s = batch["seg"]
+    causal = torch.ones(s.shape[1], s.shape[1], dtype=torch.bool).tril()
+    return {"self": _additive((s[:, :, None] == s[:, None, :]) & (s[:, None, :] > 0) & causal, dtype)}
+
+
+class PackedForward(torch.nn.Module):
+    """nn.Module wrapper so DistributedDataParallel sees the packed forward; returns the summed target loss."""
+
+    def __init__(self, model, segment_attention: bool = True):
+        super().__init__()
+        self.model, self.segment_attention = model, segment_attention
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return _loss_sum(self.model, batch, self.segment_attention)
+
+
+def _use_segments(base, segment_attention: bool) -> bool:
+    return segment_attention and segattn.supported(base)
+
+
+def _flat(batch: dict, seg_key: str, keys: tuple[str, ...]) -> tuple[dict, torch.Tensor]:
+    """Drop padding: [B, L] tensors -> [1, T] with the rows' tokens one after another and segment ids made
+    unique across rows. Returns the flat tensors and the [B, L] mask of kept positions."""
+    seg = batch[seg_key]
+    keep = seg > 0
+    uid = (torch.arange(seg.shape[0], device=seg.device)[:, None] * (int(seg.max()) + 1) + seg)[keep]
+    return {seg_key: uid[None], **{k: batch[k][keep][None] for k in keys}}, keep
+
+
+def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Final hidden states of the non-pad output positions, computed on the unpadded token stream with
+    per-segment attention: ([T, d], their labels [T], the [B, L] mask of those positions)."""
+    dtype = next(base.parameters()).dtype
+    if base.config.is_encoder_decoder:
+        enc, _ = _flat(batch, "enc_seg", ("input_ids",))
+        dec, keep = _flat(batch, "dec_seg", ("decoder_input_ids", "labels"))
+        layout = segattn.layout_for({"enc_seg": enc["enc_seg"], "dec_seg": dec["dec_seg"]}, dtype, enc["enc_seg"].device)
+        with segattn.packed_attention(base, layout):
+            e = _t5_stack(base.encoder, enc["input_ids"], layout["enc"].max_len)
+            h = _t5_stack(base.decoder, dec["decoder_input_ids"], layout["dec"].max_len, e)
+        return _scale_decoder_output(base, h)[0], dec["labels"][0], keep
+    flat, keep = _flat(batch, "seg", ("input_ids", "position_ids", "labels"))
+    layout = segattn.layout_for({"seg": flat["seg"]}, dtype, flat["seg"].device)
+    unread = torch.zeros(1, 1, 1, 1, dtype=dtype, device=flat["seg"].device)  # a 4D mask is passed through, not rebuilt
+    with segattn.packed_attention(base, layout):
+        h = base.model(input_ids=flat["input_ids"], attention_mask=unread,
+                       position_ids=flat["position_ids"]).last_hidden_state
+    return h[0], flat["labels"][0], keep
+
+
+def _scale_decoder_output(base, h: torch.Tensor) -> torch.Tensor:
+    """T5 with a tied head (v1.0) scales the decoder output by d_model^-0.5 before the LM head, as HF does."""
+    if getattr(base.config, "scale_decoder_outputs", base.config.tie_word_embeddings):
+        return h * (base.config.d_model ** -0.5)
+    return h
+
+
+def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tensor | None = None) -> torch.Tensor:
+    """T5Stack.forward on a flat token stream, with the relative position bias computed once for the longest
+    segment (segattn slices it per bucket) instead of for the whole stream."""
+    h = stack.dropout(stack.embed_tokens(ids))
+    bias = hf_compat.t5_relative_bias(stack, max_len, max_len, ids.device)
+    cross_bias = segattn.ZERO_BIAS if encoder_hidden is not None else None
+    for block in stack.block:
+        h = hf_compat.t5_block(block, h, bias, encoder_hidden, cross_bias)
+    return stack.dropout(stack.final_layer_norm(h))
+
+
+def forward_logits(model, batch: dict, segment_attention: bool = True) -> torch.Tensor:
+    """Logits [B, L, V] for a (packed) batch with segment-isolated attention (positions outside any target /
+    segment are 0 on the per-segment path). Works for plain HF models and peft-wrapped ones."""
+    base = base_model(model)
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    if _use_segments(base, segment_attention):
+        h, _, keep = _segment_hidden(base, batch)
+        logits = base.lm_head(h)
+        out = logits.new_zeros(*keep.shape, logits.shape[-1])
+        out[keep] = logits
+        return out
+    masks = {k: v.to(dev) for k, v in segment_masks(batch, dtype).items()}
+    if base.config.is_encoder_decoder:
+        enc = base.encoder(input_ids=batch["input_ids"], attention_mask=masks["enc"]).last_hidden_state
+        h = base.decoder(input_ids=batch["decoder_input_ids"], attention_mask=masks["dec"], encoder_hidden_states=enc,
+                         encoder_attention_mask=masks["cross"]).last_hidden_state
+        return base.lm_head(_scale_decoder_output(base, h))
+    return model(input_ids=batch["input_ids"], attention_mask=masks["self"], position_ids=batch["position_ids"]).logits
+
+
+def _loss_sum(model, batch: dict, segment_attention: bool = True) -> torch.Tensor:
+    base = base_model(model)
+    if not _use_segments(base, segment_attention):
+        logits = forward_logits(model, batch, segment_attention)
+        labels = batch["labels"].to(logits.device)
+        return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
+                                                 ignore_index=IGNORE, reduction="sum")
+    dev = next(model.parameters()).device
+    h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()})
+    sel = labels != IGNORE  # the LM head runs on target positions only
+    return torch.nn.functional.cross_entropy(base.lm_head(h[sel]).float(), labels[sel], reduction="sum")
+
+
+def loss_sum(model, batch: dict, segment_attention: bool = True) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over target tokens, and their count. `model` may be a PackedForward (inside DDP),
+    which carries its own segment_attention."""
+    inner = model.module if hasattr(model, "module") and isinstance(model.module, PackedForward) else model
+    ls = model(batch) if isinstance(inner, PackedForward) else _loss_sum(model, batch, segment_attention)
+    return ls, int((batch["labels"] != IGNORE).sum())
