@@ -180,12 +180,24 @@ def test_moved_run_directory_hits_its_stage_cache(tmp_path):
     assert rep["results"]["after"]["engine"]["forward_calls"] == 0  # evaluation answered from its cache
 
 
-def test_resume_says_so_and_logs_each_step_once(tmp_path):
+def test_resume_says_so_and_logs_each_step_once(tmp_path, monkeypatch):
+    from flanlab.train import trainer
     from flanlab.train.trainer import TrainConfig, train
     build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=300, max_input_len=200), progress=False)
     cfg = TrainConfig(mixture=str(tmp_path / "mix"), output=str(tmp_path / "t"), steps=4, batch_size=4, save_every=2,
                       log_every=1, max_input_len=200, max_target_len=96, tensorboard=False)
-    train(cfg, progress=False, stop_after=3)  # "killed" after step 3; the last checkpoint is step 2
+    real_step = trainer.train_step
+
+    def dies_at_step_4(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process dies during step 4; the last checkpoint is step 2
+        calls.append(1)
+        return real_step(*args, **kwargs)
+    calls = []
+    monkeypatch.setattr(trainer, "train_step", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(trainer, "train_step", real_step)
     (tmp_path / "t" / ".tmp-checkpoint-4-123").mkdir()  # a half-written checkpoint of the killed run
     logs = []
     train(cfg, progress=False, log=logs.append)

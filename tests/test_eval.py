@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -222,22 +223,37 @@ def test_loglik_ranking_matches_manual(tiny):
 
 
 def test_eval_cache_resumes_after_interruption(tmp_path):
+    # the log-likelihood benchmark ranks options, so even this untrained model scores above 0: a cache that lost or
+    # mixed up answers would change the scores compared below
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "ev"),
                      benchmarks=[BenchmarkSpec(name="synthetic", tasks=["parity:tens", "parity:hundreds", "successor:tens"],
-                                                   modes=["direct", "cot_sc"], limit=4)],
+                                               modes=["direct", "cot_sc"], limit=4),
+                                 BenchmarkSpec(name="synthetic", label="choices", tasks=["parity:*", "evaluate_boolean:*"],
+                                               options=True, mc_scoring="loglik", limit=6)],
                      decoding=DecodingSpec(cot_max_new_tokens=12, sc_samples=3))
     full = run_eval(cfg)
+    assert full["benchmarks"]["choices"]["direct"]["score"] > 0
     cache = tmp_path / "ev" / "cache.jsonl"
     lines = cache.read_text().splitlines()
-    assert len(lines) == 2 * 12  # 3 tasks x 4 examples x 2 modes
+    n_choice = full["benchmarks"]["choices"]["direct"]["n"]
+    assert len(lines) == 2 * 12 + n_choice  # 3 tasks x 4 examples x 2 modes, one line per choice item
     # simulate a kill mid-write: keep half the lines plus a truncated one
-    cache.write_text("\n".join(lines[:12]) + "\n" + lines[12][:20])
+    keep = len(lines) // 2
+    cache.write_text("\n".join(lines[:keep]) + "\n" + lines[keep][:20])
     again = run_eval(cfg)
-    assert again["engine"]["cache_hits"] == 12
-    strip = lambda r: {m: {k: v for k, v in x.items() if k != "seconds"} for m, x in r["benchmarks"]["synthetic"].items()}  # noqa: E731
+    assert again["engine"]["cache_hits"] == keep
+    strip = lambda r: {(b, m): {k: v for k, v in x.items() if k != "seconds"}  # noqa: E731
+                       for b, modes in r["benchmarks"].items() for m, x in modes.items()}
     assert strip(again) == strip(full)
     third = run_eval(cfg)
-    assert third["engine"]["cache_hits"] == 24 and third["engine"]["forward_calls"] == 0
+    assert third["engine"]["cache_hits"] == len(lines) and third["engine"]["forward_calls"] == 0
+    # item by item, the resumed run answers exactly as the uninterrupted one (option log-likelihoods differ per item)
+    preds = (tmp_path / "ev" / "predictions.jsonl").read_text()
+    shutil.rmtree(tmp_path / "ev")
+    run_eval(cfg)
+    assert (tmp_path / "ev" / "predictions.jsonl").read_text() == preds
+    logliks = [json.loads(line)["option_logliks"] for line in preds.splitlines() if "option_logliks" in line]
+    assert len(logliks) == n_choice and len({tuple(x) for x in logliks}) > n_choice // 2
     md = (tmp_path / "ev" / "results.md").read_text()
     assert "| synthetic | cot_sc |" in md
     preds = [json.loads(l) for l in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]

@@ -167,7 +167,7 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
              output: Optional[Path] = typer.Option(None, "--output", "-o")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
     from .config import validate
-    from .evaluate.harness import EvalConfig, markdown_table, run_eval
+    from .evaluate.harness import EvalConfig, results_table, run_eval
     try:
         data, sec = _section(config, "eval")
         cfg = validate(EvalConfig, data, file=config, prefix=sec)
@@ -179,7 +179,7 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
         res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
     except FlanlabError as e:
         _fail(e)
-    out.print(markdown_table(res), markup=False, highlight=False)
+    out.print(results_table(res), markup=False, highlight=False)
 
 
 def _run_config(config: Optional[Path]):

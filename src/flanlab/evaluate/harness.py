@@ -10,13 +10,13 @@ import numpy as np
 from pydantic import Field
 
 from ..config import StrictModel
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, markdown_table, resolve_path
 from ..errors import FlanlabError
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
 from .engine import Engine, GenRequest, model_fingerprint
-from .scoring import (COT_PHRASES, as_number, exact_match, extract_choice, extract_cot_answer, extract_direct_answer,
+from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer, extract_direct_answer,
                       extract_number, f1, letter_match, majority_vote, normalized_average, normalized_score,
                       number_match, strict_match)
 
@@ -80,8 +80,7 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
                              configs=spec.tasks or spec.languages)
             except FlanlabError as e:
                 raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}", field=f"{where}.path") from None
-        p = Path(spec.path).expanduser()
-        p = p if p.is_absolute() or base is None else base / p
+        p = resolve_path(spec.path, base)
         if not p.exists():  # a local path: say so at once (no hub fallback)
             raise FlanlabError("benchmark data not found", file=p, field=f"{where}.path")
         return p
@@ -148,13 +147,9 @@ def aggregate(items: list[EvalItem], values: list[float], how: str, seed: int = 
     else:
         w = np.full(len(items), 1.0 / len(items))
     mean = float((v * w).sum() * 100)
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(1000):
-        s = rng.integers(0, len(items), len(items))
-        boots.append((v[s] * w[s]).sum() / w[s].sum() * 100)
+    lo, hi = bootstrap_ci(v, w, seed=seed)
     rnd = np.asarray([it.random for it in items])
-    return {"score": round(mean, 3), "ci95": [round(float(x), 3) for x in np.quantile(boots, [0.025, 0.975])],
+    return {"score": round(mean, 3), "ci95": [round(lo * 100, 3), round(hi * 100, 3)],
             "random": round(float((rnd * w).sum()), 3), "n": len(items),
             "per_group": {g: round(float(v[idx].mean() * 100), 2) for g, idx in sorted(groups.items())}}
 
@@ -202,13 +197,14 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
             raise FlanlabError(f"{bench.name} has no {key} prompts (no exemplars with reasoning); drop mode '{mode}'",
                                field=f"{where}.modes")
         t0 = time.time()
+        lls = None
         if mode == "direct" and mc_scoring == "loglik" and all(it.options for it in items):
             lls = engine.loglik([loglik_request(engine, it, chat) for it in items])
             outs = [[it.options[int(np.argmax(ll))]] for it, ll in zip(items, lls)]
         else:
             outs = engine.generate(requests_for(engine, items, mode, dec, seed, chat))
         vals, extra, other_vote = [], [], []
-        for it, o in zip(items, outs):
+        for n, (it, o) in enumerate(zip(items, outs)):
             answers = [canonical(it, t, key) for t in o]
             final = majority_vote(answers) if mode == "cot_sc" else answers[0]
             sc = score(it, final)
@@ -217,8 +213,11 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
                 extra.append(sc["f1"])
             if mode == "cot_sc":  # lm-eval's rule: samples without an answer vote "[invalid]"
                 other_vote.append(score(it, majority_vote(answers, invalid_votes=True))["score"])
-            preds.append({"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
-                          "answers": answers, "answer": final, "golds": it.golds, **sc})
+            pred = {"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
+                    "answers": answers, "answer": final, "golds": it.golds, **sc}
+            if lls is not None:  # each option's log-likelihood, in the item's option order
+                pred["option_logliks"] = [round(float(x), 4) for x in lls[n]]
+            preds.append(pred)
         res = aggregate(items, vals, bench.aggregate, seed)
         if extra:
             res["f1"] = round(float(np.mean(extra)) * 100, 3)
@@ -231,14 +230,11 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
     return results, preds
 
 
-def markdown_table(results: dict) -> str:
-    lines = ["| benchmark | mode | score | 95% CI | random | normalized | n |", "|---|---|---|---|---|---|---|"]
-    for b, modes in results["benchmarks"].items():
-        for m, r in modes.items():
-            lines.append(f"| {b} | {m} | {r['score']:.1f} | {r['ci95'][0]:.1f}–{r['ci95'][1]:.1f} | {r['random']:.1f} | "
-                         f"{r['normalized']:.1f} | {r['n']} |")
-    lines.append(f"\nNormalized average: **{results['normalized_average']:.2f}**")
-    return "\n".join(lines) + "\n"
+def results_table(results: dict) -> str:
+    rows = [[b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
+             f"{r['normalized']:.1f}", r["n"]] for b, modes in results["benchmarks"].items() for m, r in modes.items()]
+    return (markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n"], rows)
+            + f"\nNormalized average: **{results['normalized_average']:.2f}**\n")
 
 
 def load_eval_model(cfg: EvalConfig):
@@ -302,5 +298,5 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     results["engine"] = {**engine.stats, "cache_hits": engine.cache.hits}
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
-    atomic_write_text(out / "results.md", markdown_table(results))
+    atomic_write_text(out / "results.md", results_table(results))
     return results

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
+from ..evaluate.scoring import bootstrap_ci
+from ..utils import markdown_table
 
 
 def _scores(cell_dir: Path) -> dict:
@@ -31,9 +33,7 @@ def paired_diff(a: dict, b: dict, n: int = 2000, seed: int = 0) -> dict:
     if not ids:
         return {"diff": float("nan"), "ci95": [float("nan")] * 2, "n": 0}
     d = np.array([b[i] - a[i] for i in ids]) * 100
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), (n, len(d)))].mean(1)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
+    lo, hi = bootstrap_ci(d, n=n, seed=seed)
     return {"diff": round(float(d.mean()), 2), "ci95": [round(float(lo), 2), round(float(hi), 2)], "n": len(ids)}
 
 
@@ -156,13 +156,13 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
 def sweep_table(rows: list[dict]) -> str:
     benches = [b for b in ("held_in", "held_out") if b in rows[0]["scores"]]
     modes = ("direct", "cot", "cot_sc")
-    head = "| tasks | model | params | CoT share | loss | " + " | ".join(f"{b} {m}" for b in benches for m in modes) + " |"
-    lines = [head, "|" + "---|" * (5 + len(benches) * len(modes))]
+    header = ["tasks", "model", "params", "CoT share", "loss", *(f"{b} {m}" for b in benches for m in modes)]
+    table = []
     for r in sorted(rows, key=lambda r: (r["params"], r["num_tasks"], r["cot_share"], r["seed"])):
         cells = [f"{r['scores'][b][m]['score']:.1f}" if m in r["scores"][b] else "" for b in benches for m in modes]
-        lines.append(f"| {r['num_tasks']} | {r['preset']} | {r['params'] / 1e6:.2f}M | {r['cot_share']:g} | {r['final_loss']:.3f} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append([r["num_tasks"], r["preset"], f"{r['params'] / 1e6:.2f}M", f"{r['cot_share']:g}",
+                      f"{r['final_loss']:.3f}", *cells])
+    return markdown_table(header, table)
 
 
 def report(path: str | Path) -> dict:
@@ -176,9 +176,9 @@ def report(path: str | Path) -> dict:
         pngs = _plot(rows, path)
         md = ["# flanlab scaling report", "", "## Cells (scores in %, exact match)", "", sweep_table(rows),
               "## Effects (paired bootstrap over the same evaluation items, 95% CI, points)", "",
-              "| claim | eval | difference | 95% CI | n | shown? |", "|---|---|---|---|---|---|"]
-        md += [f"| {e['claim']} | {e['eval']} | {e['diff']:+.2f} | [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}] | {e['n']} | {e['verdict']} |"
-               for e in eff]
+              markdown_table(["claim", "eval", "difference", "95% CI", "n", "shown?"],
+                             [[e["claim"], e["eval"], f"{e['diff']:+.2f}", f"[{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]",
+                               e["n"], e["verdict"]] for e in eff])]
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     elif (path / "run.json").is_file():
         from .run import summary_table

@@ -18,6 +18,7 @@ from ..evaluate.progress import EvalProgress
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
+from ..utils import markdown_table
 
 
 def default_eval() -> EvalConfig:
@@ -90,16 +91,20 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
 
 
 def summary_table(results: dict) -> str:
+    """Before/after finetuning per benchmark and prompting (the paper's Table 5 layout), with the change."""
     stages = [s for s in ("before", "after") if s in results]
-    head = "| eval set | prompting | " + " | ".join(f"{s} finetuning" for s in stages) + " |"
-    lines = [head, "|---|---|" + "---|" * len(stages)]
+    both = len(stages) == 2
     names = {"direct": "direct", "cot": "CoT (greedy)", "cot_sc": "CoT + self-consistency"}
+    rows = []
     for bench, modes in results[stages[-1]]["benchmarks"].items():
         for mode in modes:
-            cells = []
-            for s in stages:
-                r = results[s]["benchmarks"][bench][mode]
-                cells.append(f"{r['score']:.1f} [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}]")
-            lines.append(f"| {bench} (n={modes[mode]['n']}) | {names.get(mode, mode)} | " + " | ".join(cells) + " |")
-    lines.append("| normalized average | | " + " | ".join(f"{results[s]['normalized_average']:.1f}" for s in stages) + " |")
-    return "\n".join(lines) + "\n\nScores: exact match in %, 95% bootstrap CI in brackets.\n"
+            got = [results[s]["benchmarks"][bench][mode] for s in stages]
+            cells = [f"{r['score']:.1f} [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}]" for r in got]
+            change = [f"{got[1]['score'] - got[0]['score']:+.1f}"] if both else []
+            rows.append([f"{bench} (n={modes[mode]['n']})", names.get(mode, mode), *cells, *change])
+    averages = [results[s]["normalized_average"] for s in stages]
+    rows.append(["normalized average", "", *(f"{a:.1f}" for a in averages),
+                 *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
+    header = ["eval set", "prompting", *(f"{s} finetuning" for s in stages), *(["change"] if both else [])]
+    return markdown_table(header, rows) + ("\nScores: exact match in % (TyDiQA: its F1 is in each eval's results.json), "
+                                           "95% bootstrap CI in brackets.\n")

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import FlanlabError
+from ..utils import resolve_path
 
 _WORD = re.compile(r"\w+")
 
@@ -74,7 +75,7 @@ def build_index(spec: DecontaminationSpec, base: Path | None = None, *, file: ob
     loaders = {"mmlu": load_mmlu, "bbh": load_bbh, "mgsm": load_mgsm, "gsm8k": load_gsm8k, "tydiqa": load_tydiqa}
     index = NgramIndex(spec.ngram, spec.min_words)
     for i, b in enumerate(spec.benchmarks):
-        path = Path(b.path) if Path(b.path).is_absolute() or base is None else base / b.path
+        path = resolve_path(b.path, base)
         if not path.exists():
             raise FlanlabError(f"benchmark data not found: {path}", file=file, field=f"decontamination.benchmarks[{i}].path")
         for item in loaders[b.name](path, shots=0).items:

@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..errors import FlanlabError
+from ..utils import resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
 from ..tasks.registry import TaskRegistry
@@ -38,11 +39,10 @@ class RegistrySpec(StrictModel):
     seed: int = 0
 
     def build(self, base: Path | None = None, *, file: object = None, field: str = "registry") -> TaskRegistry:
-        def rel(p):
-            return str(Path(p) if Path(p).is_absolute() or base is None else base / p)
         try:
-            return TaskRegistry.default(self.held_out_categories, [rel(f) for f in self.task_files],
-                                        self.bigbench_tasks, rel(self.bigbench_root) if self.bigbench_root else None,
+            return TaskRegistry.default(self.held_out_categories, [str(resolve_path(f, base)) for f in self.task_files],
+                                        self.bigbench_tasks,
+                                        str(resolve_path(self.bigbench_root, base)) if self.bigbench_root else None,
                                         seed=self.seed)
         except FlanlabError as e:
             if e.file is None and file is not None:  # a registry field: name the config that set it

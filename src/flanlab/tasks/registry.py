@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ..config import StrictModel, read_yaml, validate
 from ..errors import FlanlabError
+from ..utils import resolve_path
 from .model import Dataset, Task, TaskCategory, Template
 from .synthetic import DEFAULT_HELD_OUT_CATEGORIES, build_synthetic_tasks
 
@@ -63,8 +64,7 @@ def _build_source(spec: SourceSpec, base: Path, file: Path, idx: int, label: str
     where = f"tasks[{idx}].source"
 
     def rel(p: str) -> Path:
-        q = Path(p)
-        return q if q.is_absolute() else base / q
+        return resolve_path(p, base)
     if spec.type in ("jsonl", "csv", "tsv", "parquet"):
         if not spec.path and not spec.splits:
             raise FlanlabError("needs 'path' or 'splits'", file=file, field=f"{where}.path")
@@ -107,7 +107,7 @@ def _rendered_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Ta
     if unknown:
         raise FlanlabError(f"rendered rows map only 'prompt' and 'answer', not {sorted(unknown)}", file=file,
                            field=f"{where}.fields")
-    path = (Path(src.path) if Path(src.path).is_absolute() else base / src.path) if src.path else None
+    path = resolve_path(src.path, base) if src.path else None
     hub = src.hf_path
     if hub and not path and (base / hub).is_dir():  # a local copy in the hub layout
         hub = str(base / hub)

@@ -1,0 +1,126 @@
+"""Checkpoints of a training run: atomic HF-format directories (config, weights, tokenizer, LoRA adapter) plus the
+trainer state (step, optimizer, scheduler, every rank's RNG state, config fingerprint); the newest ones kept,
+the latest named in `latest`; the final model published as final/."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import FlanlabError
+from ..models.build import save_pretrained
+from ..utils import atomic_write_text
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def publish_dir(tmp: Path, dest: Path) -> None:
+    """Put a fully written directory in place of `dest` (readers see the old one or the new one)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.rename(tmp, dest)
+
+
+class CheckpointStore:
+    def __init__(self, out: Path, keep: int, fingerprint: str):
+        self.out, self.keep, self.fingerprint = out, keep, fingerprint
+
+    def remove_stale(self) -> None:
+        """Half-written checkpoints of a killed run (.tmp-*)."""
+        for stale in self.out.glob(".tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    def save(self, step: int, model, tok, opt, sched, rng_states: list[dict]) -> Path:
+        """Rank 0 writes; `rng_states` holds every rank's RNG state (index = rank)."""
+        final = self.out / f"checkpoint-{step}"
+        tmp = self.out / f".tmp-checkpoint-{step}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(str(tmp / "adapter"))
+        save_pretrained(model, tok, tmp)
+        torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states,
+                    "fingerprint": self.fingerprint}, tmp / "trainer_state.pt")
+        with open(tmp / "trainer_state.pt", "rb") as f:
+            os.fsync(f.fileno())
+        publish_dir(tmp, final)
+        atomic_write_text(self.out / "latest", final.name)
+        ckpts = sorted((p for p in self.out.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+        for old in ckpts[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest(self) -> Path | None:
+        f = self.out / "latest"
+        if f.is_file():
+            p = self.out / f.read_text().strip()
+            if (p / "trainer_state.pt").is_file():
+                return p
+        return None
+
+    def restore(self, ckpt: Path, model, opt, sched, rank: int, *, file: object, log=lambda message: None) -> int:
+        """Load weights, optimizer, scheduler and this rank's RNG state; returns the step to continue from."""
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            raise FlanlabError(f"{ckpt} was written by a different training config; use another output or "
+                               "resume: false", file=file, field="output")
+        for note in load_weights(model, ckpt):
+            log(f"[train] {note}")
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one dict: written by one process
+        set_rng_state(rngs[rank % len(rngs)])
+        return state["step"]
+
+    def publish_final(self, model, tok, summary: dict) -> None:
+        tmp = self.out / f".tmp-final-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_pretrained(model, tok, tmp)
+        publish_dir(tmp, self.out / "final")
+        atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1))
+
+    def finished_summary(self, fingerprint: str, steps: int) -> dict | None:
+        """The summary of this exact training if it already finished (the stage cache)."""
+        path = self.out / "summary.json"
+        if (self.out / "final" / "config.json").is_file() and path.is_file():
+            summary = json.loads(path.read_text())
+            if summary.get("fingerprint") == fingerprint and summary.get("steps") == steps:
+                return summary
+        return None
+
+
+def load_weights(model, ckpt: Path) -> list[str]:
+    """Load a checkpoint's weights into `model`; returns notes worth logging (an LM head the checkpoint lacks)."""
+    from safetensors.torch import load_file
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        set_peft_model_state_dict(model, load_file(str(ckpt / "adapter" / "adapter_model.safetensors")))
+        return []
+    missing, unexpected = model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=False)
+    bad = [k for k in missing if "embed_tokens" not in k and "lm_head" not in k]
+    if bad or unexpected:
+        raise FlanlabError(f"checkpoint does not match the model: missing {bad[:3]}, unexpected {unexpected[:3]}",
+                           file=ckpt)
+    tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
+    if any("lm_head" in k for k in missing) and not tied:  # tied heads are saved once, as the embedding
+        return [f"{ckpt} has no lm_head weights and the model does not tie them to the embedding: "
+                "the LM head keeps its initial values"]
+    return []
