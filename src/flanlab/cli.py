@@ -163,7 +163,8 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
 
 @app.command("eval")
 def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
-             checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", help="Model directory (overrides config)."),
+             checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
+                                                      help="Model directory (overrides config)."),
              output: Optional[Path] = typer.Option(None, "--output", "-o")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
     from .config import validate

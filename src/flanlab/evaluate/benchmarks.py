@@ -46,7 +46,7 @@ class Benchmark:
     notes: list[str] = field(default_factory=list)
 
 
-def _p(path) -> Path:
+def _existing(path) -> Path:
     p = Path(path)
     if not p.exists():
         raise FlanlabError("benchmark data not found", file=p, field="path")
@@ -97,7 +97,7 @@ def load_mmlu(path, shots: int = 5, subjects: list[str] | None = None, limit: in
     header-less rows `question,A,B,C,D,answer`. Direct prompts are lm-eval's (`mmlu` task: first `shots` dev rows,
     " A".." D" continuations). CoT exemplars: {path}/cot_prompts.json, else the Flan CoT prompts shipped in lm-eval
     (tasks/mmlu/flan_cot_fewshot/_cot_prompts.json)."""
-    root = _p(path)
+    root = _existing(path)
     if (root / "data").is_dir():
         root = root / "data"
     tests = sorted((root / "test").glob("*_test.csv"))
@@ -185,7 +185,7 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
     and {path}/cot-prompts/<task>.txt. CoT prompts fall back to lm-eval's bbh/cot_fewshot yaml. Prompts, stop
     strings and exemplars are lm-eval's bbh_fewshot / bbh_cot_fewshot ones; answers are scored by exact match
     after stripping white space and a trailing period (signs and brackets count)."""
-    root = _p(path)
+    root = _existing(path)
     data_dir = root / "bbh" if (root / "bbh").is_dir() else root
     files = sorted(data_dir.glob("*.json"))
     if not files:
@@ -250,7 +250,7 @@ def _squad(f: Path) -> list[dict]:
 def load_tydiqa(path, shots: int = 1, languages: list[str] | None = None, limit: int | None = None) -> Benchmark:
     """Upstream files: {path}/tydiqa-goldp-v1.1-dev.json (SQuAD format; language = id prefix) and optionally
     tydiqa-goldp-v1.1-train.json for the 1-shot exemplars (else another dev example of the language)."""
-    root = _p(path)
+    root = _existing(path)
     dev = root / "tydiqa-goldp-v1.1-dev.json" if root.is_dir() else root
     if not dev.is_file():
         raise FlanlabError("missing tydiqa-goldp-v1.1-dev.json", file=root, field="path")
@@ -361,7 +361,7 @@ def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: i
     """Upstream files {path}/mgsm_<lang>.tsv (`question<TAB>answer_number`, no header; numbers may carry a
     thousands comma). Exemplars: native-language CoT from {path}/exemplars.json (upstream exemplars.py as data;
     the paper's default), or the 8 English CoT exemplars ("en", also the fallback without the file)."""
-    root = _p(path)
+    root = _existing(path)
     files = sorted(root.glob("mgsm_*.tsv"))
     if not files:
         raise FlanlabError("no mgsm_<lang>.tsv files", file=root, field="path")
@@ -394,11 +394,11 @@ def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: i
 
 def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
     """Upstream test.jsonl: {"question", "answer": "<reasoning> #### <number>"}."""
-    f = _p(path)
+    f = _existing(path)
     if f.is_dir():
         f = f / "test.jsonl"
     rows = []
-    for n, line in enumerate(_p(f).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(_existing(f).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:

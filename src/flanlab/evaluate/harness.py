@@ -53,7 +53,8 @@ class EvalConfig(StrictModel):
     checkpoint: str | None = None
     preset: str | None = None  # an untrained model built from config (baselines, tests)
     output: str = "runs/eval"
-    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(name="synthetic", tasks=["held_out"])])
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(name="synthetic",
+                                                                                   tasks=["held_out"])])
     decoding: DecodingSpec = Field(default_factory=DecodingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     batch_tokens: int = Field(16384, gt=0)
@@ -79,7 +80,8 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
                 return fetch(spec.name, Path(hub_cache).expanduser() / repo.replace("/", "__"), repo=repo,
                              configs=spec.tasks or spec.languages)
             except FlanlabError as e:
-                raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}", field=f"{where}.path") from None
+                raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}",
+                                   field=f"{where}.path") from None
         p = resolve_path(spec.path, base)
         if not p.exists():  # a local path: say so at once (no hub fallback)
             raise FlanlabError("benchmark data not found", file=p, field=f"{where}.path")

@@ -65,7 +65,8 @@ def fetch(name: str, dest: Path, *, repo: str | None = None, configs: list[str] 
         (dest / "bbh").mkdir(exist_ok=True)
         for task in configs:
             rows = _load(repo, task, "test", loader)
-            (dest / "bbh" / f"{task}.json").write_text(json.dumps({"examples": [{"input": r["input"], "target": r["target"]} for r in rows]}))
+            (dest / "bbh" / f"{task}.json").write_text(json.dumps({"examples": [{"input": r["input"],
+                                                                                 "target": r["target"]} for r in rows]}))
     elif name == "tydiqa":
         for split, fname in (("validation", "tydiqa-goldp-v1.1-dev.json"), ("train", "tydiqa-goldp-v1.1-train.json")):
             rows = _load(repo, "secondary_task", split, loader)
@@ -80,7 +81,8 @@ def fetch(name: str, dest: Path, *, repo: str | None = None, configs: list[str] 
                                                            for r in rows), encoding="utf-8")
     elif name == "gsm8k":
         rows = _load(repo, "main", "test", loader)
-        (dest / "test.jsonl").write_text("".join(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n" for r in rows))
+        (dest / "test.jsonl").write_text("".join(json.dumps({"question": r["question"],
+                                                             "answer": r["answer"]}) + "\n" for r in rows))
     else:
         raise FlanlabError(f"{name} has no hub source", field="name")
     (dest / ".complete").write_text("ok\n")

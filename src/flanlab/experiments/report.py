@@ -128,7 +128,8 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
         rs = sorted((r for r in rows if r["num_tasks"] == n and r["cot_share"] == top and r["seed"] == rows[0]["seed"]),
                     key=lambda r: r["params"])
         if rs and "held_out" in rs[0]["scores"]:
-            ax.plot([r["params"] for r in rs], [r["scores"]["held_out"]["direct"]["score"] for r in rs], marker="o", label=f"{n} tasks")
+            ax.plot([r["params"] for r in rs], [r["scores"]["held_out"]["direct"]["score"] for r in rs], marker="o",
+                    label=f"{n} tasks")
     ticks = sorted({r["params"] for r in rows})
     _log_axis(ax, ticks, [f"{t / 1e6:.2g}M" for t in ticks], "parameters")
     ax.set_ylabel("held-out score, direct (%)")
@@ -144,7 +145,8 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     xs = np.arange(len(rs))
     for ax, bench in zip(axes, ("held_in", "held_out")):
         for j, mode in enumerate(("direct", "cot", "cot_sc")):
-            ax.bar(xs + (j - 1) * width, [r["scores"].get(bench, {}).get(mode, {}).get("score", 0) for r in rs], width, label=mode)
+            ax.bar(xs + (j - 1) * width, [r["scores"].get(bench, {}).get(mode, {}).get("score", 0) for r in rs], width,
+                   label=mode)
         ax.set_xticks(xs, [f"CoT share {r['cot_share']:g}" for r in rs])
         ax.set_ylabel(f"{bench.replace('_', '-')} score (%)")
         ax.set_title(f"{bench.replace('_', '-')}: prompting by CoT data, {big}, {tmax} tasks")
@@ -211,4 +213,5 @@ def report(path: str | Path) -> dict:
     page = ("<!doctype html><meta charset='utf-8'><title>flanlab report</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}</style>" + "".join(parts))
     (path / "report.html").write_text(page)
-    return {"markdown": str(path / "report.md"), "html": str(path / "report.html"), "effects": eff, "plots": [str(p) for p in pngs]}
+    return {"markdown": str(path / "report.md"), "html": str(path / "report.html"), "effects": eff,
+            "plots": [str(p) for p in pngs]}

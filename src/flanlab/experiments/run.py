@@ -24,7 +24,8 @@ from ..utils import markdown_table
 def default_eval() -> EvalConfig:
     return EvalConfig(benchmarks=[
         BenchmarkSpec(name="synthetic", label="held_in", tasks=["held_in"], modes=["direct", "cot", "cot_sc"], limit=3),
-        BenchmarkSpec(name="synthetic", label="held_out", tasks=["held_out"], modes=["direct", "cot", "cot_sc"], limit=12),
+        BenchmarkSpec(name="synthetic", label="held_out", tasks=["held_out"], modes=["direct", "cot", "cot_sc"],
+                      limit=12),
     ], decoding=DecodingSpec(cot_max_new_tokens=160, sc_samples=8, temperature=0.7, top_k=40))
 
 

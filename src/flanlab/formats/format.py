@@ -105,7 +105,8 @@ def render_example(task: Task | None, example: Example, template: Template, fmt:
                 "format": Format(0, False, False, True).name, "n_exemplars": 0}
     for ex in exemplars:
         if ex.id == example.id:
-            raise FlanlabError(f"example {example.id} used as its own few-shot exemplar", file=f"task {name}", field="exemplars")
+            raise FlanlabError(f"example {example.id} used as its own few-shot exemplar", file=f"task {name}",
+                               field="exemplars")
     query, target = _single(example, template, fmt, name, trigger)
     shots = [_single(ex, template, fmt, name, trigger) for ex in exemplars[: fmt.few_shot]]
     while True:

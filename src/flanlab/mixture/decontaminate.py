@@ -77,7 +77,8 @@ def build_index(spec: DecontaminationSpec, base: Path | None = None, *, file: ob
     for i, b in enumerate(spec.benchmarks):
         path = resolve_path(b.path, base)
         if not path.exists():
-            raise FlanlabError(f"benchmark data not found: {path}", file=file, field=f"decontamination.benchmarks[{i}].path")
+            raise FlanlabError(f"benchmark data not found: {path}", file=file,
+                               field=f"decontamination.benchmarks[{i}].path")
         for item in loaders[b.name](path, shots=0).items:
             index.add(b.name, item.text)
     return index

@@ -100,7 +100,8 @@ class MixConfig(StrictModel):
     tokenizer: str | None = None
     overwrite: bool = False
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    collections: list[CollectionSpec] = Field(default_factory=lambda: [CollectionSpec(name="synthetic", tasks=["@synthetic"])])
+    collections: list[CollectionSpec] = Field(default_factory=lambda: [CollectionSpec(name="synthetic",
+                                                                                      tasks=["@synthetic"])])
     formats: FormatMix = Field(default_factory=FormatMix)
 
 
@@ -188,7 +189,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         size = p["task"].size("train")
         r = np.random.default_rng(_seed_for(cfg.seed, "perm", p["task"].name))
         perms.append(r.permutation(size))
-    owner = np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks else np.zeros(0, np.int32)
+    owner = np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks else np.zeros(0,
+                                                                                                                     np.int32)
     kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
     order = np.random.default_rng(_seed_for(cfg.seed, "order")).permutation(len(owner))
     for j in order:

@@ -22,7 +22,8 @@ PRESETS = {
     "llama-1m": ("llama", dict(hidden_size=128, intermediate_size=344, num_hidden_layers=4, num_attention_heads=4)),
     "llama-5m": ("llama", dict(hidden_size=256, intermediate_size=688, num_hidden_layers=6, num_attention_heads=4)),
     "llama-20m": ("llama", dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=10, num_attention_heads=6)),
-    "llama-100m": ("llama", dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=14, num_attention_heads=12)),
+    "llama-100m": ("llama", dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=14,
+                                 num_attention_heads=12)),
 }
 
 

@@ -125,7 +125,8 @@ def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torc
     if base.config.is_encoder_decoder:
         enc, _ = _flat(batch, "enc_seg", ("input_ids",))
         dec, keep = _flat(batch, "dec_seg", ("decoder_input_ids", "labels"))
-        layout = segattn.layout_for({"enc_seg": enc["enc_seg"], "dec_seg": dec["dec_seg"]}, dtype, enc["enc_seg"].device)
+        layout = segattn.layout_for({"enc_seg": enc["enc_seg"], "dec_seg": dec["dec_seg"]}, dtype,
+                                    enc["enc_seg"].device)
         with segattn.packed_attention(base, layout):
             e = _t5_stack(base.encoder, enc["input_ids"], layout["enc"].max_len)
             h = _t5_stack(base.decoder, dec["decoder_input_ids"], layout["dec"].max_len, e)

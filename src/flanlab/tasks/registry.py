@@ -88,7 +88,8 @@ def _build_source(spec: SourceSpec, base: Path, file: Path, idx: int, label: str
             df = {k: str(rel(v)) for k, v in df.items()}
         elif isinstance(df, str):
             df = str(rel(df))
-        return HFSource(spec.hf_path, spec.fields, name=spec.hf_name, split_map=spec.hf_split_map, data_files=df, label=label)
+        return HFSource(spec.hf_path, spec.fields, name=spec.hf_name, split_map=spec.hf_split_map, data_files=df,
+                        label=label)
     if spec.type == "bigbench":
         if not spec.bigbench_task:
             raise FlanlabError("needs 'bigbench_task'", file=file, field=f"{where}.bigbench_task")
@@ -163,7 +164,8 @@ class TaskRegistry:
             from .sources.bigbench import bigbench_task, list_bigbench_tasks
             avail = list_bigbench_tasks(str(bigbench_root) if bigbench_root else None)
             for pat in bigbench_tasks:
-                hits = [n for n in avail if fnmatch.fnmatch(n, pat) or n.startswith(pat + "/")]  # a parent: its subtasks
+                hits = [n for n in avail if fnmatch.fnmatch(n,
+                                                            pat) or n.startswith(pat + "/")]  # a parent: its subtasks
                 if not hits:
                     raise FlanlabError(f"no BIG-bench task matches '{pat}'", field="bigbench_tasks")
                 for n in hits:

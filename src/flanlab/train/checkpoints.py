@@ -63,7 +63,8 @@ class CheckpointStore:
             os.fsync(f.fileno())
         publish_dir(tmp, final)
         atomic_write_text(self.out / "latest", final.name)
-        ckpts = sorted((p for p in self.out.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+        ckpts = sorted((p for p in self.out.glob("checkpoint-*") if p.is_dir()),
+                       key=lambda p: int(p.name.split("-")[1]))
         for old in ckpts[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final

@@ -6,7 +6,8 @@ from ..formats import TARGET_DELIMITER
 from ..models.packed import Tokenized
 
 
-def tokenize_pair(tok, inputs: str, targets: str, max_input_len: int, max_target_len: int, encoder_decoder: bool) -> Tokenized:
+def tokenize_pair(tok, inputs: str, targets: str, max_input_len: int, max_target_len: int,
+                  encoder_decoder: bool) -> Tokenized:
     """Inputs keep their end (the query sits last in few-shot prompts); targets keep their start."""
     if encoder_decoder:
         inp = tok.encode(inputs)[-(max_input_len - 1):] + [tok.eos_id]
@@ -33,7 +34,8 @@ def pack(examples: list[Tokenized], encoder_decoder: bool, max_input_len: int, m
                 ok = a + len(ex.inputs) + len(ex.targets) <= lm_len
             if ok:
                 rows[r].append(ex)
-                used[r] = (a + len(ex.inputs), b + len(ex.targets)) if encoder_decoder else (a + len(ex.inputs) + len(ex.targets), 0)
+                used[r] = (a + len(ex.inputs),
+                           b + len(ex.targets)) if encoder_decoder else (a + len(ex.inputs) + len(ex.targets), 0)
                 placed = True
                 break
         if not placed:

@@ -170,11 +170,11 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
 
 def gather_rng(dist) -> list[dict]:
     """Every rank's RNG state (index = rank); collective: all ranks call it."""
-    mine = rng_state()
+    own = rng_state()
     if dist is None:
-        return [mine]
+        return [own]
     states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, mine)
+    dist.all_gather_object(states, own)
     return states
 
 

@@ -71,7 +71,8 @@ def parse_examples(data: dict, file: object, name: str) -> list[Example]:
         if "target_scores" in ex:
             ts = ex["target_scores"]
             if not isinstance(ts, dict) or not ts:
-                raise FlanlabError("target_scores must be a non-empty object", file=file, field=f"examples[{i}].target_scores")
+                raise FlanlabError("target_scores must be a non-empty object", file=file,
+                                   field=f"examples[{i}].target_scores")
             options = tuple(str(k) for k in ts)
             answer = max(ts, key=lambda k: ts[k])
         elif "target" in ex:
@@ -82,7 +83,8 @@ def parse_examples(data: dict, file: object, name: str) -> list[Example]:
         targets = ex.get("target")
         fields = {"input": str(ex["input"]), "task_prefix": prefix}
         aliases = tuple(str(t) for t in targets) if isinstance(targets, list) and len(targets) > 1 else None
-        out.append(Example(id=f"bigbench/{name}/{i}", fields=fields, answer=str(answer), options=options, aliases=aliases))
+        out.append(Example(id=f"bigbench/{name}/{i}", fields=fields, answer=str(answer), options=options,
+                           aliases=aliases))
     return out
 
 

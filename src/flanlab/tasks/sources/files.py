@@ -46,11 +46,13 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
         raise FlanlabError(f"unknown data format '{fmt}' (jsonl, csv, tsv, parquet)", file=path, field="format")
 
 
-def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], *, file: object, prefix: str) -> list[Example]:
+def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], *, file: object,
+                     prefix: str) -> list[Example]:
     """mapping: example field -> column. 'answer' is required; 'options' and 'rationale' optional;
     every other key becomes a template field."""
     if "answer" not in mapping:
-        raise FlanlabError("field mapping must name the column holding the answer", file=file, field="source.fields.answer")
+        raise FlanlabError("field mapping must name the column holding the answer", file=file,
+                           field="source.fields.answer")
     out = []
     for n, row in rows:
         vals = {}
@@ -98,7 +100,8 @@ class FileSource(ListSource):
                     raise FlanlabError(f"unknown split '{s}' (one of {SPLITS})", file=p, field="source.splits")
                 splits[s] = _nonempty(rows_to_examples(read_rows(p, fmt), mapping, file=p, prefix=f"{name}/{s}"), p)
         elif path is not None:
-            splits = split_examples(_nonempty(rows_to_examples(read_rows(path, fmt), mapping, file=path, prefix=name), path))
+            splits = split_examples(_nonempty(rows_to_examples(read_rows(path, fmt), mapping, file=path, prefix=name),
+                                              path))
         else:
             raise FlanlabError("a file source needs 'path' or 'splits'", field="source")
         super().__init__(splits)

@@ -28,5 +28,6 @@ class HFSource(ListSource):
             splits[ours] = rows_to_examples(((i + 1, row) for i, row in enumerate(ds)), mapping,
                                             file=f"{path}[{theirs}]", prefix=f"{label}/{ours}")
         if not splits:
-            raise FlanlabError(f"none of the splits {list(split_map.values())} exist", file=path, field="source.split_map")
+            raise FlanlabError(f"none of the splits {list(split_map.values())} exist", file=path,
+                               field="source.split_map")
         super().__init__(splits)
