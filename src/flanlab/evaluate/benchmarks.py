@@ -15,6 +15,7 @@ from typing import Literal
 
 from ..errors import FlanlabError
 from ..formats import COT_TRIGGER, TARGET_DELIMITER, Format, render_example
+from ..tasks.sources.files import read_tsv
 from .scoring import extract_cot_answer
 
 COT_A = f"A: {COT_TRIGGER}"
@@ -373,13 +374,7 @@ def load_mgsm(path, shots: int = 8, languages: list[str] | None = None, limit: i
         if languages and lang not in languages:
             continue
         rows = []
-        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != 2:
-                raise FlanlabError(f"line {n}: {len(cols)} tab-separated columns, expected 2 (question, answer_number)",
-                                   file=f)
+        for n, cols in read_tsv(f, ("question", "answer_number")):
             number = cols[1].strip().replace(",", "")
             if not re.fullmatch(r"-?\d+(\.\d+)?", number):
                 raise FlanlabError(f"line {n}: answer {cols[1]!r} is not a number", file=f)

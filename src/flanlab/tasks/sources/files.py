@@ -46,6 +46,20 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
         raise FlanlabError(f"unknown data format '{fmt}' (jsonl, csv, tsv, parquet)", file=path, field="format")
 
 
+def read_tsv(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a header-less, unquoted TSV whose lines hold exactly `columns`; blank lines skipped."""
+    with Path(path).open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) != len(columns):
+                raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected {len(columns)} "
+                                   f"({', '.join(columns)})", file=path)
+            yield n, cols
+
+
 def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], *, file: object,
                      prefix: str) -> list[Example]:
     """mapping: example field -> column. 'answer' is required; 'options' and 'rationale' optional;
@@ -116,17 +130,9 @@ class CotTsvSource(ListSource):
         if not path.is_file():
             raise FlanlabError("data file not found", file=path)
         exs = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                cols = line.split("\t")
-                if len(cols) != 3:
-                    raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected 3 (question, answer, rationale)",
-                                       file=path)
-                q, a, r = (c.replace("\\n", "\n") for c in cols)
-                if not q.strip() or not a.strip():
-                    raise FlanlabError(f"line {n} has an empty {'question' if not q.strip() else 'answer'}", file=path)
-                exs.append(Example(id=f"{name}/{n}", fields={"question": q}, answer=a.strip(), rationale=r.strip()))
+        for n, cols in read_tsv(path, ("question", "answer", "rationale")):
+            q, a, r = (c.replace("\\n", "\n") for c in cols)
+            if not q.strip() or not a.strip():
+                raise FlanlabError(f"line {n} has an empty {'question' if not q.strip() else 'answer'}", file=path)
+            exs.append(Example(id=f"{name}/{n}", fields={"question": q}, answer=a.strip(), rationale=r.strip()))
         super().__init__(split_examples(_nonempty(exs, path)))
