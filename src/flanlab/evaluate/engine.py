@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -61,6 +62,7 @@ class DiskCache:
         self.path = Path(path) if path else None
         self.data: dict[str, object] = {}
         self.hits = 0
+        self.skipped = 0  # unreadable lines (cut by a kill) - said once, below
         if self.path and self.path.is_file():
             raw = self.path.read_bytes()
             if raw and not raw.endswith(b"\n"):  # a record cut by a kill: drop it so appends start on a fresh line
@@ -70,9 +72,12 @@ class DiskCache:
                 for line in f:
                     try:
                         rec = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut by a kill: ignore it
-                        continue
-                    self.data[rec["k"]] = rec["v"]
+                        self.data[rec["k"]] = rec["v"]
+                    except (json.JSONDecodeError, KeyError, TypeError):  # a line cut by a kill: its request reruns
+                        self.skipped += 1
+            if self.skipped:
+                warnings.warn(f"{self.path}: {self.skipped} unreadable cache line(s) skipped; their requests run again",
+                              stacklevel=2)
         self._fh = None
 
     def get(self, key: str):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -37,7 +36,6 @@ class LoraSpec(StrictModel):
 class ModelSpec(StrictModel):
     preset: str | None = "t5-1m"
     checkpoint: str | None = None  # HF directory, .gguf file, packaged model name (smollm2-135m) or hub name
-    arch: Literal["t5", "llama"] | None = None
     dropout: float = Field(0.0, ge=0, lt=1)
     lora: LoraSpec | None = None
     overrides: dict = Field(default_factory=dict)

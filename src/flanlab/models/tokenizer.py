@@ -13,11 +13,20 @@ class ByteTokenizer:
     vocab_size = 384  # 3 specials + 256 bytes + 125 unused extra ids, as ByT5
     name = "byte"
     bos: list[int] = []  # tokens put before a decoder-only context (none)
+    _warned = False  # undecodable ids were reported
 
     def encode(self, text: str) -> list[int]:
         return [b + 3 for b in text.encode("utf-8")]
 
     def decode(self, ids) -> str:
+        ids = list(ids)
+        if not self._warned and any(i >= 259 for i in ids):
+            # ByT5's 125 unused extra ids stand for no text: dropped, said once (byte runs that are not yet valid
+            # UTF-8 are normal mid-generation, so those are dropped quietly)
+            self._warned = True
+            import warnings
+            warnings.warn(f"byte tokenizer: dropped ids past the 256 bytes (extra ids), e.g. "
+                          f"{[i for i in ids if i >= 259][:5]}; said once per tokenizer", stacklevel=2)
         return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", errors="ignore")
 
     def chat_prompt(self, text: str) -> str:
