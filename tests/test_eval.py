@@ -272,3 +272,12 @@ def test_eval_bad_config_names_field(tmp_path):
     with pytest.raises(FlanlabError, match="no cot prompts") as ei:
         run_eval(cfg)
     assert ei.value.field == "benchmarks[0].modes"
+
+
+def test_unreadable_cache_lines_are_said_once(tmp_path):
+    from flanlab.evaluate.engine import DiskCache
+    f = tmp_path / "cache.jsonl"
+    f.write_text('{"k": "a", "v": 1}\n{"k": "b", "v"\n{"x": 2}\n{"k": "c", "v": 3}\n')
+    with pytest.warns(UserWarning, match="2 unreadable cache line"):
+        cache = DiskCache(f)
+    assert cache.get("a") == 1 and cache.get("c") == 3 and cache.get("b") is None and cache.skipped == 2

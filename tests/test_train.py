@@ -342,3 +342,27 @@ def test_resume_restores_each_ranks_own_rng_state(tmp_path):
         torch.manual_seed(0)
         assert store.restore(ckpt, model, opt, sched, rank, file="t.yaml") == 3
         assert torch.equal(torch.rand(4), expected[rank])
+
+
+def test_failures_on_the_side_are_said_not_swallowed(tmp_path, monkeypatch):
+    """TensorBoard that cannot start, and a checkpoint whose untied LM head is missing, are logged with the reason."""
+    import types
+    from flanlab.train.checkpoints import load_weights
+    from flanlab.train.metrics import MetricsSink
+
+    def broken(*a, **k):
+        raise PermissionError("read-only file system")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=broken))
+    logs = []
+    with MetricsSink(tmp_path, enabled=True, tensorboard=True, progress=False, total=2, start=0, log=logs.append) as m:
+        m.record(1, 1.0, 0.1, 100, 1.0)
+    assert logs == ["[train] TensorBoard logging off: PermissionError: read-only file system"]
+    assert json.loads((tmp_path / "metrics.jsonl").read_text())["step"] == 1  # training's own log still written
+    model, tok = build_model(ModelSpec(preset="t5-0.5m"), seed=0)
+    from safetensors.torch import save_file
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("lm_head")},
+              str(ckpt / "model.safetensors"))
+    notes = load_weights(model, ckpt)
+    assert len(notes) == 1 and "no lm_head weights" in notes[0]
