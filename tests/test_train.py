@@ -358,7 +358,8 @@ def test_failures_on_the_side_are_said_not_swallowed(tmp_path, monkeypatch):
         m.record(1, 1.0, 0.1, 100, 1.0)
     assert logs == ["[train] TensorBoard logging off: PermissionError: read-only file system"]
     assert json.loads((tmp_path / "metrics.jsonl").read_text())["step"] == 1  # training's own log still written
-    model, tok = build_model(ModelSpec(preset="t5-0.5m"), seed=0)
+    model, tok = build_model(ModelSpec(preset="llama-1m", overrides={"tie_word_embeddings": False}), seed=0)
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
     from safetensors.torch import save_file
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()

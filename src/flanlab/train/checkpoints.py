@@ -120,8 +120,9 @@ def load_weights(model, ckpt: Path) -> list[str]:
     if bad or unexpected:
         raise FlanlabError(f"checkpoint does not match the model: missing {bad[:3]}, unexpected {unexpected[:3]}",
                            file=ckpt)
-    tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
-    if any("lm_head" in k for k in missing) and not tied:  # tied heads are saved once, as the embedding
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = head is not None and embed is not None and head.weight is embed.weight  # saved once, as the embedding
+    if any("lm_head" in k for k in missing) and not tied:
         return [f"{ckpt} has no lm_head weights and the model does not tie them to the embedding: "
                 "the LM head keeps its initial values"]
     return []
