@@ -76,8 +76,9 @@ def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokeni
                         relative_attention_num_buckets=32, relative_attention_max_distance=128, **dims)
     from transformers import LlamaConfig
     dims.setdefault("num_key_value_heads", dims["num_attention_heads"])
+    dims.setdefault("tie_word_embeddings", True)
     return LlamaConfig(vocab_size=vocab_size, max_position_embeddings=4096, attention_dropout=dropout,
-                       pad_token_id=0, eos_token_id=1, bos_token_id=2, tie_word_embeddings=True, **dims)
+                       pad_token_id=0, eos_token_id=1, bos_token_id=2, **dims)
 
 
 def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint"):
