@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from .. import configure_threads
 from ..config import StrictModel
 from ..utils import atomic_write_text, markdown_table, resolve_path
 from ..errors import FlanlabError
@@ -261,9 +262,7 @@ def load_eval_model(cfg: EvalConfig):
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
              progress=None, stage: str = "eval") -> dict:
     """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage]."""
-    import torch
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     benches = []

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from .. import configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
@@ -182,8 +183,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
           log=lambda message: None) -> dict:
     """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/."""
     dist, rank, world = init_distributed()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     if cfg.batch_size % world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {world} processes", file=file,
                            field="batch_size")
