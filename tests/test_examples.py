@@ -23,3 +23,23 @@ def test_example_configs_validate_and_plan():
     validate(EvalConfig, read_yaml(EX / "eval.yaml")["eval"], file=EX / "eval.yaml")
     sw = validate(SweepConfig, read_yaml(EX / "sweep.yaml"), file=EX / "sweep.yaml")
     assert sw.base.train.steps == 600 and sw.presets == ["t5-0.5m", "t5-1m"]
+
+
+def test_flan_configs_validate_and_the_collection_plans():
+    from flanlab.experiments.run import RunConfig
+    for name in ("smollm2_flan.yaml", "smollm2_flan_long.yaml", "smollm2_flan_nocot.yaml"):
+        run = validate(RunConfig, read_yaml(EX / name), file=EX / name)
+        assert run.train.model.checkpoint == "smollm2-135m"
+    nocot = validate(RunConfig, read_yaml(EX / "smollm2_flan_nocot.yaml"), file="x")
+    assert "cot" not in [c.name for c in nocot.mix.collections] and not nocot.baseline
+    mix = validate(MixConfig, read_yaml(EX / "flan2022.yaml")["mix"], file=EX / "flan2022.yaml")
+    shared = EX.parent.parent / "shared" / "data" / "train"
+    if shared.is_dir():  # the real collection pieces
+        plan = plan_mixture(mix, mix.registry.build(EX))
+        tasks = {}
+        for p in plan["tasks"]:
+            tasks.setdefault(p["collection"], set()).add(p["task"].name)
+        assert {k: len(v) for k, v in tasks.items()} == {"muffin": 16, "t0sf": 148, "cot": 7, "bigbench": 36,
+                                                         "builtin": 60}
+    from flanlab.tasks.registry import TaskFile
+    validate(TaskFile, read_yaml(EX / "flan" / "hub_tasks.yaml"), file="hub_tasks.yaml")  # valid, not loaded (online)
