@@ -28,9 +28,13 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
-# the agreement benchmark runs lm-eval itself, so it needs lm-eval's dependencies
+# the agreement benchmark runs lm-eval itself, so it needs lm-eval's dependencies; the SmolLM2 training
+# comparison runs TRL's SFTTrainer
 bench: install
-	$(PY) -m pip install -q lm-eval==0.4.13
+	$(PY) -m pip install -q lm-eval==0.4.13 trl==1.16.0
 	$(PY) benchmarks/mix_speed.py
+	$(PY) benchmarks/flan_collection.py
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/train_speed_smollm2.py
+	$(PY) benchmarks/thread_contention.py
 	$(PY) benchmarks/lm_eval_agreement.py
