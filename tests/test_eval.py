@@ -160,7 +160,7 @@ def test_tydiqa_mgsm_gsm8k_loaders(tmp_path):
     assert m.items[0].prompts["cot"].startswith(f"Q: {q}\nA: {r} The answer is {a}.\n\nQ: ")
     assert m.items[0].prompts["cot"].endswith("Q: Wie viel ist 2+2?\nA:")
     (tmp_path / "mgsm_fr.tsv").write_text("only one column\n")
-    with pytest.raises(FlanlabError, match="mgsm_fr.tsv: line 1: 1 tab-separated"):
+    with pytest.raises(FlanlabError, match="mgsm_fr.tsv: line 1 has 1 tab-separated"):
         load_mgsm(tmp_path)
     (tmp_path / "test.jsonl").write_text(json.dumps({"question": "1+1?", "answer": "1+1=2\n#### 2"}) + "\n")
     assert load_gsm8k(tmp_path).items[0].golds == ["2"]
