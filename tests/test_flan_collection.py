@@ -38,16 +38,21 @@ def task_file(tmp_path: Path, tasks: list[dict], name="tasks.yaml") -> Path:
     return f
 
 
-# ---------------------------------------------------------------------------- rendered sources
-
-def test_rendered_source_groups_filters_and_coarsens_to_datasets(tmp_path):
+def t0_task_file(tmp_path: Path) -> Path:
+    """A T0-SF task per template and Muffin tasks per dataset, both from one rendered parquet (as flan/tasks.yaml)."""
     write_parquet(tmp_path / "t0.parquet", t0_rows())
-    f = task_file(tmp_path, [
+    return task_file(tmp_path, [
         {"dataset": "t0", "category": "t0sf", "collection": "t0sf",
          "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template", "where": {"flan_group": "T0-SF"}}},
         {"dataset": "m", "category": "muffin", "collection": "muffin",
          "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template",
                     "where": {"flan_group": "FLAN/T0-overlap"}, "task_prefixes": ["ag_news", "imdb"]}}])
+
+
+# ---------------------------------------------------------------------------- rendered sources
+
+def test_rendered_source_groups_filters_and_coarsens_to_datasets(tmp_path):
+    f = t0_task_file(tmp_path)
     tasks = {t.name: t for t in load_task_file(f)}
     assert set(tasks) == {"t0sf:quoref_Find_Answer", "muffin:ag_news", "muffin:imdb"}
     news = tasks["muffin:ag_news"]  # two templates' rows in one dataset-level task, split by content
@@ -136,13 +141,7 @@ def test_cot_tsv_row_with_wrong_field_count_names_the_line(tmp_path):
 # ---------------------------------------------------------------------------- submixtures
 
 def test_flan_submixtures_take_the_paper_caps_and_rates_and_report_coverage(tmp_path):
-    write_parquet(tmp_path / "t0.parquet", t0_rows())
-    f = task_file(tmp_path, [
-        {"dataset": "t0", "category": "t0sf", "collection": "t0sf",
-         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template", "where": {"flan_group": "T0-SF"}}},
-        {"dataset": "m", "category": "muffin", "collection": "muffin",
-         "source": {"type": "rendered", "path": "t0.parquet", "task_column": "template",
-                    "where": {"flan_group": "FLAN/T0-overlap"}, "task_prefixes": ["ag_news", "imdb"]}}])
+    f = t0_task_file(tmp_path)
     c = MixConfig(output=str(tmp_path / "mix"), total_examples=720, registry={"task_files": [str(f)]},
                   collections=[CollectionSpec(name="muffin", tasks=["@muffin"], flan_submixture="muffin"),
                                CollectionSpec(name="t0sf", tasks=["@t0sf"], flan_submixture="t0sf"),
