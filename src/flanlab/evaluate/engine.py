@@ -108,8 +108,8 @@ def _cache_kw(model) -> str:
 
 
 def _out_cache(out):
-    return getattr(out, "cache", None) if getattr(out, "cache", None) is not None else getattr(out, "past_key_values",
-                                                                                               None)
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:

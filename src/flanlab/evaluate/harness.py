@@ -54,8 +54,8 @@ class EvalConfig(StrictModel):
     checkpoint: str | None = None
     preset: str | None = None  # an untrained model built from config (baselines, tests)
     output: str = "runs/eval"
-    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(name="synthetic",
-                                                                                   tasks=["held_out"])])
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=lambda: [BenchmarkSpec(name="synthetic", tasks=["held_out"])])
     decoding: DecodingSpec = Field(default_factory=DecodingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     batch_tokens: int = Field(16384, gt=0)

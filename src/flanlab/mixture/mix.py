@@ -100,8 +100,8 @@ class MixConfig(StrictModel):
     tokenizer: str | None = None
     overwrite: bool = False
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    collections: list[CollectionSpec] = Field(default_factory=lambda: [CollectionSpec(name="synthetic",
-                                                                                      tasks=["@synthetic"])])
+    collections: list[CollectionSpec] = Field(
+        default_factory=lambda: [CollectionSpec(name="synthetic", tasks=["@synthetic"])])
     formats: FormatMix = Field(default_factory=FormatMix)
 
 
@@ -189,8 +189,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         size = p["task"].size("train")
         r = np.random.default_rng(_seed_for(cfg.seed, "perm", p["task"].name))
         perms.append(r.permutation(size))
-    owner = np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks else np.zeros(0,
-                                                                                                                     np.int32)
+    owner = (np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks
+             else np.zeros(0, np.int32))
     kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
     order = np.random.default_rng(_seed_for(cfg.seed, "order")).permutation(len(owner))
     for j in order:
@@ -214,7 +214,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
             cot = template.is_cot or (ex.rationale is not None and rng.random() < fm.cot_share)
             opts = ex.options is not None and rng.random() < fm.options_prob
             shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
-            exo = shots > 0 and rng.random() < fm.exemplar_only_prob
+            # no draw when the format is off, so mixtures of configs without it keep their random stream
+            exo = shots > 0 and fm.exemplar_only_prob > 0 and rng.random() < fm.exemplar_only_prob
             fmt = Format(shots, opts and not exo, cot and not exo, exemplar_only=exo)
         exemplars = []
         if fmt.few_shot:

@@ -147,8 +147,12 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
         slots += len(ks) * Sq
     inverse[inverse < 0] = slots
     longest = max([max(q_segs[k][1], k_segs[k][1]) for k in keys], default=1)
-    cat = (lambda xs: torch.from_numpy(np.concatenate(xs)).to(device)) if buckets else (lambda xs: torch.zeros(0,
-                                                                                                               dtype=torch.long))
+    if buckets:
+        def cat(xs):
+            return torch.from_numpy(np.concatenate(xs)).to(device)
+    else:
+        def cat(xs):
+            return torch.zeros(0, dtype=torch.long)
     return Plan(buckets, cat(q_all), cat(k_all), torch.from_numpy(inverse).to(device), slots, longest)
 
 

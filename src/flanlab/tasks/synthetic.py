@@ -237,14 +237,14 @@ def _running(xs, better, word):
 
 def list_max(rng, xs):
     m, st = _running(xs, lambda a, b: a > b, "larger")
-    return _example({"numbers": _fmt(xs)}, m, f"Go through {_fmt(xs)}: {st}. The largest is {m}.", _distract_int(m,
-                                                                                                                 rng))
+    return _example({"numbers": _fmt(xs)}, m, f"Go through {_fmt(xs)}: {st}. The largest is {m}.",
+                    _distract_int(m, rng))
 
 
 def list_min(rng, xs):
     m, st = _running(xs, lambda a, b: a < b, "smaller")
-    return _example({"numbers": _fmt(xs)}, m, f"Go through {_fmt(xs)}: {st}. The smallest is {m}.", _distract_int(m,
-                                                                                                                  rng))
+    return _example({"numbers": _fmt(xs)}, m, f"Go through {_fmt(xs)}: {st}. The smallest is {m}.",
+                    _distract_int(m, rng))
 
 
 def list_sum(rng, xs):
