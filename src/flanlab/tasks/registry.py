@@ -110,8 +110,8 @@ def _rendered_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Ta
                            field=f"{where}.fields")
     path = resolve_path(src.path, base) if src.path else None
     hub = src.hf_path
-    if hub and not path and (base / hub).is_dir():  # a local copy in the hub layout
-        hub = str(base / hub)
+    if hub and not path and resolve_path(hub, base).is_dir():  # a local copy in the hub layout
+        hub = str(resolve_path(hub, base))
     data = read_rendered_rows(path, hub, src.data_files)
     return rendered_tasks(data, prompt_col=fields["prompt"], answer_col=fields["answer"], task_column=src.task_column,
                           task_prefixes=src.task_prefixes, where=src.where, dataset=spec.dataset,
@@ -164,8 +164,8 @@ class TaskRegistry:
             from .sources.bigbench import bigbench_task, list_bigbench_tasks
             avail = list_bigbench_tasks(str(bigbench_root) if bigbench_root else None)
             for pat in bigbench_tasks:
-                hits = [n for n in avail if fnmatch.fnmatch(n,
-                                                            pat) or n.startswith(pat + "/")]  # a parent: its subtasks
+                # a parent name matches all its subtasks
+                hits = [n for n in avail if fnmatch.fnmatch(n, pat) or n.startswith(pat + "/")]
                 if not hits:
                     raise FlanlabError(f"no BIG-bench task matches '{pat}'", field="bigbench_tasks")
                 for n in hits:

@@ -12,6 +12,15 @@ from ..model import SPLITS, Example, ListSource, content_key, hash_split
 SPECIAL = ("answer", "options", "rationale")
 
 
+def read_parquet(path: Path):
+    """The file as a pyarrow Table (its schema names the columns even when it has no rows)."""
+    import pyarrow.parquet as pq
+    try:
+        return pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types
+        raise FlanlabError(f"cannot read Parquet: {e}", file=path) from None
+
+
 def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
     """Yields (row number, row dict). Row numbers are 1-based lines for JSONL/CSV."""
     path = Path(path)
@@ -35,12 +44,7 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
             for n, row in enumerate(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","), 2):
                 yield n, row
     elif fmt == "parquet":
-        import pyarrow.parquet as pq
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # pyarrow raises several types
-            raise FlanlabError(f"cannot read Parquet: {e}", file=path) from None
-        for n, row in enumerate(table.to_pylist(), 1):
+        for n, row in enumerate(read_parquet(path).to_pylist(), 1):
             yield n, row
     else:
         raise FlanlabError(f"unknown data format '{fmt}' (jsonl, csv, tsv, parquet)", file=path, field="format")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...errors import FlanlabError
 from ..model import Dataset, Example, ListSource, Task, TaskCategory, Template
-from .files import split_examples
+from .files import read_parquet, read_rows, split_examples
 
 RENDERED_TEMPLATE = Template("{prompt}")
 
@@ -27,8 +27,6 @@ RENDERED_TEMPLATE = Template("{prompt}")
 @lru_cache(maxsize=4)
 def _read_local(path: str, mtime: float) -> tuple[tuple[str, ...], tuple[dict, ...]]:
     """(columns, rows) of a parquet/jsonl file or of every such file under a directory (sorted by name)."""
-    import pyarrow.parquet as pq
-    from .files import read_rows
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.suffix in (".parquet", ".jsonl")) if p.is_dir() else [p]
     if not files:
@@ -37,10 +35,7 @@ def _read_local(path: str, mtime: float) -> tuple[tuple[str, ...], tuple[dict, .
     rows: list[dict] = []
     for f in files:
         if f.suffix == ".parquet":
-            try:
-                table = pq.read_table(f)
-            except Exception as e:  # pyarrow raises several types
-                raise FlanlabError(f"cannot read Parquet: {e}", file=f) from None
+            table = read_parquet(f)
             cols += [c for c in table.column_names if c not in cols]
             rows += table.to_pylist()
         else:
