@@ -1,6 +1,9 @@
-"""Checkpoints of a training run: atomic HF-format directories (config, weights, tokenizer, LoRA adapter) plus the
-trainer state (step, optimizer, scheduler, every rank's RNG state, config fingerprint); the newest ones kept,
-the latest named in `latest`; the final model published as final/."""
+"""Checkpoints of a training run: atomic directories holding the trainer state (step, scheduler, every rank's RNG
+state, config fingerprint) and the model and optimizer - as HF-format weights (config, safetensors, tokenizer,
+LoRA adapter) plus a torch.save of the optimizer (strategy ddp: one process writes the full state), or as
+torch.distributed.checkpoint shards under sharded/ (strategy fsdp: every rank writes its own shard, and a run on
+another number of processes reshards them on load). The newest ones kept, the latest named in `latest`; the final
+model published as final/ in HF format (consolidated from the shards under fsdp)."""
 from __future__ import annotations
 
 import json
@@ -63,11 +66,41 @@ class CheckpointStore:
             os.fsync(f.fileno())
         publish_dir(tmp, final)
         atomic_write_text(self.out / "latest", final.name)
+        self._prune()
+        return final
+
+    def save_sharded(self, step: int, step_model, tok, opt, sched, rng_states: list[dict], rank: int, dist) -> Path:
+        """Collective (every rank calls it): each rank writes its shards of the model and optimizer state into a
+        shared temporary directory, rank 0 the trainer state; the directory is published once all are written."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+        final = self.out / f"checkpoint-{step}"
+        tmp = self.out / f".tmp-checkpoint-{step}"  # one name all ranks agree on; a killed run's is removed at start
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if dist is not None:
+            dist.barrier()
+        model_sd, optim_sd = get_state_dict(step_model, opt)
+        dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "sharded"))  # fsyncs each file
+        if rank == 0:
+            tok.save(tmp)
+            torch.save({"step": step, "scheduler": sched.state_dict(), "rng": rng_states, "fingerprint": self.fingerprint,
+                        "world_size": len(rng_states), "format": "sharded"}, tmp / "trainer_state.pt")
+            with open(tmp / "trainer_state.pt", "rb") as f:
+                os.fsync(f.fileno())
+            publish_dir(tmp, final)
+            atomic_write_text(self.out / "latest", final.name)
+            self._prune()
+        if dist is not None:
+            dist.barrier()
+        return final
+
+    def _prune(self) -> None:
         ckpts = sorted((p for p in self.out.glob("checkpoint-*") if p.is_dir()),
                        key=lambda p: int(p.name.split("-")[1]))
         for old in ckpts[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
-        return final
 
     def latest(self) -> Path | None:
         f = self.out / "latest"
@@ -77,23 +110,37 @@ class CheckpointStore:
                 return p
         return None
 
-    def restore(self, ckpt: Path, model, opt, sched, rank: int, *, file: object, log=lambda message: None) -> int:
-        """Load weights, optimizer, scheduler and this rank's RNG state; returns the step to continue from."""
+    def restore(self, ckpt: Path, model, opt, sched, rank: int, *, file: object, log=lambda message: None,
+                sharded: bool = False) -> int:
+        """Load weights, optimizer, scheduler and this rank's RNG state; returns the step to continue from.
+        `sharded` (strategy fsdp): `model` is the module the steps call and the checkpoint is read from sharded/
+        (collective; resharded when it was written by another number of processes)."""
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         if state["fingerprint"] != self.fingerprint:
             raise FlanlabError(f"{ckpt} was written by a different training config; use another output or "
                                "resume: false", file=file, field="output")
-        for note in load_weights(model, ckpt):
-            log(f"[train] {note}")
-        opt.load_state_dict(state["optimizer"])
+        written = "sharded" if state.get("format") == "sharded" else "full"
+        if written != ("sharded" if sharded else "full"):
+            raise FlanlabError(f"{ckpt} holds {written} weights (written with strategy "
+                               f"{'fsdp' if written == 'sharded' else 'ddp'}); resume it with that strategy, or use "
+                               "another output", file=file, field="strategy")
+        if sharded:
+            load_sharded(model, opt, ckpt / "sharded")
+        else:
+            for note in load_weights(model, ckpt):
+                log(f"[train] {note}")
+            opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one dict: written by one process
         set_rng_state(rngs[rank % len(rngs)])
         return state["step"]
 
-    def publish_final(self, model, tok, summary: dict) -> None:
+    def publish_final(self, model, tok, summary: dict, state_dict: dict | None = None) -> None:
+        """`state_dict`: the full weights gathered from shards, loaded into `model` (an unsharded copy) first."""
         tmp = self.out / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        if state_dict is not None:
+            model.load_state_dict(state_dict)
         save_pretrained(model, tok, tmp)
         publish_dir(tmp, self.out / "final")
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1))
@@ -126,3 +173,22 @@ def load_weights(model, ckpt: Path) -> list[str]:
         return [f"{ckpt} has no lm_head weights and the model does not tie them to the embedding: "
                 "the LM head keeps its initial values"]
     return []
+
+
+def load_sharded(step_model, opt, path: Path) -> None:
+    """Collective: read model and optimizer state from torch.distributed.checkpoint shards into `step_model` (the
+    module the steps call: sharded or not) and `opt`; DCP reshards across process counts."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    model_sd, optim_sd = get_state_dict(step_model, opt)  # the layout to read into (initialises optimizer state)
+    state = {"model": model_sd, "optim": optim_sd}
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(step_model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
+
+def full_state_dict(step_model) -> dict:
+    """Collective: the whole model's weights gathered from the shards, on the CPU of rank 0 (empty elsewhere),
+    keyed as in the HF model (without PackedForward's `model.` prefix)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    sd = get_model_state_dict(step_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return {k.removeprefix("model."): v for k, v in sd.items()}

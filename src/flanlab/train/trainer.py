@@ -1,5 +1,5 @@
 """The finetuning loop: packed batches, loss on targets only, Adafactor or AdamW, constant LR
-with warmup, gradient accumulation, atomic HF-format checkpoints, exact resume and DDP.
+with warmup, gradient accumulation, atomic checkpoints, exact resume, DDP or FSDP, fp32 or bf16 autocast.
 
 Data order is a pure function of (seed, epoch): the mixture is tokenized, permuted per epoch and
 packed deterministically, and global step s always reads the same rows, so `resume` continues
@@ -8,7 +8,6 @@ bit-identically. Loss normalisation is by the number of target tokens in the who
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -25,10 +24,12 @@ from .. import configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
-from ..models.packed import PackedForward, collate, loss_sum
-from .checkpoints import CheckpointStore, rng_state
+from ..models.packed import collate, loss_sum
+from . import strategy as placement
+from .checkpoints import CheckpointStore, full_state_dict, rng_state
 from .data import DataStream
 from .metrics import MetricsSink, trim_metrics
+from .optim import build_optimizer
 
 
 class TrainConfig(StrictModel):
@@ -70,6 +71,12 @@ class TrainConfig(StrictModel):
     segment_attention: bool = True
     # T5's gelu_new computed by one fused kernel (models.fuse_gelu; the same function, ~8% faster steps on t5-1m)
     fused_gelu: bool = True
+    # several processes: ddp replicates model and optimizer in each; fsdp shards parameters, gradients and optimizer
+    # state across them (torch fully_shard, one unit per transformer block) and writes sharded checkpoints
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # bf16: forward and backward under bfloat16 autocast; weights, gradients and optimizer state stay fp32
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this process's GPU when CUDA is available
 
 
 def enable_activation_checkpointing(model, kwargs: dict) -> None:
@@ -95,16 +102,6 @@ def init_distributed():
     return _dist()
 
 
-def _optimizer(cfg: TrainConfig, params):
-    if cfg.optimizer == "adafactor":
-        from transformers.optimization import Adafactor
-        return Adafactor(params, lr=cfg.lr, relative_step=False, scale_parameter=False, warmup_init=False,
-                         weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
 def load_train_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
     """The training config of a file (top level or under 'train:') with key=value overrides, validated."""
     from ..config import apply_overrides, read_section, validate
@@ -125,9 +122,10 @@ def _mixture_identity(path: str) -> str:
 
 def config_fingerprint(cfg: TrainConfig) -> str:
     d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every", "threads",
-                                "steps", "mixture", "gradient_checkpointing"})
+                                "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
-    for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True)):
+    for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
+                         ("precision", "fp32")):
         if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
             d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -148,7 +146,7 @@ def build_for_training(cfg: TrainConfig):
 
 
 def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_id: int, rank: int, world: int,
-               distributed: bool) -> tuple[float, int, int]:
+               device: torch.device = torch.device("cpu")) -> tuple[float, int, int]:
     """Forward and backward of one global step (its micro-batches; this rank's share of each). The loss is
     normalised by the target tokens of the whole global step on all ranks, so N processes compute the same update
     as one. Returns (summed loss of this rank, target tokens of the global step, non-pad tokens of this rank)."""
@@ -158,12 +156,11 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
     loss_total, tokens = 0.0, 0
     for i, batch_rows in enumerate(micro):
         shard = batch_rows[rank::world]
-        batch = collate(shard, encoder_decoder, pad_id)
-        last = i == len(micro) - 1
-        sync = model.no_sync() if (distributed and not last) else contextlib.nullcontext()
-        with sync:
-            loss, _ = loss_sum(model, batch, cfg.segment_attention)
-            (loss * world / total_targets).backward()  # DDP averages gradients over ranks
+        batch = placement.to_device(collate(shard, encoder_decoder, pad_id), device)
+        with placement.grad_sync(model, last_micro_batch=i == len(micro) - 1):
+            with placement.autocast(cfg.precision, device):
+                loss, _ = loss_sum(model, batch, cfg.segment_attention)
+            (loss * world / total_targets).backward()  # DDP and FSDP average gradients over ranks
         loss_total += loss.item()
         tokens += sum(len(e.inputs) + len(e.targets) for r in shard for e in r)
     return loss_total, total_targets, tokens
@@ -196,25 +193,25 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     if done_before is not None:
         return done_before  # stage cache: this exact training already finished
 
+    device = placement.select_device(cfg.device)
     model, tok = build_for_training(cfg)
     encoder_decoder = is_encoder_decoder(model)
     data = DataStream(cfg, tok, encoder_decoder)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _optimizer(cfg, params)
+    sharded = cfg.strategy == "fsdp"  # sharded checkpoints even in one process, so any process count can resume
+    step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, world, device)
+    params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: FSDP's sharded parameters
+    opt = build_optimizer(cfg, params, sharded=placement.is_sharded(step_model))
     warm = cfg.warmup_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
 
     start = 0
     ckpt = store.latest() if cfg.resume else None
     if ckpt is not None:
-        start = store.restore(ckpt, model, opt, sched, rank, file=file, log=log if rank == 0 else lambda m: None)
+        start = store.restore(ckpt, step_model if sharded else model, opt, sched, rank, file=file,
+                              log=log if rank == 0 else lambda m: None, sharded=sharded)
         if rank == 0:
             log(f"[train] resuming from {ckpt.name} (step {start} of {cfg.steps})")
             trim_metrics(out / "metrics.jsonl", start)
-    step_model = model
-    if dist is not None:
-        from torch.nn.parallel import DistributedDataParallel
-        step_model = DistributedDataParallel(PackedForward(model, cfg.segment_attention))
     model.train()
 
     t0 = time.time()
@@ -225,7 +222,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
         for step in range(start, cfg.steps):
             opt.zero_grad(set_to_none=True)
             loss, targets, tokens = train_step(step_model, data.step_rows(step), cfg, encoder_decoder, tok.pad_id,
-                                               rank, world, dist is not None)
+                                               rank, world, device)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
@@ -249,16 +246,26 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
             metrics.advance(done)
             if done % cfg.save_every == 0 or done == cfg.steps:
                 rngs = gather_rng(dist)
-                if rank == 0:
+                if sharded:
+                    store.save_sharded(done, step_model, tok, opt, sched, rngs, rank, dist)
+                elif rank == 0:
                     store.save(done, model, tok, opt, sched, rngs)
                 if dist is not None:
                     dist.barrier()
 
     summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, "final_loss": last_loss,
                "params": count_params(model), "world_size": world, "encoder_decoder": encoder_decoder,
+               "strategy": cfg.strategy, "precision": cfg.precision,
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
-               "train_tokens_this_run": tokens_seen}  # non-pad tokens this process consumed in this invocation
-    if rank == 0:
+               "train_tokens_this_run": tokens_seen,  # non-pad tokens this process consumed in this invocation
+               # what this process holds between steps (a sharded tensor counts its local shard)
+               "param_bytes_per_rank": placement.resident_bytes(model.parameters()),
+               "optimizer_bytes_per_rank": placement.resident_bytes(placement.optimizer_tensors(opt))}
+    if placement.is_sharded(step_model):  # gather the shards into one HF checkpoint, written by rank 0
+        weights = full_state_dict(step_model)
+        if rank == 0:
+            store.publish_final(build_model(cfg.model, seed=cfg.seed)[0], tok, summary, state_dict=weights)
+    elif rank == 0:
         store.publish_final(model, tok, summary)
     if dist is not None:
         dist.barrier()

@@ -1,0 +1,116 @@
+"""Optimizers: Adafactor (the paper's; transformers' implementation), AdamW, plain SGD - and Adafactor for
+parameters sharded by FSDP.
+
+transformers' Adafactor keeps plain-tensor state and torch's own fails on sharded tensors (DTensor), so under
+FSDP `ShardedAdafactor` runs the same update on each rank's rows: FSDP shards dim 0, so a row statistic is local,
+and what spans rows (the column second moments, the mean of the row moments, the update's RMS) is summed over
+ranks - two all-reduces per step for all parameters together. Its state is held as DTensors laid out like the
+parameters, so torch.distributed.checkpoint can reshard it onto another number of processes.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers.optimization import Adafactor
+
+
+def build_optimizer(cfg, params: list, sharded: bool = False):
+    """`cfg`: a TrainConfig (optimizer, lr, weight_decay). `sharded`: the parameters are FSDP DTensors."""
+    if cfg.optimizer == "adafactor":
+        cls = ShardedAdafactor if sharded else Adafactor
+        return cls(params, lr=cfg.lr, relative_step=False, scale_parameter=False, warmup_init=False,
+                   weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _local(t):
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+def _like(local: torch.Tensor, param, shape: tuple[int, ...], sharded: bool):
+    """A DTensor on `param`'s mesh: sharded on dim 0 like the parameter, or replicated."""
+    from torch.distributed.tensor import DTensor, Replicate, Shard
+    placements = [Shard(0)] if sharded else [Replicate()]
+    stride = tuple(math.prod(shape[i + 1:]) for i in range(len(shape)))
+    return DTensor.from_local(local, param.device_mesh, placements, shape=torch.Size(shape), stride=stride,
+                              run_check=False)
+
+
+def _all_reduce(t: torch.Tensor, param) -> torch.Tensor:
+    import torch.distributed as dist
+    dist.all_reduce(t, group=param.device_mesh.get_group())
+    return t
+
+
+class ShardedAdafactor(Adafactor):
+    """transformers.Adafactor.step for DTensor parameters sharded on dim 0 (beta1=None; 1-D and 2-D parameters)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        work = []  # (group, param, local grad, state, factored)
+        for group in self.param_groups:
+            if group["relative_step"] or group["scale_parameter"] or group["beta1"] is not None:
+                raise ValueError("ShardedAdafactor implements relative_step=False, scale_parameter=False, beta1=None "
+                                 "(flanlab's Adafactor settings)")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.dim() > 2:
+                    raise ValueError(f"ShardedAdafactor handles 1-D and 2-D parameters, not shape {tuple(p.shape)}")
+                state, g = self.state[p], _local(p.grad).float()
+                factored = p.dim() == 2
+                if not state:
+                    state["step"], state["RMS"] = 0, 0
+                    if factored:
+                        state["exp_avg_sq_row"] = _like(g.new_zeros(g.shape[0]), p, (p.shape[0],), True)
+                        state["exp_avg_sq_col"] = _like(g.new_zeros(p.shape[1]), p, (p.shape[1],), False)
+                    else:
+                        state["exp_avg_sq"] = _like(torch.zeros_like(g), p, tuple(p.shape), True)
+                state["step"] += 1
+                work.append((group, p, g, state, factored))
+        if not work:
+            return loss
+        mesh_param = work[0][1]
+        # 1) this rank's share of what spans rows: column sums of grad^2 and the sum of the new row moments
+        parts = []
+        for group, p, g, state, factored in work:
+            beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+            sq = g * g + group["eps"][0]
+            if factored:
+                row = _local(state["exp_avg_sq_row"])
+                row.mul_(beta2t).add_(sq.mean(dim=-1), alpha=1.0 - beta2t)
+                parts += [sq.sum(dim=0), row.sum().reshape(1)]
+            else:
+                _local(state["exp_avg_sq"]).mul_(beta2t).add_(sq, alpha=1.0 - beta2t)
+        summed = _all_reduce(torch.cat(parts), mesh_param) if parts else None
+        # 2) the unclipped updates, and this rank's share of their sums of squares
+        updates, sumsq, at = [], [], 0
+        for group, p, g, state, factored in work:
+            beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+            if factored:
+                n, m = p.shape
+                col_sum, row_total = summed[at:at + m], summed[at + m]
+                at += m + 1
+                col = _local(state["exp_avg_sq_col"])
+                col.mul_(beta2t).add_(col_sum / n, alpha=1.0 - beta2t)
+                row = _local(state["exp_avg_sq_row"])
+                r = (row / (row_total / n)).rsqrt_().unsqueeze(-1)
+                u = r * col.unsqueeze(-2).rsqrt() * g
+            else:
+                u = _local(state["exp_avg_sq"]).rsqrt() * g
+            updates.append(u)
+            sumsq.append(u.pow(2).sum().reshape(1))
+        sumsq = _all_reduce(torch.cat(sumsq), mesh_param)
+        # 3) clip each update by its RMS over the whole parameter, then apply to this rank's rows
+        for (group, p, g, state, factored), u, ss in zip(work, updates, sumsq):
+            rms = (ss.sqrt() / math.sqrt(p.numel())).item()
+            u.div_(max(rms / group["clip_threshold"], 1.0)).mul_(group["lr"])
+            local = _local(p)
+            if group["weight_decay"] != 0:
+                local.add_(local, alpha=-group["weight_decay"] * group["lr"])
+            local.add_(-u.to(local.dtype))
+        return loss

@@ -1,0 +1,107 @@
+"""How the model is spread over processes and devices.
+
+- ddp: every process holds the whole model and optimizer (torch DistributedDataParallel when there are several);
+- fsdp: torch's fully_shard (FSDP2): parameters, gradients and optimizer state sharded on dim 0 across processes,
+  one unit per transformer block (the model's `_no_split_modules`: T5Block, LlamaDecoderLayer, ...) plus the root
+  (embeddings, final norm, LM head), gathered around each unit's forward and backward and freed after.
+
+Both wrap `PackedForward`, so the packed loss (per-segment attention, loss on targets only) runs inside the
+wrapper's forward and its hooks; LoRA models shard the same blocks (frozen and trainable weights together).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+import torch
+
+from ..models.build import base_model
+from ..models.packed import PackedForward
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto`: this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        from ..errors import FlanlabError
+        raise FlanlabError("device: cuda asked for, but torch sees no CUDA device", field="device")
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """Host-to-GPU copies from pinned memory, without blocking the host; a no-op on the CPU."""
+    if device.type == "cpu":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def shard_units(model) -> list[torch.nn.Module]:
+    """The modules FSDP shards as units, innermost first. T5's relative position bias table is a unit of its own:
+    the per-segment path reads it outside the block that owns it (once per stack, for the longest segment)."""
+    base = base_model(model)
+    names = set(getattr(base, "_no_split_modules", None) or [])
+    units = [m for m in base.modules() if hasattr(m, "relative_attention_bias") and
+             isinstance(getattr(m, "relative_attention_bias"), torch.nn.Module)]
+    units = [m.relative_attention_bias for m in units]
+    units += [m for m in base.modules() if type(m).__name__ in names]
+    return units
+
+
+def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device):
+    """The module training steps call: `PackedForward(model)` replicated (DDP), sharded (FSDP), or bare (one
+    process). `model` keeps pointing at the (possibly sharded) HF model."""
+    packed = PackedForward(model, segment_attention)
+    if world == 1:
+        return packed
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(packed, device_ids=[device.index] if device.type == "cuda" else None)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    # T5Block returns its position bias as a slice (a view); flanlab changes no block output in place, and
+    # tests/test_fsdp.py checks the sharded gradients against one process
+    warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
+    mesh = init_device_mesh(device.type, (world,))
+    for unit in shard_units(model):
+        fully_shard(unit, mesh=mesh)
+    fully_shard(packed, mesh=mesh)
+    return packed
+
+
+def is_sharded(step_model) -> bool:
+    return hasattr(step_model, "set_requires_gradient_sync")
+
+
+def grad_sync(step_model, last_micro_batch: bool):
+    """Reduce gradients across processes only after the last micro-batch of a step (DDP: no_sync; FSDP: the
+    reduce-scatter is skipped and gradients accumulate unsharded until then)."""
+    if is_sharded(step_model):
+        step_model.set_requires_gradient_sync(last_micro_batch)
+        return contextlib.nullcontext()
+    if hasattr(step_model, "no_sync") and not last_micro_batch:
+        return step_model.no_sync()
+    return contextlib.nullcontext()
+
+
+def resident_bytes(tensors) -> int:
+    """Bytes this process holds for `tensors` (a DTensor counts its local shard only)."""
+    total = 0
+    for t in tensors:
+        local = t.to_local() if hasattr(t, "to_local") else t
+        total += local.numel() * local.element_size()
+    return total
+
+
+def optimizer_tensors(opt) -> list[torch.Tensor]:
+    return [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16: matmuls and attention in bfloat16 under autocast; weights, gradients and optimizer state stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

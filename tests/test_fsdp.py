@@ -1,0 +1,173 @@
+"""FSDP (strategy: fsdp), sharded checkpoints and bf16 autocast, on 2 CPU processes (gloo)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from flanlab.mixture import MixConfig, build_mixture
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def mixture(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mix") / "m"
+    build_mixture(MixConfig(total_examples=1500, output=str(out)), progress=False)
+    return out
+
+
+def _cfg(tmp_path, name, mixture, **kw):
+    d = {"mixture": str(mixture), "output": str(tmp_path / name), "steps": 6, "batch_size": 4, "grad_accum": 2,
+         "save_every": 3, "log_every": 1, "model": {"preset": "t5-1m"}, "tensorboard": False, "threads": 1, **kw}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"train": d}))
+    return path
+
+
+def _launch(cfg, nproc: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "flanlab.train.launch", str(cfg)]
+    if nproc > 1:
+        cmd[1:2] = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone", "-m"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+
+
+def _train(cfg, nproc: int) -> dict:
+    p = _launch(cfg, nproc)
+    out = p.communicate(timeout=600)[0].decode()
+    assert p.returncode == 0, out[-3000:]
+    return json.loads((cfg.parent / cfg.stem / "summary.json").read_text())
+
+
+def _losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", [
+    # the paper's optimizer: flanlab's ShardedAdafactor on 2 processes against transformers' Adafactor on 1
+    {"optimizer": "adafactor", "model": {"preset": "t5-1m"}},
+    # decoder-only with tied embeddings, LoRA (frozen and trainable weights in the same FSDP units); plain SGD without
+    # clipping, so a gradient of the wrong scale (FSDP's averaging not undone) changes the weights, which
+    # Adafactor's and clipping's scale invariance would hide
+    {"optimizer": "sgd", "lr": 0.05, "max_grad_norm": None, "model": {"preset": "llama-1m", "lora": {"r": 4}}},
+], ids=["t5-adafactor", "llama-lora-sgd"])
+def test_fsdp_two_processes_match_one_process_with_half_the_parameter_bytes(mixture, tmp_path, setup):
+    one = _train(_cfg(tmp_path, "one", mixture, **setup), 1)
+    two = _train(_cfg(tmp_path, "two", mixture, strategy="fsdp", **setup), 2)
+    assert two["world_size"] == 2 and two["strategy"] == "fsdp"
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(tmp_path / "one"), rel=1e-5)
+    # the consolidated export loads like any HF checkpoint and holds the same weights
+    worst = _max_diff(load_file(str(tmp_path / "one" / "final" / "model.safetensors")),
+                      load_file(str(tmp_path / "two" / "final" / "model.safetensors")))
+    assert worst < 1e-5
+    assert _losses(tmp_path / "one")[-1] < _losses(tmp_path / "one")[0]  # trained, not two frozen models compared
+    ratio = two["param_bytes_per_rank"] / one["param_bytes_per_rank"]
+    assert 0.45 < ratio < 0.55, ratio  # each rank holds half the rows of every parameter (uneven splits round)
+    if setup["optimizer"] == "adafactor":  # its row moments are sharded; the column moments are replicated
+        assert two["optimizer_bytes_per_rank"] < 0.8 * one["optimizer_bytes_per_rank"]
+    # another process count resumes the sharded checkpoint: 1 process continues the 2-process run from step 3
+    cont = tmp_path / "cont"
+    cont.mkdir()
+    subprocess.run(["cp", "-r", str(tmp_path / "two" / "checkpoint-3"), str(cont)], check=True)
+    (cont / "latest").write_text("checkpoint-3")
+    assert _train(_cfg(tmp_path, "cont", mixture, strategy="fsdp", **setup), 1)["resumed_from"] == 3
+    assert _losses(cont)[-3:] == pytest.approx(_losses(tmp_path / "two")[-3:], rel=1e-5)
+    assert _max_diff(load_file(str(tmp_path / "two" / "final" / "model.safetensors")),
+                     load_file(str(cont / "final" / "model.safetensors"))) < 1e-5
+
+
+@pytest.mark.slow
+def test_fsdp_kill9_resume_is_bit_identical_and_another_process_count_reads_the_same_weights(mixture, tmp_path):
+    from flanlab.models.build import ModelSpec, build_model
+    from flanlab.models.packed import PackedForward
+    from flanlab.train.checkpoints import load_sharded
+    from flanlab.train.optim import build_optimizer
+    from flanlab.train.trainer import TrainConfig
+    kw = {"steps": 30, "optimizer": "adafactor", "model": {"preset": "t5-1m", "dropout": 0.1}, "strategy": "fsdp"}
+    _train(_cfg(tmp_path, "ref", mixture, **kw), 2)
+    cfg = _cfg(tmp_path, "k", mixture, **kw)
+    p, run = _launch(cfg, 2), tmp_path / "k"
+    deadline = time.time() + 300
+    while not (run / "latest").exists() or (run / "latest").read_text() == "checkpoint-3":
+        assert p.poll() is None, p.stdout.read().decode()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.killpg(p.pid, signal.SIGKILL)  # the launcher and both workers, possibly mid-write of the next checkpoint
+    p.wait()
+    assert not (run / "final").exists(), "run finished before the kill; the test proves nothing"
+    summary = _train(cfg, 2)
+    assert summary["resumed_from"] >= 6 and not list(run.glob(".tmp-*"))
+    a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
+    assert _max_diff(a, load_file(str(run / "final" / "model.safetensors"))) == 0.0
+    assert _losses(run) == _losses(tmp_path / "ref")
+    # one process reads the 2-process shards of step 30: the same weights as the consolidated export of step 30
+    ckpt = tmp_path / "ref" / "checkpoint-30"
+    assert sorted(f.name for f in (ckpt / "sharded").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    tc = TrainConfig(**kw)
+    model, _ = build_model(ModelSpec(preset="t5-1m", dropout=0.1), seed=123)  # other initial weights
+    opt = build_optimizer(tc, list(model.parameters()))
+    load_sharded(PackedForward(model), opt, ckpt / "sharded")
+    assert _max_diff(a, {k: v for k, v in model.state_dict().items() if k in a}) == 0.0
+    state = next(iter(opt.state.values()))
+    assert state["step"] == 30 and {"exp_avg_sq_row", "exp_avg_sq_col"} <= state.keys()
+
+
+def test_resuming_across_strategies_is_refused_with_the_reason(mixture, tmp_path):
+    from flanlab.errors import FlanlabError
+    from flanlab.train.trainer import load_train_config, train
+    _train(_cfg(tmp_path, "r", mixture, steps=3, save_every=3), 1)
+    (tmp_path / "r" / "summary.json").unlink()  # unfinished: the next call resumes from checkpoint-3
+    cfg = load_train_config(_cfg(tmp_path, "r", mixture, steps=6, strategy="fsdp"))
+    with pytest.raises(FlanlabError, match="strategy ddp.*resume it with that strategy") as e:
+        train(cfg, progress=False, file="r.yaml")
+    assert "field 'strategy'" in str(e.value) or "strategy" in str(e.value)
+    assert (tmp_path / "r" / "checkpoint-3" / "model.safetensors").is_file()  # nothing lost
+
+
+def test_bf16_autocast_trains_close_to_fp32_with_fp32_weights(mixture, tmp_path):
+    from flanlab.models.build import ModelSpec, build_model
+    from flanlab.train.trainer import load_train_config, train
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        for preset in ("t5-1m", "llama-1m"):
+            name = f"{precision}-{preset}"
+            cfg = load_train_config(_cfg(tmp_path, name, mixture, steps=6, precision=precision,
+                                         model={"preset": preset}, optimizer="adafactor", lr=3e-3))
+            train(cfg, progress=False)
+            runs[name] = (_losses(tmp_path / name), load_file(str(tmp_path / name / "final" / "model.safetensors")))
+    for preset in ("t5-1m", "llama-1m"):
+        (l32, w32), (l16, w16) = runs[f"fp32-{preset}"], runs[f"bf16-{preset}"]
+        assert all(map(torch.isfinite, map(torch.tensor, l16)))
+        assert l16 == pytest.approx(l32, rel=1e-2)
+        assert l16 != l32  # bf16 really ran: its rounding shows in the losses
+        assert all(w.dtype == torch.float32 for w in w16.values())  # master weights stay fp32
+        # the bf16 run moved the weights where the fp32 run did: the difference is small next to the update itself
+        w0 = build_model(ModelSpec(preset=preset), seed=0)[0].state_dict()
+        moved = sum((w32[k] - w0[k]).pow(2).sum() for k in w32).sqrt()
+        apart = sum((w32[k] - w16[k]).pow(2).sum() for k in w32).sqrt()
+        assert apart < 0.1 * moved
+
+
+def test_fsdp_units_are_the_transformer_blocks():
+    """One FSDP unit per block (the model's _no_split_modules), plus T5's relative position bias tables, which the
+    per-segment path reads outside their blocks; LoRA wrappers keep the same blocks."""
+    from flanlab.models.build import LoraSpec, ModelSpec, build_model
+    from flanlab.train.strategy import shard_units
+    t5, _ = build_model(ModelSpec(preset="t5-1m"))
+    names = [type(u).__name__ for u in shard_units(t5)]
+    assert names == ["Embedding", "Embedding"] + ["T5Block"] * 4  # 2 encoder + 2 decoder blocks
+    assert shard_units(t5)[0] is t5.encoder.block[0].layer[0].SelfAttention.relative_attention_bias
+    llama, _ = build_model(ModelSpec(preset="llama-1m", lora=LoraSpec(r=4)))
+    assert [type(u).__name__ for u in shard_units(llama)] == ["LlamaDecoderLayer"] * 4
