@@ -281,3 +281,31 @@ def test_unreadable_cache_lines_are_said_once(tmp_path):
     with pytest.warns(UserWarning, match="2 unreadable cache line"):
         cache = DiskCache(f)
     assert cache.get("a") == 1 and cache.get("c") == 3 and cache.get("b") is None and cache.skipped == 2
+
+
+def test_loglik_of_long_contexts_and_shared_prefixes_matches_plain_forwards():
+    """Decoder-only: a context longer than max_prompt_len keeps its continuation (the joined row is cut, not the
+    context alone), and continuations longer than what a shared prefix leaves of a row are still scored from
+    their own positions."""
+    model, tok = build_model(ModelSpec(preset="llama-1m"), seed=5)
+    model.config.use_cache = True
+    model.eval()
+    opts = [" blue sky", " blueberry", " bluish grey"]  # share " blu", then differ
+
+    def manual(e, c, opt):
+        full, cont = e.encode_pair(c, opt)
+        row = (full + cont)[-(e.max_prompt_len + 1):]
+        with torch.no_grad():
+            lp = torch.log_softmax(model(torch.tensor([row[:-1]])).logits[0].float(), -1)
+        return sum(lp[len(row) - 1 - len(cont) + j, t].item() for j, t in enumerate(cont))
+
+    long_ctx = "Question: which of these is a colour? " * 3  # 114 bytes, over the 48-token window
+    e = Engine(model, tok, max_prompt_len=48)
+    for opt, v in zip(opts, e.loglik([(long_ctx, opts)])[0]):
+        assert v == pytest.approx(manual(e, long_ctx, opt), abs=1e-4)
+    ctx = "Which of these is a colour?"  # the rows of its options share it and " blu": 32 tokens in common
+    e = Engine(model, tok, min_shared_prefix=8)
+    got = e.loglik([(ctx, opts)])[0]
+    assert e.stats["shared_prefix_tokens"] > 0  # the rows did share a prefix
+    for opt, v in zip(opts, got):
+        assert v == pytest.approx(manual(e, ctx, opt), abs=1e-4)

@@ -165,17 +165,20 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
 def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
              checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
                                                       help="Model directory (overrides config)."),
-             output: Optional[Path] = typer.Option(None, "--output", "-o")):
+             output: Optional[Path] = typer.Option(None, "--output", "-o"),
+             nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes (torchrun; each loads the model "
+                                                          "and takes its share of the batches).")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
-    from .config import validate
-    from .evaluate.harness import EvalConfig, results_table, run_eval
+    from .evaluate.harness import load_eval_config, results_table, run_eval
     try:
-        data, sec = _section(config, "eval")
-        cfg = validate(EvalConfig, data, file=config, prefix=sec)
-        if checkpoint:
-            cfg.checkpoint, cfg.preset = checkpoint, None
-        if output:
-            cfg.output = str(output)
+        cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
+        if nproc > 1:
+            import subprocess
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+                   "-m", "flanlab.evaluate.launch", str(config)]
+            cmd += ["--checkpoint", checkpoint] if checkpoint else []
+            cmd += ["--output", str(output)] if output else []
+            raise typer.Exit(subprocess.call(cmd))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
     except FlanlabError as e:

@@ -10,7 +10,11 @@
   exemplars, shared by every question of a task) get that prefix's KV cache computed once, and only their
   own suffixes run through the model;
 - every answered request is appended to an on-disk cache keyed by (model fingerprint, request), so an
-  interrupted evaluation resumes where it stopped.
+  interrupted evaluation resumes where it stopped;
+- data-parallel (`flanlab eval --nproc N`): the batches one process would run are planned the same way in every
+  process and dealt out round-robin; each round's results are gathered, so every process holds all answers
+  (the same batches computed by the same code: the same answers as one process), and process 0 alone writes
+  the cache.
 """
 from __future__ import annotations
 
@@ -58,14 +62,17 @@ def model_fingerprint(path: str | Path | None, model=None) -> str:
 
 
 class DiskCache:
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, writer: bool = True):
+        """`writer`: this process appends answers (under data-parallel evaluation only process 0 does; the
+        others read the same file at start and keep new answers in memory)."""
         self.path = Path(path) if path else None
+        self.writer = writer
         self.data: dict[str, object] = {}
         self.hits = 0
         self.skipped = 0  # unreadable lines (cut by a kill) - said once, below
         if self.path and self.path.is_file():
             raw = self.path.read_bytes()
-            if raw and not raw.endswith(b"\n"):  # a record cut by a kill: drop it so appends start on a fresh line
+            if writer and raw and not raw.endswith(b"\n"):  # a record cut by a kill: drop it so appends start on a fresh line
                 with self.path.open("r+b") as f:
                     f.truncate(raw.rfind(b"\n") + 1)
             with self.path.open(encoding="utf-8") as f:
@@ -75,7 +82,7 @@ class DiskCache:
                         self.data[rec["k"]] = rec["v"]
                     except (json.JSONDecodeError, KeyError, TypeError):  # a line cut by a kill: its request reruns
                         self.skipped += 1
-            if self.skipped:
+            if self.skipped and writer:
                 warnings.warn(f"{self.path}: {self.skipped} unreadable cache line(s) skipped; their requests run again",
                               stacklevel=2)
         self._fh = None
@@ -87,9 +94,11 @@ class DiskCache:
         return v
 
     def put_many(self, items: list[tuple[str, object]]) -> None:
+        if not items:
+            return
         for k, v in items:
             self.data[k] = v
-        if self.path:
+        if self.path and self.writer:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("a", encoding="utf-8")
@@ -120,9 +129,11 @@ def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_saving: int = 1) -> list[tuple[int, list[int]]]:
+def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_saving: int = 1,
+                         keep: list[int] | None = None) -> list[tuple[int, list[int]]]:
     """Groups of sequence indices that share a token prefix of at least `min_prefix` tokens, as
-    (prefix length, indices). The prefix always leaves every member at least one token of its own.
+    (prefix length, indices). The prefix leaves every member at least keep[i] (default 1) tokens of its own:
+    the positions whose outputs are read must run in the member's own rows.
     A group is kept when sharing saves at least `min_saving` prefix tokens ((members - 1) x prefix); the rest
     end up together in one group with prefix 0 (batched together rather than in many small batches)."""
     order = sorted(range(len(seqs)), key=lambda i: seqs[i])
@@ -132,7 +143,7 @@ def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_saving: int
 
     def close():
         if len(run) > 1:
-            plen = min(run_lcp, min(len(seqs[i]) for i in run) - 1)
+            plen = min(run_lcp, min(len(seqs[i]) - (keep[i] if keep else 1) for i in run))
             if (len(run) - 1) * plen >= min_saving:
                 groups.append((plen, list(run)))
                 return
@@ -155,15 +166,44 @@ def shared_prefix_groups(seqs: list[list[int]], min_prefix: int, min_saving: int
     return fixed
 
 
+@dataclass
+class Unit:
+    """One batch of model work. `compute` runs in one process and returns a partial result; `finish` runs in
+    every process, in plan order, and turns it into the requests it completes, [(request index, answer)]."""
+    compute: Callable[[], object]
+    finish: Callable[[object], list[tuple[int, object]]] = lambda part: part
+
+
+class Processes:
+    """This process's place among data-parallel evaluation processes (torch.distributed, gloo); one process when
+    no process group is initialised."""
+
+    def __init__(self):
+        import torch.distributed as dist
+        self.dist = dist if dist.is_available() and dist.is_initialized() else None
+        self.rank = self.dist.get_rank() if self.dist else 0
+        self.world = self.dist.get_world_size() if self.dist else 1
+
+    def gather(self, obj) -> list:
+        """Every process's `obj`, by rank (collective)."""
+        if self.dist is None:
+            return [obj]
+        out = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out
+
+
 class Engine:
     def __init__(self, model, tok, *, fingerprint: str = "", cache_path: str | Path | None = None,
                  batch_tokens: int = 16384, max_prompt_len: int = 2048, min_shared_prefix: int = 64,
-                 max_batch_rows: int = 32, min_fill: float = 0.75, progress: Callable[[int, int], None] | None = None):
+                 max_batch_rows: int = 32, min_fill: float = 0.75, progress: Callable[[int, int], None] | None = None,
+                 processes: Processes | None = None):
         self.model = model.eval()
         self.tok = tok
         self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
         self.fp = fingerprint
-        self.cache = DiskCache(cache_path)
+        self.procs = processes or Processes()
+        self.cache = DiskCache(cache_path, writer=self.procs.rank == 0)
         self.batch_tokens = batch_tokens  # tokens a batch computes (rows x width; a shared prefix is computed once)
         self.max_batch_rows = max_batch_rows  # rows of one batch (each holds its own KV cache)
         self.min_fill = min_fill  # rows at least this share of the batch's width (bounds padding)
@@ -178,10 +218,12 @@ class Engine:
     def _key(self, kind: str, payload) -> str:
         return hashlib.sha256(json.dumps([self.fp, kind, payload], sort_keys=True).encode()).hexdigest()
 
-    def encode_context(self, text: str) -> list[int]:
+    def encode_context(self, text: str, truncate: bool = True) -> list[int]:
+        """Prompt tokens; `truncate`: only the last max_prompt_len (the exemplars furthest from the question go)."""
+        n = self.max_prompt_len if truncate else 1 << 62
         if self.encoder_decoder:
-            return self.tok.encode(text)[-(self.max_prompt_len - 1):] + [self.tok.eos_id]
-        return (self.tok.bos + self.tok.encode(text))[-self.max_prompt_len:]
+            return self.tok.encode(text)[-(n - 1):] + [self.tok.eos_id]
+        return (self.tok.bos + self.tok.encode(text))[-n:]
 
     def _device(self):
         return next(self.model.parameters()).device
@@ -204,16 +246,22 @@ class Engine:
         if batch:
             yield batch
 
-    def _cached(self, keys: list[str], run: Callable[[list[int]], Iterator[list[tuple[int, object]]]]) -> list:
-        """Answer each key from the disk cache; run(misses) yields finished (index, result) chunks, each
-        appended to the cache as it comes."""
+    def _cached(self, keys: list[str], plan: Callable[[list[int]], Iterator[Unit]]) -> list:
+        """Answer each key from the disk cache; plan(misses) gives the units of work, which processes take in
+        rounds (unit k of a round runs in process k); each round's answers reach every process and are appended
+        to the cache as they come."""
         results: list = [self.cache.get(k) for k in keys]
         todo = [i for i, r in enumerate(results) if r is None]
         done, total, t0 = len(keys) - len(todo), len(keys), time.time()
         if self.progress:
             self.progress(done, total)
-        if todo:
-            for chunk in run(todo):
+        units = list(plan(todo)) if todo else []
+        world, rank = self.procs.world, self.procs.rank
+        for start in range(0, len(units), world):
+            round_ = units[start:start + world]
+            parts = self.procs.gather(round_[rank].compute() if rank < len(round_) else None)
+            for unit, part in zip(round_, parts):
+                chunk = unit.finish(part)
                 for i, out in chunk:
                     results[i] = out
                 self.cache.put_many([(keys[i], results[i]) for i, _ in chunk])
@@ -224,15 +272,17 @@ class Engine:
         return results
 
     def _prefix_batches(self, seqs: dict[int, list[int]], extra: Callable[[int], int], rows: Callable[[int], int],
-                        generating: bool = False) -> Iterator[tuple[list[int], list[int]]]:
+                        generating: bool = False, keep: Callable[[int], int] = lambda i: 1
+                        ) -> Iterator[tuple[list[int], list[int]]]:
         """(shared prefix tokens, indices) batches: groups by shared prefix, then length-sorted batches of the
-        suffixes, sized by suffix + extra(i) tokens (the prefix is computed once per group, not per row)."""
+        suffixes, sized by suffix + extra(i) tokens (the prefix is computed once per group, not per row); each
+        suffix keeps at least keep(i) tokens."""
         idx = list(seqs)
         min_prefix = self.min_shared_prefix if self.min_shared_prefix > 0 else 1 << 30
         # generation: a group gets its own decoding loop, worth it only when sharing saves more prefill than the
         # loop costs (a decode step of a batch costs about as much as prefilling 16 tokens here)
         saving = 16 * max((extra(i) for i in idx), default=0) if generating else 1
-        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix, saving):
+        for plen, group in shared_prefix_groups([seqs[i] for i in idx], min_prefix, saving, [keep(i) for i in idx]):
             members = [idx[g] for g in group]
             prefix = seqs[members[0]][:plen]
             lengths = [len(seqs[i]) - plen + extra(i) for i in members]
@@ -280,19 +330,21 @@ class Engine:
     def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
         keys = [self._key("gen", asdict(r)) for r in requests]
 
-        def run(todo):
+        def unit(idx: list[int], prompts: list[list[int]], prefix: list[int] = ()) -> Unit:
+            return Unit(lambda: list(zip(idx, self._generate_batch([requests[i] for i in idx], prompts, prefix))))
+
+        def plan(todo):
             prompts = {i: self.encode_context(requests[i].prompt) for i in todo}
             if self.encoder_decoder:
                 for b in self._batches([len(prompts[i]) + requests[i].max_new_tokens for i in todo],
                                        [requests[i].n for i in todo]):
                     idx = [todo[j] for j in b]
-                    yield list(zip(idx, self._generate_batch([requests[i] for i in idx], [prompts[i] for i in idx])))
+                    yield unit(idx, [prompts[i] for i in idx])
                 return
             for prefix, idx in self._prefix_batches(prompts, lambda i: requests[i].max_new_tokens, lambda i: requests[i].n,
                                                     generating=True):
-                outs = self._generate_batch([requests[i] for i in idx], [prompts[i][len(prefix):] for i in idx], prefix)
-                yield list(zip(idx, outs))
-        return self._cached(keys, run)
+                yield unit(idx, [prompts[i][len(prefix):] for i in idx], prefix)
+        return self._cached(keys, plan)
 
     def _stopped(self, ids: list[int], stop: tuple[str, ...]) -> bool:
         return bool(stop) and any(s in self.tok.decode(ids) for s in stop)
@@ -402,8 +454,10 @@ class Engine:
         n = len(context) - len(context.rstrip())
         if n:
             context, continuation = context[:-n], context[-n:] + continuation
-        whole = self.encode_context(context + continuation)
-        ctx = self.encode_context(context)
+        # untruncated here (truncating each separately would cut the continuation off a long context); the row
+        # built from the pair is cut to max_prompt_len instead
+        whole = self.encode_context(context + continuation, truncate=False)
+        ctx = self.encode_context(context, truncate=False)
         return ctx, whole[len(ctx):]
 
     def loglik(self, prompt_options: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
@@ -412,17 +466,20 @@ class Engine:
         each option is the decoder target followed by eos."""
         keys = [self._key("ll", [p, list(o)]) for p, o in prompt_options]
         if self.encoder_decoder:
-            def run(todo):
+            def unit(idx, work) -> Unit:
+                return Unit(lambda: list(zip(idx, self._loglik_batch_ed([work[i][0] for i in idx],
+                                                                        [work[i][1] for i in idx]))))
+
+            def plan(todo):
                 work = {i: (self.encode_context(prompt_options[i][0]),
                             [self.tok.encode(o) + [self.tok.eos_id] for o in prompt_options[i][1]]) for i in todo}
                 for b in self._batches([len(work[i][0]) + max(len(o) for o in work[i][1]) for i in todo],
                                        [len(work[i][1]) for i in todo]):
-                    idx = [todo[j] for j in b]
-                    yield list(zip(idx, self._loglik_batch_ed([work[i][0] for i in idx], [work[i][1] for i in idx])))
-            return self._cached(keys, run)
+                    yield unit([todo[j] for j in b], work)
+            return self._cached(keys, plan)
         return self._cached(keys, lambda todo: self._loglik_lm(prompt_options, todo))
 
-    def _loglik_lm(self, prompt_options, todo: list[int]) -> Iterator[list[tuple[int, list[float]]]]:
+    def _loglik_lm(self, prompt_options, todo: list[int]) -> Iterator[Unit]:
         # every (request, option) is scored on a row: inputs = context + continuation minus its last token, the
         # continuation's tokens scored at the row's end. Options with equal rows (one-token continuations of one
         # context, as MMLU's " A".." D") share the row, so it runs once.
@@ -442,19 +499,25 @@ class Engine:
         row_ids = {r: list(key) for key, r in rows.items()}
         scores: dict[tuple[int, tuple[int, ...]], float] = {}
         waiting = list(todo)
-        for prefix, idx in self._prefix_batches(row_ids, lambda r: 0, lambda r: 1):
+
+        def compute(prefix: list[int], idx: list[int]) -> dict:
             k = max(len(c) for r in idx for c in needs[r])
             out, _, _ = self._lm_forward(prefix, [row_ids[r][len(prefix):] for r in idx], logits_to_keep=k)
             logp = torch.log_softmax(out.logits[:, -k:, :].float(), -1)
-            for b, r in enumerate(idx):
-                for cont in needs[r]:
-                    part = logp[b, k - len(cont):]
-                    scores[(r, cont)] = float(part.gather(-1, torch.tensor(cont)[:, None]).sum())
+            return {(r, cont): float(logp[b, k - len(cont):].gather(-1, torch.tensor(cont)[:, None]).sum())
+                    for b, r in enumerate(idx) for cont in needs[r]}
+
+        def finish(part: dict) -> list[tuple[int, list[float]]]:  # the requests whose every option is now scored
+            nonlocal waiting
+            scores.update(part)
             done = [i for i in waiting if all(x in scores for x in asked[i])]
-            if done:
-                finished = set(done)
-                waiting = [i for i in waiting if i not in finished]
-                yield [(i, [scores[x] for x in asked[i]]) for i in done]
+            finished = set(done)
+            waiting = [i for i in waiting if i not in finished]
+            return [(i, [scores[x] for x in asked[i]]) for i in done]
+        # a continuation's tokens are scored from the row's last positions, which must not fall in a shared prefix
+        longest = {r: max(len(c) for c in cs) for r, cs in needs.items()}
+        for prefix, idx in self._prefix_batches(row_ids, lambda r: 0, lambda r: 1, keep=lambda r: longest[r]):
+            yield Unit(lambda prefix=prefix, idx=idx: compute(prefix, idx), finish)
 
     @torch.no_grad()
     def _loglik_batch_ed(self, prompts: list[list[int]], options: list[list[list[int]]]) -> list[list[float]]:

@@ -16,7 +16,7 @@ from ..errors import FlanlabError
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
-from .engine import Engine, GenRequest, model_fingerprint
+from .engine import Engine, GenRequest, Processes, model_fingerprint
 from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
                       extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_average, normalized_score,
                       number_match, strict_match)
@@ -240,6 +240,19 @@ def results_table(results: dict) -> str:
             + f"\nNormalized average: **{results['normalized_average']:.2f}**\n")
 
 
+def load_eval_config(path: Path, checkpoint: str | None = None, output: str | Path | None = None) -> EvalConfig:
+    """The eval config of a file (top level or under 'eval:'), validated, with the command line's checkpoint and
+    output directory in place of the file's."""
+    from ..config import read_section, validate
+    data, sec = read_section(path, "eval")
+    cfg = validate(EvalConfig, data, file=path, prefix=sec)
+    if checkpoint:
+        cfg.checkpoint, cfg.preset = checkpoint, None
+    if output:
+        cfg.output = str(output)
+    return cfg
+
+
 def load_eval_model(cfg: EvalConfig):
     """(model, tokenizer, fingerprint) for the config's checkpoint (resolved: directory, .gguf, packaged name)
     or untrained preset."""
@@ -261,10 +274,15 @@ def load_eval_model(cfg: EvalConfig):
 
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
              progress=None, stage: str = "eval") -> dict:
-    """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage]."""
+    """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage].
+    Under torchrun (`flanlab eval --nproc N`) every process runs this: the engine deals batches out to them and
+    gathers the answers, so each ends with all results; process 0 writes the files."""
     configure_threads(cfg.threads)
+    procs = Processes()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
+    if procs.rank != 0:
+        progress = None
     benches = []
     for i, spec in enumerate(cfg.benchmarks):  # load (and validate) all data before any model work
         try:
@@ -278,7 +296,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     else:
         fp = model_fingerprint(None, model)
     engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,
-                    max_prompt_len=cfg.max_prompt_len)
+                    max_prompt_len=cfg.max_prompt_len, processes=procs)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "benchmarks": {}, "notes": {}}
     all_preds = []
     t0 = time.time()
@@ -296,7 +314,13 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     results["normalized_average"] = round(normalized_average(
         (r["score"], r["random"]) for m in results["benchmarks"].values() for r in m.values()), 3)
     results["seconds"] = round(time.time() - t0, 2)
-    results["engine"] = {**engine.stats, "cache_hits": engine.cache.hits}
+    stats = procs.gather({**engine.stats, "cache_hits": engine.cache.hits})  # work done, summed over processes
+    results["engine"] = {k: round(sum(s.get(k, 0) for s in stats), 2) for k in stats[0]}
+    if procs.world > 1:  # how the work was shared
+        results["engine"]["per_process"] = [{k: s[k] for k in ("forward_calls", "prompt_tokens", "generated_tokens")}
+                                            for s in stats]
+    if procs.rank != 0:
+        return results
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
     atomic_write_text(out / "results.md", results_table(results))
