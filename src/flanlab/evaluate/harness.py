@@ -66,6 +66,7 @@ class EvalConfig(StrictModel):
     chat_template: bool = False
     seed: int = 0
     threads: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this process's GPU when CUDA is available
 
 
 def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path | None = None, idx: int = 0,
@@ -268,8 +269,9 @@ def load_eval_model(cfg: EvalConfig):
     else:
         raise FlanlabError("set 'checkpoint' (a model directory, .gguf file or packaged model name) or 'preset'",
                            field="checkpoint")
+    from ..models.device import select_device
     model.config.use_cache = True
-    return model, tok, fp
+    return model.to(select_device(cfg.device)), tok, fp
 
 
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,

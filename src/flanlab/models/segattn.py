@@ -51,6 +51,12 @@ class Plan:
     inverse: torch.Tensor  # [B*Lq] slot of every query position; padding positions -> `slots` (a zero row)
     slots: int  # sum n*Sq
     max_len: int  # longest query or key segment
+    # for fused variable-length attention on a GPU (one [1, T] stream): segment boundaries in stream order
+    cu_q: torch.Tensor | None = None  # [segments + 1] int32 cumulative query lengths
+    cu_k: torch.Tensor | None = None
+    max_q: int = 0
+    max_k: int = 0
+    causal: bool = False
     cache: dict = field(default_factory=dict)  # bucket -> (position bias, mask + bias) for the current forward
 
 
@@ -106,6 +112,8 @@ CALL_OVERHEAD = 4096
 # per bucket, torch's fused scaled_dot_product_attention (CPU flash kernel) when the mask needs no gradient
 # (T5 cross-attention, Llama); False: always plain matmul / softmax / matmul
 USE_SDPA = True
+# on CUDA, fused variable-length flash attention for segments without a learned bias (see use_varlen)
+USE_VARLEN = True
 
 
 def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dtype=torch.float32,
@@ -153,7 +161,15 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
     else:
         def cat(xs):
             return torch.zeros(0, dtype=torch.long)
-    return Plan(buckets, cat(q_all), cat(k_all), torch.from_numpy(inverse).to(device), slots, longest)
+    p = Plan(buckets, cat(q_all), cat(k_all), torch.from_numpy(inverse).to(device), slots, longest, causal=causal)
+    if B == 1 and keys:  # a flat stream: segments are contiguous, in the same order on the query and key side
+        order = sorted(q_segs, key=lambda k: q_segs[k][0])
+        ql, kl = [q_segs[k][1] for k in order], [k_segs[k][1] for k in order]
+        if sum(ql) == Lq and sum(kl) == Lk and all(k_segs[a][0] < k_segs[b][0] for a, b in zip(order, order[1:])):
+            p.cu_q = torch.tensor(np.concatenate([[0], np.cumsum(ql)]), dtype=torch.int32, device=device)
+            p.cu_k = torch.tensor(np.concatenate([[0], np.cumsum(kl)]), dtype=torch.int32, device=device)
+            p.max_q, p.max_k = max(ql), max(kl)
+    return p
 
 
 def layout_for(batch: dict, dtype=torch.float32, device=None) -> dict[str, Plan]:
@@ -202,6 +218,9 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         return hf_compat.sdpa_attention(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                         position_bias=position_bias, **kwargs)
     p = _which(module, layout)
+    drop = dropout if module.training else 0.0
+    if use_varlen(p, query, position_bias, drop):
+        return _varlen(p, query, key, value, scaling), None
     B, H, Lq, D = query.shape
     Lk = key.shape[2]
     if key.shape[1] != H:  # grouped-query attention
@@ -212,7 +231,6 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     v = value.transpose(1, 2).reshape(B * Lk, H, value.shape[-1])
     Dv = v.shape[-1]
     scale = D ** -0.5 if scaling is None else scaling
-    drop = dropout if module.training else 0.0
     # one gather per tensor for all buckets (and one scatter-add in backward); split() gives per-bucket views
     Q = q.index_select(0, p.q_idx).split([b.n * b.Sq for b in p.buckets])
     K = k.index_select(0, p.k_idx).split([b.n * b.Sk for b in p.buckets])
@@ -238,6 +256,22 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     outs.append(q.new_zeros(1, H, Dv))
     out = torch.cat(outs).index_select(0, p.inverse)  # [B*Lq, H, Dv]
     return out.view(B, Lq, H, -1), None
+
+
+def use_varlen(p: Plan, query: torch.Tensor, position_bias, dropout: float) -> bool:
+    """On a GPU, attention without a learned bias (Llama; not T5's relative bias) runs as one fused flash
+    variable-length call over the segments (torch.nn.attention.varlen: CUDA, fp16/bf16, no dropout)."""
+    return (USE_VARLEN and query.is_cuda and p.cu_q is not None and query.dtype in (torch.float16, torch.bfloat16)
+            and (position_bias is None or position_bias is ZERO_BIAS) and dropout == 0.0)
+
+
+def _varlen(p: Plan, query, key, value, scaling):
+    """query [1, H, T, D], key/value [1, Hkv, T, D] -> [1, T, H, D] with attention inside each segment."""
+    from torch.nn.attention.varlen import varlen_attn
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, D]
+    out = varlen_attn(q, k, v, p.cu_q, p.cu_k, p.max_q, p.max_k, scale=scaling,
+                      window_size=(-1, 0) if p.causal else (-1, -1), enable_gqa=key.shape[1] != query.shape[1])
+    return out[None]
 
 
 def _register() -> None:

@@ -11,32 +11,12 @@ wrapper's forward and its hooks; LoRA models shard the same blocks (frozen and t
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 
 import torch
 
 from ..models.build import base_model
 from ..models.packed import PackedForward
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """`auto`: this process's GPU (LOCAL_RANK under torchrun) when CUDA is available, else the CPU."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        from ..errors import FlanlabError
-        raise FlanlabError("device: cuda asked for, but torch sees no CUDA device", field="device")
-    index = int(os.environ.get("LOCAL_RANK", "0"))
-    torch.cuda.set_device(index)
-    return torch.device("cuda", index)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    """Host-to-GPU copies from pinned memory, without blocking the host; a no-op on the CPU."""
-    if device.type == "cpu":
-        return batch
-    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def shard_units(model) -> list[torch.nn.Module]:

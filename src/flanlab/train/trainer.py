@@ -24,6 +24,7 @@ from .. import configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
+from ..models.device import select_device, to_device
 from ..models.packed import collate, loss_sum
 from . import strategy as placement
 from .checkpoints import CheckpointStore, full_state_dict, rng_state
@@ -156,7 +157,7 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
     loss_total, tokens = 0.0, 0
     for i, batch_rows in enumerate(micro):
         shard = batch_rows[rank::world]
-        batch = placement.to_device(collate(shard, encoder_decoder, pad_id), device)
+        batch = to_device(collate(shard, encoder_decoder, pad_id), device)
         with placement.grad_sync(model, last_micro_batch=i == len(micro) - 1):
             with placement.autocast(cfg.precision, device):
                 loss, _ = loss_sum(model, batch, cfg.segment_attention)
@@ -193,7 +194,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     if done_before is not None:
         return done_before  # stage cache: this exact training already finished
 
-    device = placement.select_device(cfg.device)
+    device = select_device(cfg.device)
     model, tok = build_for_training(cfg)
     encoder_decoder = is_encoder_decoder(model)
     data = DataStream(cfg, tok, encoder_decoder)
