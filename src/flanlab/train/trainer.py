@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
             tokens_seen += tokens
             window["tokens"] += tokens
             if dist is not None:  # the step's loss and the window's tokens over all ranks
-                both = torch.tensor([loss, float(window["tokens"])])
+                both = torch.tensor([loss, float(window["tokens"])], device=device)  # NCCL reduces GPU tensors
                 dist.all_reduce(both)
                 loss, window_tokens = both[0].item(), both[1].item()
             else:
