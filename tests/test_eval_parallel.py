@@ -52,3 +52,21 @@ def test_two_processes_give_one_process_answers_and_share_the_cache(tmp_path, pr
     assert again["engine"]["forward_calls"] == 0 and again["engine"]["cache_hits"] == 2 * len(lines)
     assert _scores(again) == _scores(one)
     assert _eval(cfg, tmp_path / "two")["engine"]["cache_hits"] == len(lines)
+
+
+@pytest.mark.slow
+def test_missing_data_under_two_processes_is_one_clear_error(tmp_path):
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text(yaml.safe_dump({"eval": {"preset": "t5-1m", "benchmarks": [{"name": "bbh",
+                                                                                  "path": str(tmp_path / "nope")}]}}))
+    # the CLI checks the data before launching processes: one error, no launcher output
+    p = subprocess.run([sys.executable, "-m", "flanlab", "eval", str(cfg), "-o", str(tmp_path / "o"), "--nproc", "2"],
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert p.returncode == 2
+    assert "field 'benchmarks[0].path': benchmark data not found" in p.stderr and "torch.distributed" not in p.stderr
+    # launched by torchrun directly: process 0 loads first and the other stops with its error instead of waiting
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+                        "flanlab.evaluate.launch", str(cfg), "--output", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=300, env=ENV)
+    assert p.returncode != 0 and "process 0 could not load the benchmarks" in p.stderr
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -169,11 +169,12 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
              nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes (torchrun; each loads the model "
                                                           "and takes its share of the batches).")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
-    from .evaluate.harness import load_eval_config, results_table, run_eval
+    from .evaluate.harness import load_benchmarks, load_eval_config, results_table, run_eval
     try:
         cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
         if nproc > 1:
             import subprocess
+            load_benchmarks(cfg, file=config, base=config.parent)  # data errors said once; hub downloads made once
             cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
                    "-m", "flanlab.evaluate.launch", str(config)]
             cmd += ["--checkpoint", checkpoint] if checkpoint else []

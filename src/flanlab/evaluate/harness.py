@@ -274,6 +274,35 @@ def load_eval_model(cfg: EvalConfig):
     return model.to(select_device(cfg.device)), tok, fp
 
 
+def load_benchmarks(cfg: EvalConfig, file: object, base: Path | None, procs: Processes | None = None) -> list:
+    """All benchmarks' data, loaded (and validated) before any model work. Several processes: process 0 first, so a
+    hub download is written once; the others then read its files (or stop with its error instead of waiting)."""
+    def load():
+        benches = []
+        for i, spec in enumerate(cfg.benchmarks):
+            try:
+                benches.append((spec, load_benchmark(spec, cfg.registry, base, i, cfg.hub_cache)))
+            except FlanlabError as e:
+                if e.file is None:
+                    e.file = str(file)
+                raise
+        return benches
+    if procs is None or procs.world == 1:
+        return load()
+    benches, error = None, None
+    if procs.rank == 0:
+        try:
+            benches = load()
+        except FlanlabError as e:
+            error = e
+    failed = procs.gather(str(error) if error else None)[0]
+    if error is not None:
+        raise error
+    if failed:
+        raise FlanlabError(f"process 0 could not load the benchmarks: {failed}", file=file)
+    return benches if benches is not None else load()
+
+
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
              progress=None, stage: str = "eval") -> dict:
     """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage].
@@ -285,14 +314,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     out.mkdir(parents=True, exist_ok=True)
     if procs.rank != 0:
         progress = None
-    benches = []
-    for i, spec in enumerate(cfg.benchmarks):  # load (and validate) all data before any model work
-        try:
-            benches.append((spec, load_benchmark(spec, cfg.registry, base, i, cfg.hub_cache)))
-        except FlanlabError as e:
-            if e.file is None:
-                e.file = str(file)
-            raise
+    benches = load_benchmarks(cfg, file, base, procs)
     if model is None:
         model, tok, fp = load_eval_model(cfg)
     else:
