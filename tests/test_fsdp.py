@@ -136,6 +136,7 @@ def test_resuming_across_strategies_is_refused_with_the_reason(mixture, tmp_path
     assert (tmp_path / "r" / "checkpoint-3" / "model.safetensors").is_file()  # nothing lost
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_close_to_fp32_with_fp32_weights(mixture, tmp_path):
     from flanlab.models.build import ModelSpec, build_model
     from flanlab.train.trainer import load_train_config, train
@@ -158,6 +159,14 @@ def test_bf16_autocast_trains_close_to_fp32_with_fp32_weights(mixture, tmp_path)
         moved = sum((w32[k] - w0[k]).pow(2).sum() for k in w32).sqrt()
         apart = sum((w32[k] - w16[k]).pow(2).sum() for k in w32).sqrt()
         assert apart < 0.1 * moved
+    # FSDP in bf16 (blocks gathered as bfloat16, gradients reduced in fp32) on 2 processes: close to 1 process
+    two = _cfg(tmp_path, "bf16-fsdp", mixture, steps=6, precision="bf16", strategy="fsdp", model={"preset": "llama-1m"},
+               optimizer="adafactor", lr=3e-3)
+    assert _train(two, 2)["precision"] == "bf16"
+    l1, l2 = runs["bf16-llama-1m"][0], _losses(tmp_path / "bf16-fsdp")
+    assert l2 == pytest.approx(l1, rel=1e-2)
+    w2 = load_file(str(tmp_path / "bf16-fsdp" / "final" / "model.safetensors"))
+    assert all(w.dtype == torch.float32 for w in w2.values()) and _max_diff(w2, runs["bf16-llama-1m"][1]) < 1e-2
 
 
 def test_fsdp_units_are_the_transformer_blocks():

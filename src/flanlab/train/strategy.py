@@ -31,9 +31,11 @@ def shard_units(model) -> list[torch.nn.Module]:
     return units
 
 
-def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device):
+def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device, precision: str = "fp32"):
     """The module training steps call: `PackedForward(model)` replicated (DDP), sharded (FSDP), or bare (one
-    process). `model` keeps pointing at the (possibly sharded) HF model."""
+    process). `model` keeps pointing at the (possibly sharded) HF model. FSDP with bf16 gathers each unit's
+    weights as bfloat16 (what autocast would cast them to anyway: half the all-gather bytes and memory) and
+    reduces gradients in fp32; the shards - the master weights - stay fp32."""
     packed = PackedForward(model, segment_attention)
     if world == 1:
         return packed
@@ -41,14 +43,16 @@ def wrap(model, strategy: str, segment_attention: bool, world: int, device: torc
         from torch.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(packed, device_ids=[device.index] if device.type == "cuda" else None)
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     # T5Block returns its position bias as a slice (a view); flanlab changes no block output in place, and
     # tests/test_fsdp.py checks the sharded gradients against one process
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     mesh = init_device_mesh(device.type, (world,))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if precision == "bf16" else \
+        MixedPrecisionPolicy()
     for unit in shard_units(model):
-        fully_shard(unit, mesh=mesh)
-    fully_shard(packed, mesh=mesh)
+        fully_shard(unit, mesh=mesh, mp_policy=mp)
+    fully_shard(packed, mesh=mesh, mp_policy=mp)
     return packed
 
 

@@ -199,7 +199,8 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
     encoder_decoder = is_encoder_decoder(model)
     data = DataStream(cfg, tok, encoder_decoder)
     sharded = cfg.strategy == "fsdp"  # sharded checkpoints even in one process, so any process count can resume
-    step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, world, device)
+    step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, world, device,
+                                cfg.precision)
     params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: FSDP's sharded parameters
     opt = build_optimizer(cfg, params, sharded=placement.is_sharded(step_model))
     warm = cfg.warmup_steps
