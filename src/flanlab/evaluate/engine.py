@@ -504,8 +504,12 @@ class Engine:
             k = max(len(c) for r in idx for c in needs[r])
             out, _, _ = self._lm_forward(prefix, [row_ids[r][len(prefix):] for r in idx], logits_to_keep=k)
             logp = torch.log_softmax(out.logits[:, -k:, :].float(), -1)
-            return {(r, cont): float(logp[b, k - len(cont):].gather(-1, torch.tensor(cont)[:, None]).sum())
-                    for b, r in enumerate(idx) for cont in needs[r]}
+            part = {}
+            for b, r in enumerate(idx):
+                for cont in needs[r]:
+                    ids = torch.tensor(cont, device=logp.device)[:, None]
+                    part[(r, cont)] = float(logp[b, k - len(cont):].gather(-1, ids).sum())
+            return part
 
         def finish(part: dict) -> list[tuple[int, list[float]]]:  # the requests whose every option is now scored
             nonlocal waiting
@@ -526,7 +530,7 @@ class Engine:
         batch = collate(rows, True, self.tok.pad_id, getattr(self.model.config, "decoder_start_token_id", 0) or 0)
         logits = forward_logits(self.model, batch).float()
         logp = torch.log_softmax(logits, -1)
-        labels = batch["labels"]
+        labels = batch["labels"].to(logp.device)
         mask = labels != -100
         tok_lp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
         flat = tok_lp.sum(-1).tolist()
