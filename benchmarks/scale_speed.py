@@ -64,7 +64,8 @@ def worker(args) -> None:
         dts = [b["elapsed"] - a["elapsed"] for a, b in zip(steps, steps[1:])]
         tps = sum(m["tokens_per_s"] * dt for m, dt in zip(steps[1:], dts)) / sum(dts)
     params, opt = s["param_bytes_per_rank"], s["optimizer_bytes_per_rank"]
-    rec = {"preset": args.preset, "strategy": args.strategy, "precision": args.precision, "rank": rank, "tokens_per_s": tps,
+    rec = {"preset": args.preset, "strategy": args.strategy, "precision": args.precision, "rank": rank,
+           "tokens_per_s": tps,
            "param_bytes": params, "optimizer_bytes": opt,
            "peak_param_opt_bytes": params + opt + peak["max"],  # shards + the largest set of gathered units at once
            "peak_gathered_bytes": peak["max"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -103,9 +104,10 @@ def main() -> None:
                 if p.returncode:
                     sys.exit(p.stdout[-3000:] + p.stderr[-3000:])
                 recs = [json.loads(line) for line in report.read_text().splitlines()]
-                runs.append({"repeat": r, "preset": preset, "strategy": strategy, "precision": precision, "ranks": recs})
-                print(preset, strategy, precision, r, round(recs[0]["tokens_per_s"] or next(x["tokens_per_s"] for x in recs
-                                                                                 if x["tokens_per_s"]), 1), flush=True)
+                runs.append({"repeat": r, "preset": preset, "strategy": strategy, "precision": precision,
+                             "ranks": recs})
+                tps = next(x["tokens_per_s"] for x in recs if x["tokens_per_s"])  # rank 0's record has it
+                print(preset, strategy, precision, r, round(tps, 1), flush=True)
 
     def med(xs):
         return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}

@@ -72,7 +72,8 @@ class DiskCache:
         self.skipped = 0  # unreadable lines (cut by a kill) - said once, below
         if self.path and self.path.is_file():
             raw = self.path.read_bytes()
-            if writer and raw and not raw.endswith(b"\n"):  # a record cut by a kill: drop it so appends start on a fresh line
+            # a record cut by a kill: the writer drops it so appends start on a fresh line
+            if writer and raw and not raw.endswith(b"\n"):
                 with self.path.open("r+b") as f:
                     f.truncate(raw.rfind(b"\n") + 1)
             with self.path.open(encoding="utf-8") as f:

@@ -85,8 +85,9 @@ class CheckpointStore:
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "sharded"))  # fsyncs each file
         if rank == 0:
             tok.save(tmp)
-            torch.save({"step": step, "scheduler": sched.state_dict(), "rng": rng_states, "fingerprint": self.fingerprint,
-                        "world_size": len(rng_states), "format": "sharded"}, tmp / "trainer_state.pt")
+            torch.save({"step": step, "scheduler": sched.state_dict(), "rng": rng_states,
+                        "fingerprint": self.fingerprint, "world_size": len(rng_states), "format": "sharded"},
+                       tmp / "trainer_state.pt")
             with open(tmp / "trainer_state.pt", "rb") as f:
                 os.fsync(f.fileno())
             publish_dir(tmp, final)
