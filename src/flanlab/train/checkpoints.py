@@ -120,11 +120,11 @@ class CheckpointStore:
         if state["fingerprint"] != self.fingerprint:
             raise FlanlabError(f"{ckpt} was written by a different training config; use another output or "
                                "resume: false", file=file, field="output")
-        written = "sharded" if state.get("format") == "sharded" else "full"
-        if written != ("sharded" if sharded else "full"):
-            raise FlanlabError(f"{ckpt} holds {written} weights (written with strategy "
-                               f"{'fsdp' if written == 'sharded' else 'ddp'}); resume it with that strategy, or use "
-                               "another output", file=file, field="strategy")
+        written_sharded = state.get("format") == "sharded"
+        if written_sharded != sharded:
+            raise FlanlabError(f"{ckpt} was written with strategy {'fsdp' if written_sharded else 'ddp'} (the formats "
+                               "differ); resume it with that strategy, or use another output", file=file,
+                               field="strategy")
         if sharded:
             load_sharded(model, opt, ckpt / "sharded")
         else:
