@@ -38,4 +38,5 @@ bench: install
 	$(PY) benchmarks/train_speed_smollm2.py
 	$(PY) benchmarks/thread_contention.py
 	$(PY) benchmarks/scale_speed.py
+	$(PY) benchmarks/fsdp_equality.py
 	$(PY) benchmarks/lm_eval_agreement.py
