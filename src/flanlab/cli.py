@@ -141,6 +141,13 @@ def mix_summary(man: dict) -> list[str]:
     return lines
 
 
+def _torchrun(nproc: int, module: str, *args: str) -> int:
+    """Run `python -m module args` in `nproc` processes on this machine (torchrun); its exit code."""
+    import subprocess
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                            "--standalone", "-m", module, *args])
+
+
 @app.command()
 def train(config: Path = typer.Argument(..., help="Training YAML (top level or under 'train:')."),
           nproc: int = typer.Option(1, "--nproc", help="Processes (DDP via torchrun; gloo on CPU)."),
@@ -151,10 +158,7 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
     try:
         cfg = load_train_config(config, overrides)  # validated before any process is launched
         if nproc > 1:
-            import subprocess
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
-                   "-m", "flanlab.train.launch", str(config), *(overrides or [])]
-            raise typer.Exit(subprocess.call(cmd))
+            raise typer.Exit(_torchrun(nproc, "flanlab.train.launch", str(config), *(overrides or [])))
         s = run_train(cfg, progress=not no_progress, file=config, log=log_line)
     except FlanlabError as e:
         _fail(e)
@@ -173,13 +177,9 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
     try:
         cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
         if nproc > 1:
-            import subprocess
             load_benchmarks(cfg, file=config, base=config.parent)  # data errors said once; hub downloads made once
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
-                   "-m", "flanlab.evaluate.launch", str(config)]
-            cmd += ["--checkpoint", checkpoint] if checkpoint else []
-            cmd += ["--output", str(output)] if output else []
-            raise typer.Exit(subprocess.call(cmd))
+            args = [*(["--checkpoint", checkpoint] if checkpoint else []), *(["--output", str(output)] if output else [])]
+            raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(config), *args))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
     except FlanlabError as e:

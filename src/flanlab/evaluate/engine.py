@@ -32,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..models.build import base_model
+from ..models.device import Processes
 
 
 @dataclass(frozen=True)
@@ -173,25 +174,6 @@ class Unit:
     every process, in plan order, and turns it into the requests it completes, [(request index, answer)]."""
     compute: Callable[[], object]
     finish: Callable[[object], list[tuple[int, object]]] = lambda part: part
-
-
-class Processes:
-    """This process's place among data-parallel evaluation processes (torch.distributed, gloo); one process when
-    no process group is initialised."""
-
-    def __init__(self):
-        import torch.distributed as dist
-        self.dist = dist if dist.is_available() and dist.is_initialized() else None
-        self.rank = self.dist.get_rank() if self.dist else 0
-        self.world = self.dist.get_world_size() if self.dist else 1
-
-    def gather(self, obj) -> list:
-        """Every process's `obj`, by rank (collective)."""
-        if self.dist is None:
-            return [obj]
-        out = [None] * self.world
-        self.dist.all_gather_object(out, obj)
-        return out
 
 
 class Engine:

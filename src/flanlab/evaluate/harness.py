@@ -16,7 +16,8 @@ from ..errors import FlanlabError
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
-from .engine import Engine, GenRequest, Processes, model_fingerprint
+from ..models.device import Processes
+from .engine import Engine, GenRequest, model_fingerprint
 from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
                       extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_average, normalized_score,
                       number_match, strict_match)

@@ -1,4 +1,5 @@
-"""Which device a process computes on, and moving batches there (shared by training and evaluation)."""
+"""Which device a process computes on, its place among data-parallel processes, and moving batches there (shared by
+training and evaluation)."""
 from __future__ import annotations
 
 import os
@@ -23,3 +24,22 @@ def to_device(batch: dict, device: torch.device) -> dict:
     if device.type == "cpu":
         return batch
     return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Processes:
+    """This process's place among the processes of a torch.distributed job; one process when no process group is
+    initialised."""
+
+    def __init__(self):
+        import torch.distributed as dist
+        self.dist = dist if dist.is_available() and dist.is_initialized() else None
+        self.rank = self.dist.get_rank() if self.dist else 0
+        self.world = self.dist.get_world_size() if self.dist else 1
+
+    def gather(self, obj) -> list:
+        """Every process's `obj`, by rank (collective)."""
+        if self.dist is None:
+            return [obj]
+        out = [None] * self.world
+        self.dist.all_gather_object(out, obj)
+        return out

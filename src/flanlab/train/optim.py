@@ -14,6 +14,8 @@ import math
 import torch
 from transformers.optimization import Adafactor
 
+from .strategy import local_shard
+
 
 def build_optimizer(cfg, params: list, sharded: bool = False):
     """`cfg`: a TrainConfig (optimizer, lr, weight_decay). `sharded`: the parameters are FSDP DTensors."""
@@ -24,10 +26,6 @@ def build_optimizer(cfg, params: list, sharded: bool = False):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _local(t):
-    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _like(local: torch.Tensor, param, shape: tuple[int, ...], sharded: bool):
@@ -51,7 +49,7 @@ class ShardedAdafactor(Adafactor):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        work = []  # (group, param, local grad, state, factored)
+        work = []  # (group, param, local grad, state, factored, beta2t)
         for group in self.param_groups:
             if group["relative_step"] or group["scale_parameter"] or group["beta1"] is not None:
                 raise ValueError("ShardedAdafactor implements relative_step=False, scale_parameter=False, beta1=None "
@@ -61,7 +59,7 @@ class ShardedAdafactor(Adafactor):
                     continue
                 if p.dim() > 2:
                     raise ValueError(f"ShardedAdafactor handles 1-D and 2-D parameters, not shape {tuple(p.shape)}")
-                state, g = self.state[p], _local(p.grad).float()
+                state, g = self.state[p], local_shard(p.grad).float()
                 factored = p.dim() == 2
                 if not state:
                     state["step"], state["RMS"] = 0, 0
@@ -71,45 +69,44 @@ class ShardedAdafactor(Adafactor):
                     else:
                         state["exp_avg_sq"] = _like(torch.zeros_like(g), p, tuple(p.shape), True)
                 state["step"] += 1
-                work.append((group, p, g, state, factored))
+                beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+                work.append((group, p, g, state, factored, beta2t))
         if not work:
             return loss
         mesh_param = work[0][1]
         # 1) this rank's share of what spans rows: column sums of grad^2 and the sum of the new row moments
         parts = []
-        for group, p, g, state, factored in work:
-            beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+        for group, p, g, state, factored, beta2t in work:
             sq = g * g + group["eps"][0]
             if factored:
-                row = _local(state["exp_avg_sq_row"])
+                row = local_shard(state["exp_avg_sq_row"])
                 row.mul_(beta2t).add_(sq.mean(dim=-1), alpha=1.0 - beta2t)
                 parts += [sq.sum(dim=0), row.sum().reshape(1)]
             else:
-                _local(state["exp_avg_sq"]).mul_(beta2t).add_(sq, alpha=1.0 - beta2t)
+                local_shard(state["exp_avg_sq"]).mul_(beta2t).add_(sq, alpha=1.0 - beta2t)
         summed = _all_reduce(torch.cat(parts), mesh_param) if parts else None
         # 2) the unclipped updates, and this rank's share of their sums of squares
         updates, sumsq, at = [], [], 0
-        for group, p, g, state, factored in work:
-            beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
+        for group, p, g, state, factored, beta2t in work:
             if factored:
                 n, m = p.shape
                 col_sum, row_total = summed[at:at + m], summed[at + m]
                 at += m + 1
-                col = _local(state["exp_avg_sq_col"])
+                col = local_shard(state["exp_avg_sq_col"])
                 col.mul_(beta2t).add_(col_sum / n, alpha=1.0 - beta2t)
-                row = _local(state["exp_avg_sq_row"])
+                row = local_shard(state["exp_avg_sq_row"])
                 r = (row / (row_total / n)).rsqrt_().unsqueeze(-1)
                 u = r * col.unsqueeze(-2).rsqrt() * g
             else:
-                u = _local(state["exp_avg_sq"]).rsqrt() * g
+                u = local_shard(state["exp_avg_sq"]).rsqrt() * g
             updates.append(u)
             sumsq.append(u.pow(2).sum().reshape(1))
         sumsq = _all_reduce(torch.cat(sumsq), mesh_param)
         # 3) clip each update by its RMS over the whole parameter, then apply to this rank's rows
-        for (group, p, g, state, factored), u, ss in zip(work, updates, sumsq):
+        for (group, p, g, state, factored, beta2t), u, ss in zip(work, updates, sumsq):
             rms = (ss.sqrt() / math.sqrt(p.numel())).item()
             u.div_(max(rms / group["clip_threshold"], 1.0)).mul_(group["lr"])
-            local = _local(p)
+            local = local_shard(p)
             if group["weight_decay"] != 0:
                 local.add_(local, alpha=-group["weight_decay"] * group["lr"])
             local.add_(-u.to(local.dtype))

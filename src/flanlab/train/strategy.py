@@ -24,11 +24,9 @@ def shard_units(model) -> list[torch.nn.Module]:
     the per-segment path reads it outside the block that owns it (once per stack, for the longest segment)."""
     base = base_model(model)
     names = set(getattr(base, "_no_split_modules", None) or [])
-    units = [m for m in base.modules() if hasattr(m, "relative_attention_bias") and
-             isinstance(getattr(m, "relative_attention_bias"), torch.nn.Module)]
-    units = [m.relative_attention_bias for m in units]
-    units += [m for m in base.modules() if type(m).__name__ in names]
-    return units
+    bias_tables = [m.relative_attention_bias for m in base.modules()
+                   if isinstance(getattr(m, "relative_attention_bias", None), torch.nn.Module)]
+    return bias_tables + [m for m in base.modules() if type(m).__name__ in names]
 
 
 def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device, precision: str = "fp32"):
@@ -71,13 +69,14 @@ def grad_sync(step_model, last_micro_batch: bool):
     return contextlib.nullcontext()
 
 
+def local_shard(t: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded tensor (DTensor); a plain tensor is all local."""
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
 def resident_bytes(tensors) -> int:
     """Bytes this process holds for `tensors` (a DTensor counts its local shard only)."""
-    total = 0
-    for t in tensors:
-        local = t.to_local() if hasattr(t, "to_local") else t
-        total += local.numel() * local.element_size()
-    return total
+    return sum(local_shard(t).numel() * local_shard(t).element_size() for t in tensors)
 
 
 def optimizer_tensors(opt) -> list[torch.Tensor]:

@@ -24,7 +24,7 @@ from .. import configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
-from ..models.device import select_device, to_device
+from ..models.device import Processes, select_device, to_device
 from ..models.packed import collate, loss_sum
 from . import strategy as placement
 from .checkpoints import CheckpointStore, full_state_dict, rng_state
@@ -88,19 +88,12 @@ def enable_activation_checkpointing(model, kwargs: dict) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def _dist():
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        return dist, dist.get_rank(), dist.get_world_size()
-    return None, 0, 1
-
-
-def init_distributed():
+def init_distributed() -> Processes:
     """Join the process group that torchrun / accelerate launch describe in the environment."""
     import torch.distributed as dist
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return _dist()
+    return Processes()
 
 
 def load_train_config(path: Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -167,20 +160,11 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
     return loss_total, total_targets, tokens
 
 
-def gather_rng(dist) -> list[dict]:
-    """Every rank's RNG state (index = rank); collective: all ranks call it."""
-    own = rng_state()
-    if dist is None:
-        return [own]
-    states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, own)
-    return states
-
-
 def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train config>",
           log=lambda message: None) -> dict:
     """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/."""
-    dist, rank, world = init_distributed()
+    procs = init_distributed()
+    dist, rank, world = procs.dist, procs.rank, procs.world
     configure_threads(cfg.threads)
     if cfg.batch_size % world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {world} processes", file=file,
@@ -247,7 +231,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
                 window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time()}
             metrics.advance(done)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                rngs = gather_rng(dist)
+                rngs = procs.gather(rng_state())  # every rank's, index = rank
                 if sharded:
                     store.save_sharded(done, step_model, tok, opt, sched, rngs, rank, dist)
                 elif rank == 0:
