@@ -39,7 +39,7 @@ def test_flan_configs_validate_and_the_collection_plans():
         tasks = {}
         for p in plan["tasks"]:
             tasks.setdefault(p["collection"], set()).add(p["task"].name)
-        assert {k: len(v) for k, v in tasks.items()} == {"muffin": 16, "t0sf": 148, "cot": 7, "bigbench": 36,
+        assert {k: len(v) for k, v in tasks.items()} == {"muffin": 16, "t0sf": 148, "niv2": 1556, "cot": 7, "bigbench": 36,
                                                          "builtin": 60}
     from flanlab.tasks.registry import TaskFile
     validate(TaskFile, read_yaml(EX / "flan" / "hub_tasks.yaml"), file="hub_tasks.yaml")  # valid, not loaded (online)

@@ -14,6 +14,7 @@ from flanlab.errors import FlanlabError
 from flanlab.formats import Format, parse_format, render_example
 from flanlab.mixture import CollectionSpec, MixConfig, build_mixture, read_mixture
 from flanlab.mixture.decontaminate import DecontaminationSpec, NgramIndex, build_index
+from flanlab.mixture.flan2022 import FLAN_2022
 from flanlab.tasks.model import Example, Template
 from flanlab.tasks.registry import TaskRegistry, load_task_file
 
@@ -156,8 +157,18 @@ def test_flan_submixtures_take_the_paper_caps_and_rates_and_report_coverage(tmp_
     assert (muffin["tasks_present"], muffin["paper_tasks"], muffin["rate_used"]) == (2, 80, 0.5)
     assert cov["submixtures"]["t0sf"][0]["tasks_present"] == 1 and cov["flan_tasks_present"] == 3
     assert cov["paper_tasks"] == 1836
-    assert [x["submixture"] for x in cov["missing"]] == ["cot", "niv2", "dialog"]
+    assert [x["submixture"] for x in cov["missing"]] == ["niv2", "cot", "dialog"]
     assert cov["submixtures"]["extra:mine"][0]["examples"] == 72
+
+
+def test_the_five_submixtures_have_flan_v2s_rates_and_caps():
+    # FLAN v2's flan2022_submix (flan/v2/run_example.py) and the paper's per-task caps
+    got = {s.name: (s.rate, s.cap) for s in FLAN_2022.values()}
+    assert got == {"muffin": (0.4, 30_000), "t0sf": (0.32, 20_000), "niv2": (0.2, 5_000), "cot": (0.05, 100_000),
+                   "dialog": (0.03, 200_000)}
+    for name, (rate, cap) in got.items():
+        c = CollectionSpec(name=name, tasks=["@x"], flan_submixture=name)
+        assert (c.weight, c.cap) == (rate, cap)
 
 
 def test_unknown_submixture_is_named_with_a_suggestion(tmp_path):

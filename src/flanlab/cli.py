@@ -117,22 +117,51 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
         out.print(line, markup=False, highlight=False)
 
 
+def _submixture_lines(name: str, e: dict) -> list[str]:
+    """One submixture of the manifest's flan2022 section: examples, share, rate and cap vs the paper's, and the tasks
+    present, missing and extra by name."""
+    share = f"{e['examples']:>7,} examples ({100 * e.get('share', 0):4.1f}%)"
+    if "paper_rate" not in e:
+        return [f"  {name:<8} {share}  {e['tasks_present']} tasks, rate {e['rate_used']:.3f}, cap {e['cap']:,}"]
+    lines = [f"  {name:<8} {share}  rate {e['rate_used']:.3f} (paper {e['paper_rate']} before renormalising), "
+             f"cap {e['cap']:,}"]
+    by = e.get("by_name")
+    if by:
+        def few(xs):
+            return ", ".join(xs[:4]) + (f", ... ({len(xs)})" if len(xs) > 4 else "") if xs else "none"
+        lines.append(f"           tasks: {by['present']} of {by['list_tasks']} on the list present; missing: "
+                     f"{few(by['missing'])}; extra: {few(by['extra'])}")
+    else:
+        lines.append(f"           tasks: {e['tasks_present']} of {e['paper_tasks'] or '?'}")
+    for reason, k in sorted(e.get("excluded", {}).items()):
+        lines.append(f"           left out: {k} ({reason})")
+    if e.get("dropped_by_decontamination"):
+        lines.append(f"           left out: {len(e['dropped_by_decontamination'])} (every example caught by the "
+                     f"n-gram decontamination)")
+    if e.get("note"):
+        lines.append(f"           {e['note']}")
+    return lines
+
+
 def mix_summary(man: dict) -> list[str]:
     """Flan 2022 coverage per submixture and n-gram decontamination, as lines."""
     lines = []
     cov = man.get("flan2022") or {}
     subs = cov.get("submixtures", {})
     if any(not k.startswith("extra:") for k in subs):
-        lines.append(f"Flan 2022 submixtures ({cov['flan_tasks_present']} of the paper's {cov['paper_tasks']:,} tasks):")
+        if "list_tasks" in cov:
+            lines.append(f"Flan 2022 submixtures: {cov['flan_tasks_present_by_name']:,} of the {cov['list_tasks']:,} "
+                         f"tasks on Flan's task list present by name (paper: {cov['paper_tasks']:,}; "
+                         f"{cov['task_list']}):")
+        else:
+            lines.append(f"Flan 2022 submixtures ({cov['flan_tasks_present']} of the paper's {cov['paper_tasks']:,} "
+                         "tasks; set flan_task_list to compare by name):")
         for name, entries in subs.items():
             for e in entries:
-                paper = (f"{e['tasks_present']} of {e['paper_tasks'] if e.get('paper_tasks') else '?'} tasks, "
-                         f"rate {e['rate_used']:.3f} (paper {e['paper_rate']}), cap {e['cap']:,}"
-                         if "paper_rate" in e else f"{e['tasks_present']} tasks, rate {e['rate_used']:.3f}, cap {e['cap']:,}")
-                lines.append(f"  {name:<16} {e['examples']:>7,} examples  {paper}")
+                lines += _submixture_lines(name, e)
         for m in cov.get("missing", []):
-            lines.append(f"  {m['submixture']:<16} missing: no source ({m['paper_tasks'] or '?'} tasks, paper rate "
-                         f"{m['paper_rate']})")
+            lines.append(f"  {m['submixture']:<8} missing: no source ({m.get('list_tasks', m['paper_tasks']) or '?'} "
+                         f"tasks, paper rate {m['paper_rate']})")
     dec = man.get("ngram_decontamination")
     if dec:
         per = ", ".join(f"{b} {k}" for b, k in sorted(dec["per_benchmark"].items())) or "none"

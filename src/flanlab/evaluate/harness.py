@@ -19,7 +19,8 @@ from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8
 from ..models.device import Processes
 from .engine import Engine, GenRequest, model_fingerprint
 from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
-                      extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_average, normalized_score,
+                      extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_score,
+                      paper_normalized_average,
                       number_match, strict_match)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
@@ -238,8 +239,20 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
 def results_table(results: dict) -> str:
     rows = [[b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
              f"{r['normalized']:.1f}", r["n"]] for b, modes in results["benchmarks"].items() for m, r in modes.items()]
-    return (markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n"], rows)
-            + f"\nNormalized average: **{results['normalized_average']:.2f}**\n")
+    return markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n"], rows) + \
+        "\n" + average_line(paper_normalized_average(results["benchmarks"])) + "\n"
+
+
+def average_line(paper: dict) -> str:
+    """The paper's normalized average in words: its value, which of the six entries it covers, what is not in it."""
+    if paper["value"] is None:
+        return "Normalized average: none of the paper's six entries (MMLU, BBH direct/CoT, TyDiQA, MGSM) evaluated."
+    text = f"Normalized average (the paper's six entries): **{paper['value']:.2f}**, {paper['label']}"
+    if paper["missing"]:
+        text += f"; missing: {', '.join(paper['missing'])}"
+    if paper["others"]:
+        text += f". Reported beside it, not in it: {', '.join(paper['others'])}"
+    return text + "."
 
 
 def load_eval_config(path: Path, checkpoint: str | None = None, output: str | Path | None = None) -> EvalConfig:
@@ -329,6 +342,8 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
         label = spec.label or spec.name
         r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed, where=f"benchmarks[{i}]",
                              chat=cfg.chat_template, progress=progress, label=f"[{stage}] {label}")
+        for res in r.values():  # what the paper's normalized average needs to recognise its six entries
+            res.update(benchmark=spec.name, shots=spec.shots if spec.shots is not None else DEFAULT_SHOTS[spec.name])
         results["benchmarks"][label] = r
         if bench.notes:
             results["notes"][label] = bench.notes
@@ -336,8 +351,9 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     engine.cache.close()
     if progress is not None:
         progress.finish()
-    results["normalized_average"] = round(normalized_average(
-        (r["score"], r["random"]) for m in results["benchmarks"].values() for r in m.values()), 3)
+    paper = paper_normalized_average(results["benchmarks"])
+    results["normalized_average"] = paper["value"]
+    results["normalized_average_of"] = paper
     results["seconds"] = round(time.time() - t0, 2)
     stats = procs.gather({**engine.stats, "cache_hits": engine.cache.hits})  # work done, summed over processes
     results["engine"] = {k: round(sum(s.get(k, 0) for s in stats), 2) for k in stats[0]}

@@ -82,7 +82,8 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
         bar = EvalProgress(log, console=console) if progress else None
         results[name] = run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}")
         timing[f"eval_{name}"] = round(time.time() - t, 1)
-        log(f"[eval:{name}] normalized average {results[name]['normalized_average']:.2f} ({timing[f'eval_{name}']}s)")
+        avg = results[name]["normalized_average"]
+        log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({timing[f'eval_{name}']}s)")
     report = {"config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
               "train": summary, "results": results, "timing": timing}
     (out / "run.json").write_text(json.dumps(report, indent=1))
@@ -104,8 +105,9 @@ def summary_table(results: dict) -> str:
             change = [f"{got[1]['score'] - got[0]['score']:+.1f}"] if both else []
             rows.append([f"{bench} (n={modes[mode]['n']})", names.get(mode, mode), *cells, *change])
     averages = [results[s]["normalized_average"] for s in stages]
-    rows.append(["normalized average", "", *(f"{a:.1f}" for a in averages),
-                 *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
+    if None not in averages:
+        rows.append(["normalized average (the paper's six entries)", "", *(f"{a:.1f}" for a in averages),
+                     *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
     header = ["eval set", "prompting", *(f"{s} finetuning" for s in stages), *(["change"] if both else [])]
     return markdown_table(header, rows) + ("\nScores: exact match in % (TyDiQA: its F1 is in each eval's results.json), "
                                            "95% bootstrap CI in brackets.\n")

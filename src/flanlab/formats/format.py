@@ -59,9 +59,14 @@ def parse_format(name: str) -> Format:
     return fmt
 
 
-def bare_input(example: Example) -> str:
-    """An example's input with no template text: its field values, one per line (in field order)."""
-    return "\n".join(str(v) for v in example.fields.values() if str(v).strip())
+def bare_input(example: Example, raw_fields: Sequence[str] | None = None) -> str:
+    """An example's input with no template text: its raw field values (all fields when `raw_fields` is None), one
+    per line, in field order."""
+    if raw_fields is not None and not raw_fields:
+        raise FlanlabError(f"example {example.id} has no raw fields (its rows were rendered upstream): it cannot be "
+                           "shown exemplar-only", field="exemplar_only")
+    return "\n".join(str(v) for k, v in example.fields.items()
+                     if (raw_fields is None or k in raw_fields) and str(v).strip())
 
 
 def cot_target(rationale: str, answer: str) -> str:
@@ -72,9 +77,10 @@ def options_block(options: Sequence[str]) -> str:
     return "\n\nOPTIONS:\n- " + "\n- ".join(options)
 
 
-def _single(example: Example, template: Template, fmt: Format, task_name: str, trigger: str) -> tuple[str, str]:
+def _single(example: Example, template: Template, fmt: Format, task_name: str, trigger: str,
+            raw_fields: Sequence[str] | None = None) -> tuple[str, str]:
     if fmt.exemplar_only:
-        return bare_input(example), example.answer
+        return bare_input(example, raw_fields), example.answer
     inp, tgt = template.render(example, task_name)
     if fmt.options and example.options:
         inp += options_block(example.options)
@@ -107,8 +113,9 @@ def render_example(task: Task | None, example: Example, template: Template, fmt:
         if ex.id == example.id:
             raise FlanlabError(f"example {example.id} used as its own few-shot exemplar", file=f"task {name}",
                                field="exemplars")
-    query, target = _single(example, template, fmt, name, trigger)
-    shots = [_single(ex, template, fmt, name, trigger) for ex in exemplars[: fmt.few_shot]]
+    raw = task.raw_fields if task is not None else None
+    query, target = _single(example, template, fmt, name, trigger, raw)
+    shots = [_single(ex, template, fmt, name, trigger, raw) for ex in exemplars[: fmt.few_shot]]
     while True:
         blocks = [f"{i}{TARGET_DELIMITER}{t}" for i, t in shots] + [query]
         inputs = EXEMPLAR_SEP.join(blocks)

@@ -25,6 +25,7 @@ from ..errors import FlanlabError
 from ..utils import resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
+from ..tasks.flan_list import read_flan_task_list
 from ..tasks.registry import TaskRegistry
 from ..tasks.synthetic import DEFAULT_HELD_OUT_CATEGORIES
 from .decontaminate import DecontaminationSpec, NgramIndex, build_index
@@ -98,6 +99,9 @@ class MixConfig(StrictModel):
     decontamination: DecontaminationSpec = Field(default_factory=DecontaminationSpec)
     # lengths (max_input_len, few-shot fitting) in this checkpoint's tokenizer's tokens (bytes when unset)
     tokenizer: str | None = None
+    # Flan 2022's task list (FLAN v2's flan_collection_info.csv): the manifest compares the Flan submixtures with
+    # it name by name (present, missing, extra)
+    flan_task_list: str | None = None
     overwrite: bool = False
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     collections: list[CollectionSpec] = Field(
@@ -130,15 +134,15 @@ def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix
             if not hits:
                 raise FlanlabError(f"pattern '{pat}' matches no task", file=file, field=f"collections[{ci}].tasks")
             for t in hits:
-                if t.held_out or t.benchmark:
-                    why = "held-out task" if t.held_out else "benchmark source"
+                if t.held_out or t.benchmark or t.excluded:
+                    why = "held-out task" if t.held_out else "benchmark source" if t.benchmark else t.excluded
                     if not _is_glob(pat):
                         raise FlanlabError(f"'{t.name}' is a {why} and may not enter training data", file=file,
                                            field=f"collections[{ci}].tasks")
-                    excluded.append({"task": t.name, "reason": why})
+                    excluded.append({"task": t.name, "reason": why, "collection": coll.name})
                     continue
                 if t.size("train") == 0:
-                    excluded.append({"task": t.name, "reason": "empty train split"})
+                    excluded.append({"task": t.name, "reason": "empty train split", "collection": coll.name})
                     continue
                 if t not in chosen:
                     chosen.append(t)
@@ -214,8 +218,10 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
             cot = template.is_cot or (ex.rationale is not None and rng.random() < fm.cot_share)
             opts = ex.options is not None and rng.random() < fm.options_prob
             shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
-            # no draw when the format is off, so mixtures of configs without it keep their random stream
-            exo = shots > 0 and fm.exemplar_only_prob > 0 and rng.random() < fm.exemplar_only_prob
+            # no draw when the format is off, so mixtures of configs without it keep their random stream; tasks
+            # without raw fields (rows rendered upstream) cannot be shown without their template
+            exo = (shots > 0 and fm.exemplar_only_prob > 0 and task.raw_fields != ()
+                   and rng.random() < fm.exemplar_only_prob)
             fmt = Format(shots, opts and not exo, cot and not exo, exemplar_only=exo)
         exemplars = []
         if fmt.few_shot:
@@ -230,7 +236,7 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
                 per = stats["ngram_contaminated"].setdefault(task.name, {})
                 per[hit] = per.get(hit, 0) + 1
                 continue
-        if task.held_out or task.benchmark:  # final guard: never write held-out data
+        if task.held_out or task.benchmark or task.excluded:  # final guard: never write held-out data
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
                "template": ti, **rec}
@@ -273,14 +279,26 @@ def _remove_stale_partials(out: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def repetition_warnings(plan: dict) -> list[str]:
-    """Tasks drawn more often than they have training rows (the same rows repeated)."""
-    out = []
+def repetition_warnings(plan: dict, per_collection: int = 5) -> list[str]:
+    """Tasks drawn more often than they have training rows (the same rows repeated): one line a task, or one line
+    for a collection with more than `per_collection` such tasks (NIV2's one-instance tasks)."""
+    by_coll: dict[str, list[str]] = {}
+    ratios: dict[str, list[float]] = {}
     for p in plan["tasks"]:
         size = p["task"].size("train")
         if p["n"] > size:
-            out.append(f"task '{p['task'].name}': {size} training rows drawn {p['n']} times "
-                       f"(each row about {p['n'] / size:.0f}x)")
+            by_coll.setdefault(p["collection"], []).append(
+                f"task '{p['task'].name}': {size} training rows drawn {p['n']} times (each row about "
+                f"{p['n'] / size:.0f}x)")
+            ratios.setdefault(p["collection"], []).append(p["n"] / size)
+    out = []
+    for coll, lines in by_coll.items():
+        if len(lines) <= per_collection:
+            out += lines
+        else:
+            r = ratios[coll]
+            out.append(f"collection '{coll}': {len(lines)} tasks drawn more often than they have training rows (each "
+                       f"row {min(r):.1f}x to {max(r):.1f}x)")
     return out
 
 
@@ -304,6 +322,7 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
                                "another output", file=file, field="output")
     registry = registry or cfg.registry.build(base, file=file)
     plan = plan_mixture(cfg, registry, file=file)
+    flan_list = (read_flan_task_list(str(resolve_path(cfg.flan_task_list, base))) if cfg.flan_task_list else None)
     t_index = time.time()
     ngrams = build_index(cfg.decontamination, base, file=file) if cfg.decontamination.benchmarks else None
     index_seconds = time.time() - t_index
@@ -350,7 +369,7 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
             "dropped_contaminated": stats["dropped_contaminated"], "excluded": plan["excluded"],
             "ngram_decontamination": ngram_report(cfg, ngrams, stats, index_seconds),
             "length_unit": f"tokens of {cfg.tokenizer}" if cfg.tokenizer else "bytes",
-            "flan2022": coverage(plan, cfg.collections, per_coll),
+            "flan2022": coverage(plan, cfg.collections, per_coll, per_task, flan_list),
             "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
             "per_collection": dict(sorted(per_coll.items())),
             "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],

@@ -71,6 +71,7 @@ class Dataset:
     name: str
     source: ExampleSource = field(compare=False, repr=False)
     description: str = ""
+    upstream_size: int | None = None  # examples upstream, when only part of the dataset is available here
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,10 @@ class Task:
     benchmark: bool = False  # benchmark sources may never enter training data
     templates: tuple[Template, ...] | None = None  # overrides category templates
     name_override: str | None = None
+    # the example fields that are raw content, shown alone by exemplar-only prompts (None: all fields; (): none -
+    # rows rendered upstream carry their template in every field, so they cannot be shown without it)
+    raw_fields: tuple[str, ...] | None = None
+    excluded: str | None = None  # why this task may never enter training data (besides held_out / benchmark)
 
     @property
     def name(self) -> str:
@@ -120,6 +125,7 @@ class Task:
             "collection": self.collection,
             "held_out": self.held_out,
             "benchmark": self.benchmark,
+            "excluded": self.excluded,
             "answer_type": self.category.answer_type,
             "templates": [{"input": t.input, "target": t.target} for t in self.get_templates()],
             "sizes": {s: self.size(s) for s in SPLITS},

@@ -18,7 +18,7 @@ GENERIC_TEMPLATES = (Template("{question}"), Template("Question: {question}\nAns
 
 
 class SourceSpec(StrictModel):
-    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench", "rendered"]
+    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench", "rendered", "niv2"]
     path: str | None = None
     splits: dict[str, str] | None = None
     fields: dict[str, str] = Field(default_factory=lambda: {"question": "question", "answer": "answer"})
@@ -33,6 +33,8 @@ class SourceSpec(StrictModel):
     task_column: str | None = None
     task_prefixes: list[str] | None = None
     where: dict[str, str | list[str]] | None = None
+    # niv2 (task metadata, one line per task): only the tasks on this Flan 2022 task list's NIV2 rows count
+    task_list: str | None = None
 
 
 RENDERED_FIELDS = {"prompt": "prompt", "answer": "completion"}
@@ -119,16 +121,28 @@ def _rendered_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Ta
                           file=path or src.hf_path, field=where)
 
 
+def _niv2_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Task]:
+    from .flan_list import read_flan_task_list
+    from .sources.niv2 import niv2_tasks
+    src = spec.source
+    if not src.path:
+        raise FlanlabError("needs 'path' (the NIV2 task metadata, one JSON line per task)", file=file,
+                           field=f"tasks[{idx}].source.path")
+    flan_list = read_flan_task_list(str(resolve_path(src.task_list, base))).names("niv2") if src.task_list else None
+    return niv2_tasks(resolve_path(src.path, base), flan_list=flan_list, category=spec.category,
+                      collection=spec.collection)
+
+
 def load_task_file(path: str | Path) -> list[Task]:
     path = Path(path)
     tf = validate(TaskFile, read_yaml(path), file=path)
     tasks = []
     for i, spec in enumerate(tf.tasks):
-        if spec.source.type == "rendered":
+        if spec.source.type in ("rendered", "niv2"):
             if spec.templates:
-                raise FlanlabError("rendered rows already carry their template; remove `templates`", file=path,
-                                   field=f"tasks[{i}].templates")
-            tasks += _rendered_tasks(spec, path.parent, path, i)
+                raise FlanlabError(f"{spec.source.type} tasks come with their own templates; remove `templates`",
+                                   file=path, field=f"tasks[{i}].templates")
+            tasks += (_rendered_tasks if spec.source.type == "rendered" else _niv2_tasks)(spec, path.parent, path, i)
             continue
         templates = tuple(Template(t.input, t.target) for t in spec.templates) or GENERIC_TEMPLATES
         name = spec.name or f"{spec.category}:{spec.dataset}"

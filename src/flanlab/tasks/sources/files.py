@@ -21,6 +21,19 @@ def read_parquet(path: Path):
         raise FlanlabError(f"cannot read Parquet: {e}", file=path) from None
 
 
+def read_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of a UTF-8 text file; a byte that is not UTF-8 is an error naming its line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlanlabError("data file not found", file=path)
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise FlanlabError(f"line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
+                               file=path) from None
+
+
 def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
     """Yields (row number, row dict). Row numbers are 1-based lines for JSONL/CSV."""
     path = Path(path)

@@ -9,7 +9,8 @@ Two layouts, one reader:
 Rows are grouped into tasks by a column (`task_column`, e.g. the template or `_task_name`), optionally coarsened
 to datasets by name prefixes (`task_prefixes`: a template belongs to the longest prefix it starts with), and
 filtered by column values (`where`). Each task is split 80/10/10 by content. Templates cannot be re-applied: a
-task's one template is the rendered prompt itself, so few-shot prompts are rendered examples one after another.
+task's one template is the rendered prompt itself, so few-shot prompts are rendered examples one after another, and
+such tasks have no raw fields to show exemplar-only (they are left out of that format).
 """
 from __future__ import annotations
 
@@ -101,5 +102,5 @@ def rendered_tasks(rows_and_cols, *, prompt_col: str, answer_col: str, task_colu
         name = f"{category}:{group}" if task_column else f"{category}:{dataset}"
         src = ListSource(split_examples(examples))
         tasks.append(Task(Dataset(group if task_column else dataset, src), TaskCategory(category, (RENDERED_TEMPLATE,)),
-                          collection=collection, name_override=name))
+                          collection=collection, name_override=name, raw_fields=()))
     return tasks
