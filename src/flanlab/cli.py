@@ -1,4 +1,4 @@
-"""The `flanlab` command line: tasks, mix, train, eval, run, sweep, report."""
+"""The `flanlab` command line: tasks, mix, train, eval, run, compare, sweep, report."""
 from __future__ import annotations
 
 import json
@@ -259,6 +259,27 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; defaul
     except FlanlabError as e:
         _fail(e)
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
+
+
+@app.command()
+def compare(a: Path = typer.Argument(..., help="First evaluation output directory (e.g. RUN/eval_before)."),
+            b: Path = typer.Argument(..., help="Second evaluation of the same items (e.g. RUN/eval_after)."),
+            output: Path = typer.Option(Path("compare.json"), "--output", "-o", help="Where to write the json."),
+            names: Optional[str] = typer.Option(None, "--names", help="Column names 'A,B' (default: directory names)."),
+            samples: int = typer.Option(2000, "--samples", min=100, help="Bootstrap resamples.")):
+    """Paired comparison of two evaluations of the same items: scores, change B - A and its 95% CI per benchmark and
+    prompting, and the paper's normalized average."""
+    from .experiments.compare import compare as run_compare, comparison_table, write_comparison
+    try:
+        pair = tuple(x.strip() for x in names.split(",")) if names else None
+        if pair is not None and len(pair) != 2:
+            raise FlanlabError(f"--names takes two names separated by a comma, got '{names[:80]}'", field="--names")
+        cmp = run_compare(a, b, names=pair, samples=samples)
+        write_comparison(cmp, output)
+    except FlanlabError as e:
+        _fail(e)
+    out.print(comparison_table(cmp), markup=False, highlight=False)
+    out.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @app.command()

@@ -224,7 +224,7 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
             if lls is not None:  # each option's log-likelihood, in the item's option order
                 pred["option_logliks"] = [round(float(x), 4) for x in lls[n]]
             preds.append(pred)
-        res = aggregate(items, vals, bench.aggregate, seed)
+        res = {**aggregate(items, vals, bench.aggregate, seed), "aggregate": bench.aggregate}
         if extra:
             res["f1"] = round(float(np.mean(extra)) * 100, 3)
             res["f1_per_group"] = aggregate(items, extra, bench.aggregate, seed)["per_group"]

@@ -219,3 +219,34 @@ def bootstrap_ci(values: Sequence[float], weights: Sequence[float] | None = None
         means.append((v[s] * w[s]).sum(axis=1) / w[s].sum(axis=1))
     lo, hi = np.quantile(np.concatenate(means), [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def aggregate_weights(groups: Sequence[str], how: str) -> np.ndarray:
+    """Per-item weights summing to 1: micro = every item alike; macro = every group (task, subject, language) alike,
+    its items sharing its weight."""
+    g = np.asarray(groups)
+    if how == "micro":
+        return np.full(len(g), 1.0 / len(g))
+    names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+    return 1.0 / (len(names) * counts[inverse])
+
+
+def stratified_replicates(values: np.ndarray, groups: Sequence[str], how: str, n: int, rng: np.random.Generator
+                          ) -> np.ndarray:
+    """`n` bootstrap replicates of the aggregate (micro or macro) of each column of `values` (items x k): items are
+    resampled with replacement within their group, so every replicate keeps the groups and their sizes, and all
+    columns use the same draw (a paired bootstrap when the columns are two evaluations of the same items)."""
+    v = np.asarray(values, float).reshape(len(groups), -1)
+    w = aggregate_weights(groups, how)
+    g = np.asarray(groups)
+    out = np.zeros((n, v.shape[1]))
+    for name in dict.fromkeys(g.tolist()):
+        idx = np.flatnonzero(g == name)
+        draw = idx[rng.integers(0, len(idx), size=(n, len(idx)))]  # n x group size
+        out += np.einsum("rj,rjk->rk", w[draw], v[draw])
+    return out
+
+
+def quantile_ci(samples: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    lo, hi = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)

@@ -1,0 +1,134 @@
+"""`flanlab compare A B`: two evaluations of the same items, paired.
+
+For every (benchmark, prompting) both evaluations hold, the change B - A is the difference of the two scores as
+the benchmark aggregates them (micro over items, or macro over tasks / subjects / languages), and its 95% CI comes
+from a bootstrap that resamples items within their task and recomputes that same difference, so the change and its
+CI are one quantity. The paper's normalized average (six entries) is compared the same way: each replicate
+recomputes all six entries of both evaluations and the difference of their averages.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlanlabError
+from ..evaluate.scoring import (PAPER_ENTRIES, aggregate_weights, entry_of, normalized_score, quantile_ci,
+                                stratified_replicates)
+from ..utils import atomic_write_text, markdown_table
+
+MODE_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency"}
+
+
+def read_eval(path: str | Path) -> tuple[dict, dict]:
+    """(results.json, {(label, mode): [prediction, ...]}) of an evaluation output directory."""
+    path = Path(path)
+    res_file, pred_file = path / "results.json", path / "predictions.jsonl"
+    for f in (res_file, pred_file):
+        if not f.is_file():
+            raise FlanlabError("not an evaluation output (flanlab eval writes results.json and predictions.jsonl)",
+                               file=f)
+    try:
+        results = json.loads(res_file.read_text(encoding="utf-8"))
+        preds: dict = {}
+        for n, line in enumerate(pred_file.read_text(encoding="utf-8").splitlines(), 1):
+            p = json.loads(line)
+            preds.setdefault((p["benchmark"], p["mode"]), []).append(p)
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
+        raise FlanlabError(f"unreadable evaluation output: {e}", file=path) from None
+    return results, preds
+
+
+def _aggregate_of(result: dict, preds: list[dict]) -> str:
+    """micro or macro: as recorded, else the one that reproduces the recorded score (older results files)."""
+    if result.get("aggregate") in ("micro", "macro"):
+        return result["aggregate"]
+    v = np.array([p["score"] for p in preds], float) * 100
+    groups = [p["group"] for p in preds]
+    return min(("macro", "micro"), key=lambda h: abs(float(v @ aggregate_weights(groups, h)) - result["score"]))
+
+
+def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_dir) -> tuple[list, np.ndarray]:
+    """Item groups and an items x 2 score matrix, B aligned to A's items; refuses different item sets."""
+    b_by_id = {p["id"]: p for p in b_preds}
+    a_ids = [p["id"] for p in a_preds]
+    if len(b_by_id) != len(b_preds) or set(a_ids) != set(b_by_id):
+        only_a, only_b = len(set(a_ids) - set(b_by_id)), len(set(b_by_id) - set(a_ids))
+        raise FlanlabError(f"{label} {mode}: the evaluations hold different items ({len(a_ids)} vs {len(b_preds)}; "
+                           f"{only_a} only in the first, {only_b} only in the second): a paired comparison needs the "
+                           "same items", file=b_dir, field=f"{label}.{mode}")
+    for p in a_preds:
+        if list(p["golds"]) != list(b_by_id[p["id"]]["golds"]):
+            raise FlanlabError(f"{label} {mode}: item {p['id']} has different gold answers in the two evaluations",
+                               file=b_dir, field=f"{label}.{mode}")
+    scores = np.array([[p["score"], b_by_id[p["id"]]["score"]] for p in a_preds], float)
+    return [p["group"] for p in a_preds], scores
+
+
+def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | None = None, samples: int = 2000,
+            seed: int = 0) -> dict:
+    (ra, pa), (rb, pb) = read_eval(a_dir), read_eval(b_dir)
+    if set(pa) != set(pb):
+        fmt = lambda ks: ", ".join(f"{b} {m}" for b, m in sorted(ks)) or "none"  # noqa: E731
+        raise FlanlabError(f"the evaluations cover different benchmarks (only in the first: {fmt(set(pa) - set(pb))}; "
+                           f"only in the second: {fmt(set(pb) - set(pa))})", file=b_dir, field="benchmarks")
+    names = names or (Path(a_dir).name, Path(b_dir).name)
+    rng = np.random.default_rng(seed)
+    rows, paper_reps = [], {}
+    for label, modes in ra["benchmarks"].items():
+        for mode, res in modes.items():
+            if (label, mode) not in pa:
+                continue
+            groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir)
+            how = _aggregate_of(res, pa[(label, mode)])
+            point = scores.T @ aggregate_weights(groups, how) * 100
+            reps = stratified_replicates(scores, groups, how, samples, rng) * 100
+            lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
+            rnd = float(res["random"])
+            rows.append({"benchmark": label, "mode": mode, "n": len(groups), "groups": len(set(groups)),
+                         "aggregate": how, "random": rnd, "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
+                         "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)]})
+            key = entry_of(label, mode, res)
+            if key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
+                paper_reps[f"{key[0]} {key[1]}"] = (normalized_score(point, rnd), normalized_score(reps, rnd))
+    return {"a": str(a_dir), "b": str(b_dir), "names": list(names), "samples": samples, "seed": seed,
+            "rows": rows, "normalized_average": _paper_average(paper_reps)}
+
+
+def _paper_average(entries: dict) -> dict | None:
+    """The six-entry normalized average of both evaluations and its change, with the paired CI of that change."""
+    if not entries:
+        return None
+    order = [f"{b} {m}" for b, m, _ in PAPER_ENTRIES]
+    point = np.mean([p for p, _ in entries.values()], axis=0)
+    reps = np.mean([r for _, r in entries.values()], axis=0)
+    lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
+    k = len(entries)
+    return {"a": round(float(point[0]), 3), "b": round(float(point[1]), 3), "change": round(float(point[1] - point[0]), 3),
+            "ci95": [round(lo, 3), round(hi, 3)], "entries": [n for n in order if n in entries],
+            "label": "6 of 6" if k == 6 else f"partial ({k} of 6)"}
+
+
+def comparison_table(cmp: dict) -> str:
+    a, b = cmp["names"]
+    rows = [[f"{r['benchmark']} (n={r['n']}, {r['aggregate']}{'' if r['aggregate'] == 'micro' else ' over ' + str(r['groups'])})",
+             MODE_NAMES.get(r["mode"], r["mode"]), f"{r['random']:.1f}", f"{r['a']:.1f}", f"{r['b']:.1f}",
+             f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]
+    avg = cmp["normalized_average"]
+    if avg:
+        rows.append([f"normalized average ({avg['label']})", "", "0.0", f"{avg['a']:.1f}", f"{avg['b']:.1f}",
+                     f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]"])
+    text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI"], rows)
+    notes = ["Scores in % (exact match / accuracy; TyDiQA: exact match). micro = mean over items; macro over N = mean "
+             "of the N tasks' (subjects', languages') scores.",
+             f"Change = {b} - {a}; its 95% CI is a paired bootstrap ({cmp['samples']} resamples of the items within "
+             "each task, the same items for both) of that same difference."]
+    if avg:
+        notes.append(f"Normalized average: the paper's six entries ({', '.join(avg['entries'])}), each "
+                     "(score - random) / (100 - random); the others are reported beside it, not in it.")
+    return text + "\n" + "\n".join(notes) + "\n"
+
+
+def write_comparison(cmp: dict, path: str | Path) -> None:
+    atomic_write_text(Path(path), json.dumps(cmp, indent=1))

@@ -1,0 +1,124 @@
+"""`flanlab compare` and the paper's six-entry normalized average: the change and its CI are one quantity."""
+import json
+
+import numpy as np
+import pytest
+
+from flanlab.errors import FlanlabError
+from flanlab.evaluate.scoring import paper_normalized_average, stratified_replicates
+from flanlab.experiments.compare import compare
+
+from test_cli import cli
+
+
+def write_eval(d, entries: dict, *, random: dict | None = None, meta: dict | None = None):
+    """entries: {(label, mode): [(id, group, score), ...]} -> results.json + predictions.jsonl as flanlab eval writes
+    them (macro scores over groups unless the label starts with mmlu)."""
+    d.mkdir(parents=True)
+    bench, preds = {}, []
+    for (label, mode), items in entries.items():
+        how = "micro" if label.startswith("mmlu") else "macro"
+        groups = {}
+        for i, g, s in items:
+            groups.setdefault(g, []).append(s)
+            preds.append({"id": i, "benchmark": label, "mode": mode, "group": g, "score": s, "golds": ["x"]})
+        score = (np.mean([s for _, _, s in items]) if how == "micro" else np.mean([np.mean(v) for v in groups.values()]))
+        bench.setdefault(label, {})[mode] = {"score": 100 * score, "random": (random or {}).get(label, 0.0),
+                                             "n": len(items), "aggregate": how, **(meta or {}).get(label, {})}
+    (d / "results.json").write_text(json.dumps({"benchmarks": bench}))
+    (d / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    return d
+
+
+def test_macro_change_is_the_difference_of_macro_scores_with_a_stratified_ci(tmp_path):
+    # task t1: 2 items, both improve; task t2: 8 items, unchanged. Macro change = (100 + 0) / 2 = +50; a per-item
+    # mean would say +20. Resampling within tasks keeps both tasks and their sizes: every replicate is exactly +50.
+    a_items = [(f"t1/{i}", "t1", 0.0) for i in range(2)] + [(f"t2/{i}", "t2", float(i % 2)) for i in range(8)]
+    b_items = [(f"t1/{i}", "t1", 1.0) for i in range(2)] + [(f"t2/{i}", "t2", float(i % 2)) for i in range(8)]
+    a = write_eval(tmp_path / "a", {("bbh", "direct"): a_items})
+    b = write_eval(tmp_path / "b", {("bbh", "direct"): b_items})
+    row = compare(a, b)["rows"][0]
+    assert (row["a"], row["b"], row["change"], row["aggregate"]) == (25.0, 75.0, 50.0, "macro")
+    assert row["ci95"] == [50.0, 50.0]
+
+
+def test_micro_change_ci_covers_it_and_shrinks_with_items(tmp_path):
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (40, 400):
+        a_s, b_s = rng.random(n) < 0.3, rng.random(n) < 0.5
+        a = write_eval(tmp_path / f"a{n}", {("mmlu", "direct"): [(str(i), f"s{i % 4}", float(x)) for i, x in enumerate(a_s)]},
+                       random={"mmlu": 25.0})
+        b = write_eval(tmp_path / f"b{n}", {("mmlu", "direct"): [(str(i), f"s{i % 4}", float(x)) for i, x in enumerate(b_s)]},
+                       random={"mmlu": 25.0})
+        row = compare(a, b)["rows"][0]
+        assert row["change"] == pytest.approx(100 * (b_s.mean() - a_s.mean()), abs=1e-9)
+        assert row["ci95"][0] < row["change"] < row["ci95"][1]
+        widths.append(row["ci95"][1] - row["ci95"][0])
+    assert widths[1] < 0.5 * widths[0]
+
+
+def test_replicates_resample_within_groups():
+    v = np.array([[1.0], [1.0], [0.0], [0.0], [0.0], [0.0]])
+    reps = stratified_replicates(v, ["a", "a", "b", "b", "b", "b"], "macro", 50, np.random.default_rng(0))
+    assert np.allclose(reps, 0.5)  # group a is always all ones, group b all zeros
+    reps = stratified_replicates(np.array([[1.0], [0.0]]), ["a", "a"], "micro", 400, np.random.default_rng(0))
+    assert set(np.round(reps[:, 0], 3)) == {0.0, 0.5, 1.0}
+
+
+PAPER = [("mmlu", "direct"), ("mmlu_cot", "cot"), ("bbh", "direct"), ("bbh_cot", "cot"), ("tydiqa", "direct"),
+         ("mgsm", "cot")]
+
+
+def test_paper_average_is_six_entries_and_others_stay_beside_it():
+    def res(score, rnd, bench, shots):
+        return {"score": score, "random": rnd, "benchmark": bench, "shots": shots}
+    benchmarks = {"mmlu": {"direct": res(40.0, 25.0, "mmlu", 5)}, "mmlu_cot": {"cot": res(25.0, 25.0, "mmlu", 5)},
+                  "mmlu_0shot": {"direct": res(90.0, 25.0, "mmlu", 0)},  # not the paper's 5-shot entry
+                  "bbh": {"direct": res(50.0, 25.0, "bbh", 3)}, "bbh_cot": {"cot": res(25.0, 25.0, "bbh", 3)},
+                  "tydiqa": {"direct": res(10.0, 0.0, "tydiqa", 1)}, "mgsm": {"cot": res(2.0, 0.0, "mgsm", 8)},
+                  "builtin_held_out": {"direct": res(80.0, 0.0, "synthetic", 0)}}
+    p = paper_normalized_average(benchmarks)
+    assert p["label"] == "6 of 6" and p["value"] == pytest.approx((20 + 0 + 100 / 3 + 0 + 10 + 2) / 6, abs=1e-3)
+    assert p["others"] == ["mmlu_0shot direct", "builtin_held_out direct"]
+    del benchmarks["mgsm"], benchmarks["tydiqa"]
+    p = paper_normalized_average(benchmarks)
+    assert p["label"] == "partial (4 of 6)" and p["missing"] == ["tydiqa direct", "mgsm cot"]
+
+
+def test_compare_normalized_average_change_and_ci(tmp_path):
+    rng = np.random.default_rng(0)
+    ea, eb = {}, {}
+    for label, mode in PAPER + [("builtin_held_out", "direct")]:
+        ids = [(f"{label}/{i}", f"g{i % 3}") for i in range(60)]
+        ea[(label, mode)] = [(i, g, float(rng.random() < 0.3)) for i, g in ids]
+        eb[(label, mode)] = [(i, g, float(rng.random() < 0.4)) for i, g in ids]
+    rnd = {"mmlu": 25.0, "mmlu_cot": 25.0, "bbh": 20.0, "bbh_cot": 20.0}
+    cmp = compare(write_eval(tmp_path / "a", ea, random=rnd), write_eval(tmp_path / "b", eb, random=rnd))
+    avg = cmp["normalized_average"]
+    norm = {r["benchmark"]: [(r[k] - r["random"]) / (100 - r["random"]) * 100 for k in ("a", "b")] for r in cmp["rows"]}
+    want = [np.mean([norm[label][k] for label, _ in PAPER]) for k in (0, 1)]  # the built-in set is not in it
+    assert (avg["a"], avg["b"]) == (pytest.approx(want[0], abs=1e-3), pytest.approx(want[1], abs=1e-3))
+    assert avg["change"] == pytest.approx(want[1] - want[0], abs=2e-3) and avg["label"] == "6 of 6"
+    assert avg["ci95"][0] < avg["change"] < avg["ci95"][1]
+
+
+def test_compare_refuses_different_items_or_benchmarks_and_writes_nothing(tmp_path):
+    a = write_eval(tmp_path / "a", {("bbh", "direct"): [("1", "t", 1.0), ("2", "t", 0.0)]})
+    b = write_eval(tmp_path / "b", {("bbh", "direct"): [("1", "t", 1.0), ("3", "t", 0.0)]})
+    c = write_eval(tmp_path / "c", {("mmlu", "direct"): [("1", "t", 1.0), ("2", "t", 0.0)]})
+    out = tmp_path / "cmp.json"
+    code, text = cli("compare", a, b, "-o", out)
+    assert code == 2 and "bbh direct: the evaluations hold different items" in text and "1 only in the first" in text
+    code, text = cli("compare", a, c, "-o", out)
+    assert code == 2 and "different benchmarks" in text and "only in the first: bbh direct" in text
+    code, text = cli("compare", a, tmp_path / "nowhere", "-o", out)
+    assert code == 2 and "results.json" in text
+    assert not out.exists()
+    with pytest.raises(FlanlabError, match="different gold answers"):
+        d = write_eval(tmp_path / "d", {("bbh", "direct"): [("1", "t", 1.0), ("2", "t", 0.0)]})
+        p = d / "predictions.jsonl"
+        p.write_text(p.read_text().replace('"golds": ["x"]', '"golds": ["y"]', 1))
+        compare(a, d)
+    code, text = cli("compare", a, a, "-o", out, "--names", "before,after")
+    assert code == 0 and "| before | after |" in text and json.loads(out.read_text())["rows"][0]["change"] == 0.0
