@@ -50,6 +50,10 @@ def compare(a, b) -> dict:
             "losses": [la, lb]}
 
 
+def distance(a: dict, b: dict) -> float:
+    return float(sum((a[k] - b[k]).pow(2).sum() for k in a).sqrt())
+
+
 def main() -> None:
     from flanlab.mixture import MixConfig, build_mixture
     from flanlab.models.build import ModelSpec, build_model
@@ -60,17 +64,18 @@ def main() -> None:
         for i, (label, kw) in enumerate(SETUPS.items()):
             one, two = run(d, f"one{i}", 1, **kw), run(d, f"two{i}", 2, strategy="fsdp", **kw)
             res[label] = {"fsdp_2_vs_1_process": compare(one, two)}
-            if kw.get("precision") == "bf16":  # bf16 vs fp32, one process: distance apart / distance moved
+            if kw.get("precision") == "bf16":  # distance apart / distance moved: bf16 vs fp32, and 2 vs 1 process
                 fp32 = run(d, f"fp32-{i}", 1, **{**kw, "precision": "fp32"})
                 w0 = build_model(ModelSpec(**kw["model"]), seed=0)[0].state_dict()
-                moved = sum((fp32[1][k] - w0[k]).pow(2).sum() for k in fp32[1]).sqrt()
-                apart = sum((fp32[1][k] - one[1][k]).pow(2).sum() for k in fp32[1]).sqrt()
                 res[label]["bf16_vs_fp32_1_process"] = {
                     "max_loss_rel_diff": max(abs(x - y) / x for x, y in zip(fp32[0], one[0])),
-                    "weights_apart_over_moved": float(apart / moved)}
+                    "weights_apart_over_moved": distance(fp32[1], one[1]) / distance(fp32[1], w0)}
+                res[label]["fsdp_2_vs_1_process"]["weights_apart_over_moved"] = (distance(two[1], one[1])
+                                                                                 / distance(one[1], w0))
             print(label, json.dumps({k: {m: v for m, v in x.items() if m != "losses"} for k, x in res[label].items()}),
                   flush=True)
-    OUT.write_text(json.dumps(res, indent=1))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=OUT.parent).stdout.strip()
+    OUT.write_text(json.dumps({"commit": commit, **res}, indent=1))
 
 
 if __name__ == "__main__":

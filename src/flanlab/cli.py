@@ -230,7 +230,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
         output: Optional[Path] = typer.Option(None, "--output", "-o"),
         no_progress: bool = typer.Option(False, "--no-progress")):
     """Mix -> train -> eval (before and after finetuning), with stage caching; prints the score table."""
-    from .experiments.run import run as run_all, summary_table
+    from .experiments.run import run as run_all, run_table
     try:
         cfg, base = _run_config(config)
         if output:
@@ -238,7 +238,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
         rep = run_all(cfg, progress=not no_progress, log=log_line, base=base, console=console)
     except FlanlabError as e:
         _fail(e)
-    out.print(summary_table(rep["results"]), highlight=False)
+    out.print(run_table(rep), markup=False, highlight=False)
     out.print(f"timing (s): {rep['timing']}; outputs in {cfg.output}/", highlight=False)
 
 

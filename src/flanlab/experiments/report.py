@@ -183,10 +183,10 @@ def report(path: str | Path) -> dict:
                                e["n"], e["verdict"]] for e in eff])]
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
     elif (path / "run.json").is_file():
-        from .run import summary_table
+        from .run import run_table
         data = json.loads((path / "run.json").read_text())
         eff, pngs = [], []
-        md = ["# flanlab run report", "", summary_table(data["results"])]
+        md = ["# flanlab run report", "", run_table(data)]
     else:
         raise FlanlabError("not a run or sweep directory (no run.json / sweep.json)", file=path)
     text = "\n".join(md) + "\n"

@@ -15,6 +15,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from ..evaluate.progress import EvalProgress
+from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
@@ -86,10 +87,19 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
         log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({timing[f'eval_{name}']}s)")
     report = {"config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
               "train": summary, "results": results, "timing": timing}
+    if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
+        report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
+        write_comparison(report["comparison"], out / "compare.json")
     (out / "run.json").write_text(json.dumps(report, indent=1))
-    table = summary_table(results)
-    (out / "summary.md").write_text(table)
+    (out / "summary.md").write_text(run_table(report))
     return report
+
+
+def run_table(report: dict) -> str:
+    """Before/after with paired CIs when the run evaluated both, else the one evaluation's scores."""
+    if report.get("comparison"):
+        return comparison_table(report["comparison"])
+    return summary_table(report["results"])
 
 
 def summary_table(results: dict) -> str:
