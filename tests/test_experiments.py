@@ -22,10 +22,18 @@ def test_run_end_to_end_and_stage_cache(tmp_path):
     rep = run(tiny_run(tmp_path), progress=False, log=lambda m: None)
     out = tmp_path / "r"
     for f in ("mixture/manifest.json", "train/final/model.safetensors", "eval_before/results.json", "eval_after/results.json",
-              "run.json", "summary.md"):
+              "run.json", "summary.md", "compare.json"):
         assert (out / f).exists(), f
     table = (out / "summary.md").read_text()
-    assert "before finetuning" in table and "after finetuning" in table and "CoT + self-consistency" in table
+    assert "| before | after | change | paired 95% CI |" in table and "CoT + self-consistency" in table
+    cmp = json.loads((out / "compare.json").read_text())
+    for r in cmp["rows"]:  # the change is the difference of the two printed scores
+        stage = {s: rep["results"][s]["benchmarks"][r["benchmark"]][r["mode"]]["score"] for s in ("before", "after")}
+        assert (r["a"], r["b"]) == (stage["before"], stage["after"])
+        assert r["change"] == round(r["b"] - r["a"], 3) and r["ci95"][0] <= r["change"] <= r["ci95"][1]
+    report(out)
+    assert (out / "before_after.png").stat().st_size > 1000 and (out / "loss.png").stat().st_size > 1000
+    assert (out / "report.html").read_text().count("data:image/png;base64") == 2
     assert rep["results"]["before"]["fingerprint"] != rep["results"]["after"]["fingerprint"]
     assert rep["results"]["after"]["benchmarks"]["held_in"]["cot_sc"]["n"] == 6
     mtime = (out / "train" / "final" / "model.safetensors").stat().st_mtime_ns

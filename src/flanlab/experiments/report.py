@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import FlanlabError
 from ..evaluate.scoring import bootstrap_ci
-from ..utils import markdown_table
+from ..utils import atomic_write_text, markdown_table
 
 
 def _scores(cell_dir: Path) -> dict:
@@ -155,6 +155,58 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     return files
 
 
+def _train_losses(path: Path) -> list[dict]:
+    """The training log of a run directory (train/metrics.jsonl), or of a results copy (train_metrics.jsonl)."""
+    for f in (path / "train" / "metrics.jsonl", path / "train_metrics.jsonl"):
+        if f.is_file():
+            return [r for r in map(json.loads, f.read_text().splitlines()) if "loss" in r]
+    return []
+
+
+def _run_plots(data: dict, path: Path) -> list[Path]:
+    """before_after.png: each benchmark and prompting before vs after with 95% CIs, and the change with its paired
+    CI (from the run's comparison); loss.png: the training loss per logged step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = []
+    cmp = data.get("comparison")
+    if cmp:
+        rows = cmp["rows"]
+        labels = [f"{r['benchmark']}\n{r['mode']}" for r in rows]
+        res = data["results"]
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+        xs = np.arange(len(rows))
+        for j, (stage, name) in enumerate(zip(("before", "after"), cmp["names"])):
+            got = [res[stage]["benchmarks"][r["benchmark"]][r["mode"]] for r in rows]
+            y = [g["score"] for g in got]
+            err = [[v - g["ci95"][0] for v, g in zip(y, got)], [g["ci95"][1] - v for v, g in zip(y, got)]]
+            ax.bar(xs + (j - 0.5) * 0.38, y, 0.38, yerr=err, capsize=2, label=name)
+        ax.scatter(xs, [r["random"] for r in rows], marker="_", s=300, color="k", label="random", zorder=3)
+        ax.set_xticks(xs, labels, fontsize=7)
+        ax.set_ylabel("score (%), 95% CI")
+        ax.set_title("before vs after finetuning")
+        ax.legend(fontsize=8)
+        ch = [r["change"] for r in rows]
+        ax2.errorbar(ch, xs, xerr=[[c - r["ci95"][0] for c, r in zip(ch, rows)], [r["ci95"][1] - c for c, r in zip(ch, rows)]],
+                     fmt="o", capsize=3)
+        ax2.axvline(0, color="k", lw=0.8)
+        ax2.set_yticks(xs, labels, fontsize=7)
+        ax2.invert_yaxis()
+        ax2.set_xlabel("change (points), paired 95% CI")
+        ax2.set_title("after - before")
+        _save(fig, path / "before_after.png", files)
+    losses = _train_losses(path)
+    if losses:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], marker=".")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (per target token)")
+        ax.set_title("training loss")
+        _save(fig, path / "loss.png", files)
+    return files
+
+
 def sweep_table(rows: list[dict]) -> str:
     benches = [b for b in ("held_in", "held_out") if b in rows[0]["scores"]]
     modes = ("direct", "cot", "cot_sc")
@@ -185,10 +237,24 @@ def report(path: str | Path) -> dict:
     elif (path / "run.json").is_file():
         from .run import run_table
         data = json.loads((path / "run.json").read_text())
-        eff, pngs = [], []
+        eff, pngs = [], _run_plots(data, path)
         md = ["# flanlab run report", "", run_table(data)]
+        md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] if pngs else []
+    elif (path / "results.json").is_file():  # one evaluation: its average and table, re-derived from results.json
+        from ..evaluate.harness import results_table
+        from ..evaluate.scoring import paper_normalized_average
+        res = json.loads((path / "results.json").read_text())
+        paper = paper_normalized_average(res["benchmarks"])
+        if (res.get("normalized_average"), res.get("normalized_average_of")) != (paper["value"], paper):
+            res.update(normalized_average=paper["value"], normalized_average_of=paper)
+            atomic_write_text(path / "results.json", json.dumps(res, indent=1, ensure_ascii=False))
+        table = results_table(res)
+        atomic_write_text(path / "results.md", table)
+        eff, pngs = [], []
+        md = ["# flanlab evaluation report", "", table]
     else:
-        raise FlanlabError("not a run or sweep directory (no run.json / sweep.json)", file=path)
+        raise FlanlabError("not a run, sweep or evaluation directory (no run.json / sweep.json / results.json)",
+                           file=path)
     text = "\n".join(md) + "\n"
     (path / "report.md").write_text(text)
     parts, buf = [], []

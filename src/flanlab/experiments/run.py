@@ -15,6 +15,7 @@ from pydantic import Field
 from ..config import StrictModel
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from ..evaluate.progress import EvalProgress
+from ..evaluate.scoring import paper_normalized_average
 from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
@@ -114,7 +115,7 @@ def summary_table(results: dict) -> str:
             cells = [f"{r['score']:.1f} [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}]" for r in got]
             change = [f"{got[1]['score'] - got[0]['score']:+.1f}"] if both else []
             rows.append([f"{bench} (n={modes[mode]['n']})", names.get(mode, mode), *cells, *change])
-    averages = [results[s]["normalized_average"] for s in stages]
+    averages = [paper_normalized_average(results[s]["benchmarks"])["value"] for s in stages]
     if None not in averages:
         rows.append(["normalized average (the paper's six entries)", "", *(f"{a:.1f}" for a in averages),
                      *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
