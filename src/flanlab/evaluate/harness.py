@@ -11,7 +11,7 @@ from pydantic import Field
 
 from .. import configure_threads
 from ..config import StrictModel
-from ..utils import atomic_write_text, markdown_table, resolve_path
+from ..utils import atomic_write_text, code_version, markdown_table, resolve_path
 from ..errors import FlanlabError
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
@@ -335,7 +335,8 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
         fp = model_fingerprint(None, model)
     engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,
                     max_prompt_len=cfg.max_prompt_len, processes=procs)
-    results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "benchmarks": {}, "notes": {}}
+    results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),
+               "benchmarks": {}, "notes": {}}
     all_preds = []
     t0 = time.time()
     for i, (spec, bench) in enumerate(benches):

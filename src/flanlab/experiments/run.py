@@ -7,6 +7,7 @@ was interrupted); evaluation requests are answered from the on-disk request cach
 from __future__ import annotations
 
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
-from ..utils import markdown_table
+from ..utils import code_version, markdown_table
 
 
 def default_eval() -> EvalConfig:
@@ -86,7 +87,9 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
         timing[f"eval_{name}"] = round(time.time() - t, 1)
         avg = results[name]["normalized_average"]
         log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({timing[f'eval_{name}']}s)")
-    report = {"config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
+    timing["total"] = round(sum(timing.values()), 1)
+    timing["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+    report = {"code": code_version(), "config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
               "train": summary, "results": results, "timing": timing}
     if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
         report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
