@@ -63,9 +63,60 @@ def test_missing_benchmark_path_is_named_at_once(tmp_path):
     assert time.time() - t < 10
 
 
+BAD = "caf\xe9".encode("latin-1")  # é in Latin-1: byte 0xe9 is not UTF-8 here
+
+
+@pytest.mark.parametrize("kind", ["yaml", "jsonl", "tsv", "csv", "cot_tsv", "mmlu"])
+def test_non_utf8_input_names_file_line_and_byte(tmp_path, kind):
+    good = {"jsonl": b'{"question": "q1", "answer": "a"}\n{"question": "' + BAD + b'", "answer": "a"}\n',
+            "tsv": b"question\tanswer\nq1\ta\n" + BAD + b"\ta\n", "csv": b"question,answer\nq1,a\n" + BAD + b",a\n",
+            "cot_tsv": b"q1\ta\tr\n" + BAD + b"\ta\tr\n"}
+    if kind == "yaml":
+        cfg = tmp_path / "m.yaml"
+        cfg.write_bytes(b"mix:\n  seed: 0\n  # " + BAD + b"\n")
+        code, text = cli("mix", cfg)
+        want = f"{cfg}: line 3: not valid UTF-8 (byte 0xe9 at column 8)"
+    elif kind == "mmlu":
+        for split in ("dev", "test"):
+            (tmp_path / "mmlu" / split).mkdir(parents=True)
+            (tmp_path / "mmlu" / split / f"anatomy_{split}.csv").write_bytes(b"q,a,b,c,d,A\n" + BAD + b",a,b,c,d,B\n")
+        cfg = write(tmp_path / "e.yaml", "eval:\n  preset: t5-1m\n  benchmarks:\n    - {name: mmlu, path: mmlu}\n")
+        code, text = cli("eval", cfg, "-o", tmp_path / "out")
+        want = "anatomy_dev.csv: line 2: not valid UTF-8 (byte 0xe9 at column 4)"
+    else:
+        data = tmp_path / f"d.{kind.split('_')[-1]}"
+        data.write_bytes(good[kind])
+        tasks = write(tmp_path / "t.yaml", f"tasks:\n  - {{dataset: d, category: qa, collection: c, source: {{type: {kind}, "
+                                           f"path: {data.name}}}, templates: [{{input: '{{question}}'}}]}}\n")
+        cfg = write(tmp_path / "m.yaml", f"mix:\n  output: {tmp_path / 'out'}\n  registry: {{task_files: [{tasks}]}}\n"
+                                         "  collections: [{name: c, tasks: ['@c']}]\n")
+        code, text = cli("mix", cfg)
+        line, col = {"jsonl": (2, 18), "tsv": (3, 4), "csv": (3, 4), "cot_tsv": (2, 4)}[kind]
+        want = f"{data}: line {line}: not valid UTF-8 (byte 0xe9 at column {col})"
+    assert code == 2 and want in text and "Traceback" not in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_keys_get_a_did_you_mean(tmp_path):
+    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\nfoo_bar: 1\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'foo_bar': unknown top-level key; known:" in text
+    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\ntrian: {steps: 1}\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'trian': unknown top-level key; did you mean 'train'?" in text
+    cfg = write(tmp_path / "r.yaml", "mix:\n  collections: [{name: a, tasks: ['@synthetic'], wieght: 2}]\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'mix.collections[0].wieght': unknown field; did you mean 'weight'?" in text
+    cfg = write(tmp_path / "t.yaml", "train: {model: {presett: t5-1m}}\n")
+    code, text = cli("train", cfg)
+    assert code == 2 and "field 'train.model.presett': unknown field; did you mean 'preset'?" in text
+    code, text = cli("mix", tmp_path)
+    assert code == 2 and f"{tmp_path}: is a directory" in text
+
+
 def test_report_on_directory_without_cells(tmp_path):
     code, text = cli("report", tmp_path)
-    assert code == 2 and "not a run or sweep directory" in text
+    assert code == 2 and "not a run, sweep or evaluation directory" in text
     write(tmp_path / "sweep.json", json.dumps({"rows": [{"cell": "c0", "num_tasks": 2, "preset": "t5-1m", "params": 1,
                                                           "cot_share": 0.0, "seed": 0, "scores": {}}]}))
     code, text = cli("report", tmp_path)

@@ -8,6 +8,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import FlanlabError
+from .utils import read_text
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -53,6 +54,35 @@ def apply_overrides(data: Any, overrides: list[str], file: object = "<command li
     return data
 
 
+def _model_at(model: type, loc: tuple) -> type | None:
+    """The pydantic model class that holds the field at `loc` (None if the path leaves the models)."""
+    cls: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list element: the element type was taken with the list's field
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or part not in cls.model_fields:
+            return None
+        cls = _inner_model(cls.model_fields[part].annotation)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel inside an annotation such as `X | None` or `list[X]`, else the annotation."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _inner_model(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def did_you_mean(name: str, known) -> str:
+    import difflib
+    near = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{near[0]}'?" if near else f"; known: {', '.join(sorted(known))}"
+
+
 def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: str = "") -> T:
     try:
         return model.model_validate(data if data is not None else {})
@@ -62,25 +92,39 @@ def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: st
         if prefix:
             field = f"{prefix}.{field}" if field != "<root>" else prefix
         more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-        raise FlanlabError(f"{err['msg']}{more}", file=file, field=field) from None
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":  # a misspelt key: name the nearest known one
+            holder = _model_at(model, tuple(err["loc"])[:-1])
+            msg = "unknown field" + (did_you_mean(err["loc"][-1], holder.model_fields) if holder else "")
+        raise FlanlabError(f"{msg}{more}", file=file, field=field) from None
 
 
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FlanlabError("file not found", file=path)
+    text = read_text(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise FlanlabError(f"not valid YAML{where}: {getattr(e, 'problem', e)}", file=path) from None
 
 
+# top-level keys of a file that holds stage sections (a run or sweep config read by one stage's command)
+RUN_KEYS = ("output", "mix", "train", "eval", "baseline", "base", "num_tasks", "presets", "cot_shares", "seeds",
+            "task_order_seed")
+
+
 def read_section(path: str | Path, name: str) -> tuple[Any, str]:
-    """A config file may hold one stage's config at top level or under a section key: (data, section prefix)."""
+    """A config file may hold one stage's config at top level or under a section key: (data, section prefix). Beside
+    a section, every other top-level key must be one a run or sweep config knows."""
     data = read_yaml(path)
     if isinstance(data, dict) and name in data:
+        for key in data:
+            if key not in RUN_KEYS:
+                raise FlanlabError(f"unknown top-level key{did_you_mean(key, RUN_KEYS)}", file=path, field=str(key))
         return data[name], name
     return data, ""
 

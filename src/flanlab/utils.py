@@ -41,3 +41,19 @@ def code_version() -> str:
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's contents; bytes that are not UTF-8 are an error naming the line and column."""
+    from .errors import FlanlabError
+    path = Path(path)
+    if path.is_dir():
+        raise FlanlabError("is a directory, not a file", file=path)
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise FlanlabError(f"line {line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {col})",
+                           file=path) from None

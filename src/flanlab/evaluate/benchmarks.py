@@ -7,6 +7,7 @@ exist, a chain-of-thought prompt.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from typing import Literal
 
 from ..errors import FlanlabError
 from ..formats import COT_TRIGGER, TARGET_DELIMITER, Format, render_example
-from ..tasks.sources.files import read_tsv
+from ..tasks.sources.files import read_text_lines, read_tsv
+from ..utils import read_text
 from .scoring import extract_cot_answer
 
 COT_A = f"A: {COT_TRIGGER}"
@@ -70,7 +72,7 @@ LETTERS = ("A", "B", "C", "D")
 def _mmlu_rows(f: Path) -> list[list[str]]:
     """Header-less `question,A,B,C,D,answer` rows; fields may hold quoted commas and newlines."""
     rows = []
-    with f.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(read_text(f), newline="") as fh:
         reader = csv.reader(fh, strict=True)
         try:
             for row in reader:
@@ -176,7 +178,7 @@ def _bbh_random(exs: list[dict]) -> float:
 
 def _read_json(f: Path):
     try:
-        return json.loads(f.read_text(encoding="utf-8"))
+        return json.loads(read_text(f))
     except json.JSONDecodeError as e:
         raise FlanlabError(f"line {e.lineno} column {e.colno}: invalid JSON ({e.msg})", file=f) from None
 
@@ -204,7 +206,7 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
             if not isinstance(e, dict) or not isinstance(e.get("input"), str) or not isinstance(e.get("target"), str):
                 raise FlanlabError("example needs string 'input' and 'target'", file=f, field=f"examples[{i}]")
         pf = root / "cot-prompts" / f"{task}.txt"
-        desc, cot_shots = parse_bbh_cot_prompt(pf.read_text(encoding="utf-8")) if pf.is_file() else (
+        desc, cot_shots = parse_bbh_cot_prompt(read_text(pf)) if pf.is_file() else (
             _bbh_lm_eval(task) or ("", []))
         used = set()
         if len(cot_shots) < shots:  # no exemplar file: take the first examples as direct exemplars
@@ -393,7 +395,7 @@ def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
     if f.is_dir():
         f = f / "test.jsonl"
     rows = []
-    for n, line in enumerate(_existing(f).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in read_text_lines(_existing(f)):
         if not line.strip():
             continue
         try:

@@ -325,7 +325,6 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
     configure_threads(cfg.threads)
     procs = Processes()
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
     if procs.rank != 0:
         progress = None
     benches = load_benchmarks(cfg, file, base, procs)
@@ -333,6 +332,7 @@ def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | No
         model, tok, fp = load_eval_model(cfg)
     else:
         fp = model_fingerprint(None, model)
+    out.mkdir(parents=True, exist_ok=True)  # only once data and model are there: a failed start leaves nothing
     engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,
                     max_prompt_len=cfg.max_prompt_len, processes=procs)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),

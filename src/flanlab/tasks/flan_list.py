@@ -9,11 +9,13 @@ promptsource template (one row), and Muffin, CoT and Dialog tasks are datasets (
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import FlanlabError
+from ..utils import read_text
 
 COLUMNS = ("Source", "Dataset", "Specific Task Category", "Generic Task Category", "Languages")
 # which Source values make up each of FLAN v2's submixtures, and whether a task there is a row or a dataset
@@ -36,11 +38,7 @@ def read_flan_task_list(path: str) -> FlanTaskList:
     p = Path(path)
     if not p.is_file():
         raise FlanlabError("Flan 2022 task list not found (FLAN v2's flan_collection_info.csv)", file=p)
-    try:
-        with p.open(encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f))
-    except UnicodeDecodeError as e:
-        raise FlanlabError(f"not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})", file=p) from None
+    rows = list(csv.reader(io.StringIO(read_text(p), newline="")))
     if not rows or tuple(c.strip() for c in rows[0][:len(COLUMNS)]) != COLUMNS:
         raise FlanlabError(f"line 1: expected the header {', '.join(COLUMNS)}", file=p)
     sub_of = {src: sub for sub, srcs in SUBMIXTURE_SOURCES.items() for src in srcs}

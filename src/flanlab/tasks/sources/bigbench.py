@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...errors import FlanlabError
+from ...utils import read_text
 from ..model import Dataset, Example, ListSource, Task, TaskCategory, Template, content_key, hash_split
 
 # BIG-bench tasks from which BIG-Bench Hard (BBH) is drawn: benchmark sources, never training data.
@@ -54,7 +55,7 @@ def load_task_json(name: str, root: str | Path | None = None) -> tuple[dict, obj
     if not f.is_file():
         raise FlanlabError(f"no BIG-bench JSON task named '{name}'", file=str(f), field="bigbench_task")
     try:
-        return json.loads(f.read_text(encoding="utf-8")), f
+        return json.loads(read_text(f)), f
     except json.JSONDecodeError as e:
         raise FlanlabError(f"not valid JSON: {e.msg} (line {e.lineno})", file=str(f)) from None
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from ...errors import FlanlabError
+from ...utils import read_text
 from ..model import SPLITS, Example, ListSource, content_key, hash_split
 
 SPECIAL = ("answer", "options", "rationale")
@@ -26,12 +28,11 @@ def read_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise FlanlabError("data file not found", file=path)
-    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
-        try:
-            yield n, raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise FlanlabError(f"line {n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})",
-                               file=path) from None
+    lines = read_text(path).split("\n")  # not splitlines(): JSON strings may hold U+2028 and other separators
+    if lines and lines[-1] == "":
+        lines.pop()
+    for n, line in enumerate(lines, 1):
+        yield n, line.removesuffix("\r")
 
 
 def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
@@ -41,21 +42,20 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
         raise FlanlabError("data file not found", file=path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt in ("jsonl", "json"):
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
-                if not isinstance(row, dict):
-                    raise FlanlabError(f"line {n} is not a JSON object", file=path)
-                yield n, row
+        for n, line in read_text_lines(path):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
+            if not isinstance(row, dict):
+                raise FlanlabError(f"line {n} is not a JSON object", file=path)
+            yield n, row
     elif fmt in ("csv", "tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            for n, row in enumerate(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","), 2):
-                yield n, row
+        f = io.StringIO(read_text(path), newline="")
+        for n, row in enumerate(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","), 2):
+            yield n, row
     elif fmt == "parquet":
         for n, row in enumerate(read_parquet(path).to_pylist(), 1):
             yield n, row
@@ -65,16 +65,14 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
 
 def read_tsv(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a header-less, unquoted TSV whose lines hold exactly `columns`; blank lines skipped."""
-    with Path(path).open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) != len(columns):
-                raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected {len(columns)} "
-                                   f"({', '.join(columns)})", file=path)
-            yield n, cols
+    for n, line in read_text_lines(path):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != len(columns):
+            raise FlanlabError(f"line {n} has {len(cols)} tab-separated columns, expected {len(columns)} "
+                               f"({', '.join(columns)})", file=path)
+        yield n, cols
 
 
 def rows_to_examples(rows: Iterable[tuple[int, dict]], mapping: dict[str, str], *, file: object,
