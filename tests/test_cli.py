@@ -255,3 +255,80 @@ def test_resume_says_so_and_logs_each_step_once(tmp_path, monkeypatch):
     assert logs == ["[train] resuming from checkpoint-2 (step 2 of 4)"]
     steps = [json.loads(line)["step"] for line in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4] and not list((tmp_path / "t").glob(".tmp-*"))
+
+
+def test_second_process_on_one_output_refuses_with_the_first_pid(tmp_path):
+    build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=300, max_input_len=200), progress=False)
+    cfg = write(tmp_path / "t.yaml", f"train: {{mixture: {tmp_path / 'mix'}, output: {tmp_path / 't'}, steps: 400, "
+                                     "batch_size: 4, save_every: 400, max_input_len: 200, max_target_len: 96, "
+                                     "tensorboard: false, model: {preset: t5-1m}}\n")
+    first = subprocess.Popen([sys.executable, "-m", "flanlab", "train", str(cfg), "--no-progress"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / ".t.lock"
+        deadline = time.time() + 120
+        while not lock.exists():
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        code, text = cli("train", cfg)
+        assert code == 2 and f"in use by another flanlab process (pid {first.pid})" in text and str(tmp_path / "t") in text
+    finally:
+        first.kill()
+        first.wait()
+    # the first process is gone: its lock no longer holds the output (the run continues as a resume would)
+    assert lock.exists()
+    man = build_mixture(MixConfig(output=str(tmp_path / "mix2"), total_examples=100), progress=False)
+    assert man["examples"] == 100
+    write(tmp_path / ".mix2.lock", f"{first.pid}\n")  # a dead owner's lock: taken over
+    build_mixture(MixConfig(output=str(tmp_path / "mix2"), total_examples=100), progress=False)
+    assert not (tmp_path / ".mix2.lock").exists()
+    steps = [json.loads(x)["step"] for x in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()] \
+        if (tmp_path / "t" / "metrics.jsonl").exists() else []
+    assert len(steps) == len(set(steps))  # the refused process wrote nothing into the first one's log
+
+
+def test_newcomer_bad_inputs_are_one_line_each(tmp_path):
+    for bad in ("0", "-1"):
+        code, text = cli("train", "--nproc", bad, tmp_path / "t.yaml")
+        assert code == 2 and "--nproc" in text and "greater than or equal to 1" in text
+        code, text = cli("eval", "--nproc", bad, tmp_path / "e.yaml")
+        assert code == 2 and "--nproc" in text
+    long_name = tmp_path / ("x" * 300 + ".yaml")
+    code, text = cli("mix", long_name)
+    assert code == 2 and "file name too long" in text and "Traceback" not in text
+    cfg = write(tmp_path / "t.yaml", "train: {steps: 2, mixture: nowhere}\n")
+    code, text = cli("train", cfg, "steps" + "9" * 200)
+    assert code == 2 and ("steps" + "9" * 72 + "...'") in text and "9" * 100 not in text
+    weights = write(tmp_path / "model.safetensors", "not a checkpoint")
+    ecfg = write(tmp_path / "e.yaml", "eval:\n  benchmarks: [{name: synthetic, tasks: [held_out], limit: 1}]\n")
+    code, text = cli("eval", ecfg, "-c", weights, "-o", tmp_path / "out")
+    assert code == 2 and "a checkpoint is a directory (config.json and weights) or a .gguf file" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_takes_overrides_and_nproc(tmp_path):
+    code, text = cli("run", "train.steps=notanumber", "-o", tmp_path / "r")
+    assert code == 2 and "<command line>: field 'train.steps'" in text and not (tmp_path / "r").exists()
+    code, text = cli("run", "--nproc", "0")
+    assert code == 2 and "--nproc" in text
+
+
+def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, monkeypatch):
+    from flanlab.train import trainer
+    build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=300, max_input_len=200), progress=False)
+    cfg = write(tmp_path / "t.yaml", f"train: {{mixture: {tmp_path / 'mix'}, output: {tmp_path / 't'}, steps: 4, "
+                                     "batch_size: 4, save_every: 2, max_input_len: 200, max_target_len: 96, "
+                                     "tensorboard: false}\n")
+    real_step, calls = trainer.train_step, []
+
+    def ctrl_c_in_step_3(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*args, **kwargs)
+    monkeypatch.setattr(trainer, "train_step", ctrl_c_in_step_3)
+    code, text = cli("train", cfg, "--no-progress")
+    lines = [x for x in text.splitlines() if x.strip()]
+    assert code == 130 and lines[-1] == (f"interrupted: checkpoints up to checkpoint-2 are in {tmp_path / 't'}; "
+                                         f"`flanlab train {cfg}` resumes from the latest one")
+    assert not (tmp_path / ".t.lock").exists()  # the lock went with the interrupted process

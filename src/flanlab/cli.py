@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -26,6 +27,40 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
+@contextmanager
+def guard(interrupted=lambda: "interrupted"):
+    """Errors as one line and exit 2 (an OSError - file name too long, permission denied - names its path); Ctrl-C as
+    one line saying what was saved and how to resume (`interrupted()` writes it), exit 130."""
+    try:
+        yield
+    except FlanlabError as e:
+        _fail(e)
+    except OSError as e:
+        if e.strerror is None:
+            raise
+        _fail(FlanlabError(e.strerror[0].lower() + e.strerror[1:], file=e.filename))
+    except KeyboardInterrupt:
+        console.print(f"[bold yellow]interrupted:[/] {escape(interrupted())}")
+        raise typer.Exit(130) from None
+
+
+def _resume_train(output: str, command: str) -> str:
+    latest = Path(output) / "latest"
+    saved = (f"checkpoints up to {latest.read_text().strip()} are in {output}" if latest.is_file()
+             else f"no checkpoint was written yet in {output}")
+    return f"{saved}; `{command}` resumes from the latest one"
+
+
+def _resume_eval(output: str, command: str) -> str:
+    cache = Path(output) / "cache.jsonl"
+    n = sum(1 for _ in cache.open(encoding="utf-8")) if cache.is_file() else 0
+    return f"{n} answered requests are saved in {cache}; `{command}` continues from them"
+
+
+def _command(*parts) -> str:
+    return "flanlab " + " ".join(str(p) for p in parts if p)
+
+
 def log_line(message: str) -> None:
     console.print(message, markup=False, highlight=False)  # stage labels like [train] are text, not markup
 
@@ -43,12 +78,10 @@ def _registry(task_files: list[Path], bigbench: list[str]):
 @tasks_app.command("list")
 def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
                bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
-               as_json: bool = typer.Option(False, "--json")):
+               as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON list instead of a table.")):
     """List tasks: name, dataset, category, collection, held-out flag, train size."""
-    try:
+    with guard():
         reg = _registry(task_file, bigbench)
-    except FlanlabError as e:
-        _fail(e)
     if as_json:
         out.print_json(json.dumps([{k: v for k, v in t.describe().items() if k != "templates"} for t in reg]))
         return
@@ -69,12 +102,13 @@ def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", hel
 
 
 @tasks_app.command("show")
-def tasks_show(name: str, task_file: list[Path] = typer.Option([], "--task-file", "-f"),
-               bigbench: list[str] = typer.Option([], "--bigbench"),
-               n: int = typer.Option(2, help="Rendered examples to show.")):
+def tasks_show(name: str = typer.Argument(..., help="Task name, as `flanlab tasks list` prints it."),
+               task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
+               bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
+               n: int = typer.Option(2, "--n", min=0, help="Rendered examples to show.")):
     """Show one task: metadata, templates and rendered examples in several formats."""
     from .formats import Format, render_example
-    try:
+    with guard():
         reg = _registry(task_file, bigbench)
         t = reg[name]
         out.print_json(json.dumps(t.describe()))
@@ -86,19 +120,19 @@ def tasks_show(name: str, task_file: list[Path] = typer.Option([], "--task-file"
                 out.rule(escape(f"{ex.id} [{r['format']}]"))
                 out.print(r["inputs"], markup=False)
                 out.print(f"[bold]→[/] {escape(r['targets'])}", highlight=False)
-    except FlanlabError as e:
-        _fail(e)
 
 
 @app.command()
 def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or under 'mix:')."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o"),
-        overwrite: bool = typer.Option(False, "--overwrite"),
-        no_progress: bool = typer.Option(False, "--no-progress")):
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's)."),
+        overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace an existing mixture built from another "
+                                                                  "config (only once the new one is complete)."),
+        no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar.")):
     """Build an instruction-tuning mixture: shards + manifest."""
     from .config import validate
     from .mixture import MixConfig, build_mixture
-    try:
+    with guard(lambda: "nothing was written (a mixture is published only when complete); run the same command "
+                       "again"):
         data, sec = _section(config, "mix")
         cfg = validate(MixConfig, data, file=config, prefix=sec)
         if output:
@@ -106,8 +140,6 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
         if overwrite:
             cfg.overwrite = True
         man = build_mixture(cfg, file=config, progress=not no_progress, base=config.parent)
-    except FlanlabError as e:
-        _fail(e)
     for w in man.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
@@ -177,33 +209,41 @@ def _torchrun(nproc: int, module: str, *args: str) -> int:
                             "--standalone", "-m", module, *args])
 
 
+NPROC_HELP = "Processes (DDP/FSDP via torchrun; gloo on CPU); at least 1."
+
+
 @app.command()
 def train(config: Path = typer.Argument(..., help="Training YAML (top level or under 'train:')."),
-          nproc: int = typer.Option(1, "--nproc", help="Processes (DDP via torchrun; gloo on CPU)."),
-          no_progress: bool = typer.Option(False, "--no-progress"),
-          overrides: list[str] = typer.Argument(None, help="key=value overrides")):
+          nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP),
+          no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar."),
+          overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. steps=100 model.preset=t5-5m")):
     """Finetune a model on a mixture (packed, loss on targets only, resumable)."""
     from .train.trainer import load_train_config, train as run_train
-    try:
+    cfg = None
+    with guard(lambda: _resume_train(cfg.output, _command("train", config, *(overrides or [])))
+               if cfg else "nothing was written"):
         cfg = load_train_config(config, overrides)  # validated before any process is launched
         if nproc > 1:
             raise typer.Exit(_torchrun(nproc, "flanlab.train.launch", str(config), *(overrides or [])))
         s = run_train(cfg, progress=not no_progress, file=config, log=log_line)
-    except FlanlabError as e:
-        _fail(e)
     out.print_json(json.dumps(s))
 
 
 @app.command("eval")
 def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
              checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
-                                                      help="Model directory (overrides config)."),
-             output: Optional[Path] = typer.Option(None, "--output", "-o"),
-             nproc: int = typer.Option(1, "--nproc", help="Data-parallel processes (torchrun; each loads the model "
-                                                          "and takes its share of the batches).")):
+                                                      help="Model: a checkpoint directory, a .gguf file or a packaged "
+                                                           "model's name (overrides the config's)."),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
+                                                                                "config's)."),
+             nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; each loads the "
+                                                                 "model and takes its share of the batches).")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
     from .evaluate.harness import load_benchmarks, load_eval_config, results_table, run_eval
-    try:
+    cfg = None
+    with guard(lambda: _resume_eval(cfg.output, _command("eval", config, checkpoint and f"-c {checkpoint}",
+                                                         output and f"-o {output}"))
+               if cfg else "nothing was written"):
         cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
         if nproc > 1:
             load_benchmarks(cfg, file=config, base=config.parent)  # data errors said once; hub downloads made once
@@ -211,53 +251,59 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
             raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(config), *args))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
-    except FlanlabError as e:
-        _fail(e)
     out.print(results_table(res), markup=False, highlight=False)
 
 
-def _run_config(config: Optional[Path]):
-    from .config import validate
+def _run_config(config: Optional[Path], overrides: list[str]):
+    from .config import apply_overrides, read_yaml, validate
     from .experiments.run import RunConfig
     if config is None:
-        return RunConfig(), None
-    from .config import read_yaml
-    return validate(RunConfig, read_yaml(config), file=config), config.parent
+        cfg, base = RunConfig(), None
+    else:
+        cfg, base = validate(RunConfig, read_yaml(config), file=config), config.parent
+    if overrides:
+        cfg = validate(RunConfig, apply_overrides(cfg.model_dump(), overrides), file="<command line>")
+    return cfg, base
 
 
 @app.command()
-def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/train/eval sections; default: the built-in suite."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o"),
-        no_progress: bool = typer.Option(False, "--no-progress")):
+def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/train/eval sections; default: the "
+                                                           "built-in job."),
+        overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.steps=50 (after CONFIG)"),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's)."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP + " Evaluation runs in one process."),
+        no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bars.")):
     """Mix -> train -> eval (before and after finetuning), with stage caching; prints the score table."""
     from .experiments.run import run as run_all, run_table
-    try:
-        cfg, base = _run_config(config)
+    if config is not None and "=" in config.name and not config.exists():  # `flanlab run key=value`: the default job
+        overrides, config = [str(config), *(overrides or [])], None
+    cfg = None
+    with guard(lambda: f"finished stages and training checkpoints are kept in {cfg.output}; `"
+                       f"{_command('run', config, *(overrides or []), output and f'-o {output}')}` resumes"
+               if cfg else "nothing was written"):
+        cfg, base = _run_config(config, overrides)
         if output:
             cfg.output = str(output)
-        rep = run_all(cfg, progress=not no_progress, log=log_line, base=base, console=console)
-    except FlanlabError as e:
-        _fail(e)
+        rep = run_all(cfg, progress=not no_progress, log=log_line, base=base, console=console, nproc=nproc)
     out.print(run_table(rep), markup=False, highlight=False)
     out.print(f"timing (s): {rep['timing']}; outputs in {cfg.output}/", highlight=False)
 
 
 @app.command()
 def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x CoT share {0,0.3}."),
-          output: Optional[Path] = typer.Option(None, "--output", "-o"),
-          no_progress: bool = typer.Option(False, "--no-progress")):
+          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
+                                                                             "config's)."),
+          no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bars.")):
     """Grid over number of finetuning tasks x model size x CoT share; then writes the report."""
     from .config import read_yaml, validate
     from .experiments.report import report as make_report
     from .experiments.sweep import SweepConfig, sweep as run_sweep
-    try:
+    with guard():
         cfg = validate(SweepConfig, read_yaml(config), file=config) if config else SweepConfig()
         if output:
             cfg.output = str(output)
         run_sweep(cfg, progress=not no_progress, log=log_line)
         r = make_report(cfg.output)
-    except FlanlabError as e:
-        _fail(e)
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
 
 
@@ -267,29 +313,29 @@ def compare(a: Path = typer.Argument(..., help="First evaluation output director
             output: Path = typer.Option(Path("compare.json"), "--output", "-o", help="Where to write the json."),
             names: Optional[str] = typer.Option(None, "--names", help="Column names 'A,B' (default: directory names)."),
             samples: int = typer.Option(2000, "--samples", min=100, help="Bootstrap resamples.")):
-    """Paired comparison of two evaluations of the same items: scores, change B - A and its 95% CI per benchmark and
-    prompting, and the paper's normalized average."""
+    """Paired comparison of two evaluations of the same items: change B - A with its 95% CI, per benchmark.
+
+    Every benchmark and prompting both hold, and the paper's six-entry normalized average; writes the json too."""
     from .experiments.compare import compare as run_compare, comparison_table, write_comparison
-    try:
+    with guard():
         pair = tuple(x.strip() for x in names.split(",")) if names else None
         if pair is not None and len(pair) != 2:
             raise FlanlabError(f"--names takes two names separated by a comma, got '{names[:80]}'", field="--names")
         cmp = run_compare(a, b, names=pair, samples=samples)
         write_comparison(cmp, output)
-    except FlanlabError as e:
-        _fail(e)
     out.print(comparison_table(cmp), markup=False, highlight=False)
     out.print(f"wrote {output}", markup=False, highlight=False)
 
 
 @app.command()
-def report(path: Path = typer.Argument(..., help="A run or sweep output directory.")):
-    """Write report.md and report.html (with plots) for a run or sweep directory."""
+def report(path: Path = typer.Argument(..., help="A run, sweep or evaluation output directory.")):
+    """Write report.md and report.html (with PNG plots) for a run, a sweep or one evaluation.
+
+    Run: the before/after table, bars with CIs, the loss curve. Sweep: the paper-style plots and paired effects.
+    Evaluation: results.md with the paper's normalized average."""
     from .experiments.report import report as make_report
-    try:
+    with guard():
         r = make_report(path)
-    except FlanlabError as e:
-        _fail(e)
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
     out.print(f"wrote {r['markdown']} and {r['html']}", markup=False, highlight=False)
 

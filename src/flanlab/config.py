@@ -30,12 +30,14 @@ def apply_overrides(data: Any, overrides: list[str], file: object = "<command li
     (steps=10 is an int, lora=null clears a section)."""
     data = dict(data or {})
     for kv in overrides or []:
+        shown = kv if len(kv) <= 80 else kv[:77] + "..."  # echoed back cut short: a pasted blob stays one line
         if "=" not in kv:
-            raise FlanlabError(f"override '{kv}' is not key=value (e.g. steps=100 or model.preset=t5-5m)", file=file)
+            raise FlanlabError(f"override '{shown}' is not key=value (e.g. steps=100 or model.preset=t5-5m)",
+                               file=file)
         key, raw = kv.split("=", 1)
         parts = key.strip().split(".")
         if not all(parts):
-            raise FlanlabError(f"override '{kv}': empty field name", file=file)
+            raise FlanlabError(f"override '{shown}': empty field name", file=file)
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
@@ -46,7 +48,7 @@ def apply_overrides(data: Any, overrides: list[str], file: object = "<command li
             if child is None:
                 child = {}
             elif not isinstance(child, dict):
-                raise FlanlabError(f"override '{kv}': '{'.'.join(parts[:i + 1])}' is not a section", file=file,
+                raise FlanlabError(f"override '{shown}': '{'.'.join(parts[:i + 1])}' is not a section", file=file,
                                    field=key)
             node[part] = dict(child)
             node = node[part]

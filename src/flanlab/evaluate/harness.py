@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from .. import configure_threads
 from ..config import StrictModel
 from ..utils import atomic_write_text, code_version, markdown_table, resolve_path
 from ..errors import FlanlabError
+from ..outlock import output_lock
 from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
@@ -319,6 +321,12 @@ def load_benchmarks(cfg: EvalConfig, file: object, base: Path | None, procs: Pro
 
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
              progress=None, stage: str = "eval") -> dict:
+    """See _run_eval; process 0 holds the output's lock (a second process on the same output refuses)."""
+    with output_lock(cfg.output, enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _run_eval(cfg, file=file, base=base, model=model, tok=tok, progress=progress, stage=stage)
+
+
+def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, progress, stage: str) -> dict:
     """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage].
     Under torchrun (`flanlab eval --nproc N`) every process runs this: the engine deals batches out to them and
     gathers the answers, so each ends with all results; process 0 writes the files."""

@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field
 
 from ..config import StrictModel
+from ..errors import FlanlabError
+from ..outlock import output_lock
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from ..evaluate.progress import EvalProgress
 from ..evaluate.scoring import paper_normalized_average
@@ -56,7 +58,31 @@ class RunConfig(StrictModel):
         return c
 
 
-def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None = None, console=None) -> dict:
+def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None = None, console=None,
+        nproc: int = 1) -> dict:
+    """`nproc` > 1 trains in that many processes (torchrun, as `flanlab train --nproc`); evaluation runs in this one."""
+    with output_lock(cfg.output):
+        return _run(cfg, progress=progress, log=log, base=base, console=console, nproc=nproc)
+
+
+def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> dict:
+    """Train in this process, or in `nproc` torchrun processes from the resolved config written beside the output."""
+    if nproc <= 1:
+        return train(cfg, progress=progress, log=log)
+    import subprocess
+    import sys
+    import yaml
+    path = Path(cfg.output).parent / "train_config.yaml"
+    path.write_text(yaml.safe_dump({"train": cfg.model_dump()}, sort_keys=False))
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+                            "-m", "flanlab.train.launch", str(path)])
+    if code:
+        raise FlanlabError(f"training in {nproc} processes failed (exit code {code}; its output is above)",
+                           file=path)
+    return json.loads((Path(cfg.output) / "summary.json").read_text())
+
+
+def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, nproc: int) -> dict:
     cfg = cfg.resolved()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +92,7 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
     timing["mix"] = round(time.time() - t, 1)
     log(f"[mix] {man['examples']} examples from {len(man['per_task'])} tasks ({timing['mix']}s)")
     t = time.time()
-    summary = train(cfg.train, progress=progress, log=log)
+    summary = train_stage(cfg.train, nproc, progress=progress, log=log)
     timing["train"] = round(time.time() - t, 1)
     log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {summary['final_loss']:.3f} ({timing['train']}s)")
     results = {}

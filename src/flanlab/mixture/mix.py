@@ -22,6 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..errors import FlanlabError
+from ..outlock import output_lock
 from ..utils import resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
@@ -306,6 +307,12 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
                   progress: bool = True, base: Path | None = None) -> dict:
     """Stream the mixture to shards under cfg.output (written to a temp dir, renamed at the end).
     An existing output is never clobbered unless overwrite=True, and then only once the new one is complete."""
+    with output_lock(cfg.output):
+        return _build_mixture(cfg, registry, file=file, progress=progress, base=base)
+
+
+def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: object, progress: bool,
+                   base: Path | None) -> dict:
     out = Path(cfg.output)
     _remove_stale_partials(out)
     if out.is_dir() and not any(out.iterdir()):

@@ -111,6 +111,10 @@ def resolve_checkpoint(ref: str, field: str = "model.checkpoint") -> str:
         if not (path / "config.json").is_file():
             raise FlanlabError("not a checkpoint directory (no config.json)", file=path, field=field)
         return str(path)
+    if path.is_file():
+        raise FlanlabError("a checkpoint is a directory (config.json and weights) or a .gguf file, not a single "
+                           f"{path.suffix or 'extensionless'} file; give the directory that holds it", file=path,
+                           field=field)
     if path.exists() or _looks_local(ref):
         known = ", ".join(sorted(PACKAGED))
         raise FlanlabError(f"checkpoint not found (a local path; packaged models: {known})", file=path, field=field)

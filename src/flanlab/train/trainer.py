@@ -23,6 +23,7 @@ from pydantic import Field
 from .. import configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
+from ..outlock import output_lock
 from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
 from ..models.device import Processes, select_device, to_device
 from ..models.packed import collate, loss_sum
@@ -162,7 +163,13 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
 
 def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train config>",
           log=lambda message: None) -> dict:
-    """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/."""
+    """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/ (and
+    holds the output's lock: a second process on the same output refuses)."""
+    with output_lock(cfg.output, enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _train(cfg, progress=progress, file=file, log=log)
+
+
+def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     procs = init_distributed()
     dist, rank, world = procs.dist, procs.rank, procs.world
     configure_threads(cfg.threads)
