@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from flanlab.datapaths import data_root
+
+DATA = data_root() or Path("no-real-data")  # FLANLAB_DATA, or ../shared/data when present
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from flanlab.config import validate
+from flanlab.datapaths import data_root
 from flanlab.errors import FlanlabError
 from flanlab.formats import Format, parse_format, render_example
 from flanlab.mixture import CollectionSpec, MixConfig, build_mixture, read_mixture
@@ -18,7 +19,7 @@ from flanlab.mixture.flan2022 import FLAN_2022
 from flanlab.tasks.model import Example, Template
 from flanlab.tasks.registry import TaskRegistry, load_task_file
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = data_root() or Path("no-real-data")  # FLANLAB_DATA, or ../shared/data when present
 
 
 def write_parquet(path: Path, rows: list[dict]) -> Path:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from flanlab.datapaths import data_root
 from flanlab.errors import FlanlabError
 from flanlab.evaluate.benchmarks import _lm_eval_root, load_bbh, load_gsm8k, load_mgsm, load_mmlu, load_tydiqa
 from flanlab.evaluate.harness import canonical, score
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"real benchmark data not found at {DATA}")
+DATA = data_root() or Path("no-real-data")  # FLANLAB_DATA, or ../shared/data when present
+pytestmark = pytest.mark.skipif(data_root() is None, reason="no real data: ../shared/data is absent and FLANLAB_DATA is unset")
 
 
 def test_mmlu_real_counts():

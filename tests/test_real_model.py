@@ -91,6 +91,7 @@ def test_greedy_equals_hf_generate_token_for_token(smollm):
 
 
 @needs_wheel
+@pytest.mark.skipif(not DATA.is_dir(), reason="no real data: ../shared/data is absent and FLANLAB_DATA is unset")
 def test_shared_prefix_gives_the_same_answers(smollm):
     from flanlab.evaluate.benchmarks import load_bbh, load_mmlu
     from flanlab.evaluate.harness import DecodingSpec, run_benchmark

@@ -90,7 +90,10 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
                                    field=f"{where}.path") from None
         p = resolve_path(spec.path, base)
         if not p.exists():  # a local path: say so at once (no hub fallback)
-            raise FlanlabError("benchmark data not found", file=p, field=f"{where}.path")
+            from .hub import HUB
+            raise FlanlabError(f"benchmark data not found (the real data: ../shared/data, or a copy FLANLAB_DATA points "
+                               f"to; without `path`, {spec.hub or HUB.get(spec.name, 'the hub copy')} is fetched when "
+                               "online)", file=p, field=f"{where}.path")
         return p
     n = spec.name
     if n == "mmlu":
