@@ -89,6 +89,11 @@ def _log_axis(ax, ticks, labels, xlabel: str) -> None:
     ax.set_xlabel(xlabel)
 
 
+def _legend(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:  # a legend with nothing to name warns and shows an empty box
+        ax.legend(fontsize=8)
+
+
 def _save(fig, f: Path, files: list[Path]) -> None:
     import matplotlib.pyplot as plt
     fig.tight_layout()
@@ -121,7 +126,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
         _log_axis(ax, ticks, [str(t) for t in ticks], "number of finetuning tasks")
         ax.set_ylabel(f"held-out score, {mode} (%)")
         ax.set_title(f"Held-out ({mode}) vs number of tasks")
-        ax.legend(fontsize=8)
+        _legend(ax)
     _save(fig, path / "score_vs_tasks.png", files)
     fig, ax = plt.subplots(figsize=(5, 4))
     for n in sorted({r["num_tasks"] for r in rows}):
@@ -134,7 +139,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     _log_axis(ax, ticks, [f"{t / 1e6:.2g}M" for t in ticks], "parameters")
     ax.set_ylabel("held-out score, direct (%)")
     ax.set_title("Held-out vs model size")
-    ax.legend(fontsize=8)
+    _legend(ax)
     _save(fig, path / "score_vs_params.png", files)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     big = presets[-1]
@@ -150,7 +155,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
         ax.set_xticks(xs, [f"CoT share {r['cot_share']:g}" for r in rs])
         ax.set_ylabel(f"{bench.replace('_', '-')} score (%)")
         ax.set_title(f"{bench.replace('_', '-')}: prompting by CoT data, {big}, {tmax} tasks")
-        ax.legend(fontsize=8)
+        _legend(ax)
     _save(fig, path / "cot_by_share.png", files)
     return files
 
@@ -186,7 +191,7 @@ def _run_plots(data: dict, path: Path) -> list[Path]:
         ax.set_xticks(xs, labels, fontsize=7)
         ax.set_ylabel("score (%), 95% CI")
         ax.set_title("before vs after finetuning")
-        ax.legend(fontsize=8)
+        _legend(ax)
         ch = [r["change"] for r in rows]
         ax2.errorbar(ch, xs, xerr=[[c - r["ci95"][0] for c, r in zip(ch, rows)], [r["ci95"][1] - c for c, r in zip(ch, rows)]],
                      fmt="o", capsize=3)

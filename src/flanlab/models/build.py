@@ -1,6 +1,7 @@
 """Model presets built from config (no downloads), or any local/hub HF checkpoint."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -107,8 +108,10 @@ def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint")
     if spec.lora is not None:
         from peft import LoraConfig, get_peft_model
         targets = spec.lora.target_modules or (["q", "v"] if model.config.is_encoder_decoder else ["q_proj", "v_proj"])
-        model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                                                 target_modules=targets))
+        with warnings.catch_warnings():  # peft reads transformers 5's deprecated is_gradient_checkpointing alias
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
+                                                     lora_dropout=spec.lora.dropout, target_modules=targets))
     return model, tok
 
 

@@ -24,9 +24,10 @@ class ByteTokenizer:
             # ByT5's 125 unused extra ids stand for no text: dropped, said once (byte runs that are not yet valid
             # UTF-8 are normal mid-generation, so those are dropped quietly)
             self._warned = True
-            import warnings
-            warnings.warn(f"byte tokenizer: dropped ids past the 256 bytes (extra ids), e.g. "
-                          f"{[i for i in ids if i >= 259][:5]}; said once per tokenizer", stacklevel=2)
+            import logging
+            logging.getLogger("flanlab").info(
+                "byte tokenizer: the model generated ids past the 256 bytes (ByT5's unused extra ids, e.g. %s); they "
+                "stand for no text and are dropped (said once per tokenizer)", [i for i in ids if i >= 259][:5])
         return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", errors="ignore")
 
     def chat_prompt(self, text: str) -> str:
