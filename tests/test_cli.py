@@ -332,3 +332,15 @@ def test_ctrl_c_says_what_was_saved_and_how_to_resume(tmp_path, monkeypatch):
     assert code == 130 and lines[-1] == (f"interrupted: checkpoints up to checkpoint-2 are in {tmp_path / 't'}; "
                                          f"`flanlab train {cfg}` resumes from the latest one")
     assert not (tmp_path / ".t.lock").exists()  # the lock went with the interrupted process
+
+
+def test_final_loss_is_the_last_logged_line(tmp_path):
+    from flanlab.train.trainer import TrainConfig, train
+    build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=300, max_input_len=200), progress=False)
+    logs = []
+    s = train(TrainConfig(mixture=str(tmp_path / "mix"), output=str(tmp_path / "t"), steps=6, batch_size=4,
+                          save_every=6, log_every=3, max_input_len=200, max_target_len=96, tensorboard=False),
+              progress=False, log=logs.append)
+    last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert (last["step"], s["final_loss_steps"]) == (6, 3) and s["final_loss"] == pytest.approx(last["loss"], abs=1e-5)
+    assert s["last_step_loss"] != pytest.approx(s["final_loss"], abs=1e-6)  # one step alone is another quantity

@@ -40,6 +40,8 @@ def test_run_end_to_end_and_stage_cache(tmp_path):
     rep2 = run(tiny_run(tmp_path), progress=False, log=lambda m: None)  # every stage cached
     assert (out / "train" / "final" / "model.safetensors").stat().st_mtime_ns == mtime
     assert rep2["results"]["after"]["engine"]["forward_calls"] == 0
+    assert rep2["timing"] == rep["timing"] and rep["timing"]["train"] > 0  # a cached re-run keeps the first timings
+    assert json.loads((out / "run.json").read_text())["timing"] == rep["timing"]
     assert {k: v["score"] for k, v in rep2["results"]["after"]["benchmarks"]["held_in"].items()} == \
            {k: v["score"] for k, v in rep["results"]["after"]["benchmarks"]["held_in"].items()}
 

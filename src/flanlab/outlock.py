@@ -19,7 +19,15 @@ def lock_path(output: str | Path) -> Path:
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() if Path("/proc").is_dir() else _kill0(pid)
+    """A running process: a killed one whose parent died too can linger as a zombie nobody reaps (in a container
+    whose init does not), still listed in /proc, so its state is read."""
+    if not Path("/proc").is_dir():
+        return _kill0(pid)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def _kill0(pid: int) -> bool:  # pragma: no cover - systems without /proc

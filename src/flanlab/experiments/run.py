@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import Field
@@ -23,7 +24,7 @@ from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
 from ..train.trainer import TrainConfig, train
-from ..utils import code_version, markdown_table
+from ..utils import atomic_write_text, code_version, markdown_table
 
 
 def default_eval() -> EvalConfig:
@@ -86,16 +87,35 @@ def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, npr
     cfg = cfg.resolved()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    timing = {}
-    t = time.time()
-    man = build_mixture(cfg.mix, progress=progress, base=base)
-    timing["mix"] = round(time.time() - t, 1)
-    log(f"[mix] {man['examples']} examples from {len(man['per_task'])} tasks ({timing['mix']}s)")
-    t = time.time()
-    summary = train_stage(cfg.train, nproc, progress=progress, log=log)
-    timing["train"] = round(time.time() - t, 1)
-    log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {summary['final_loss']:.3f} ({timing['train']}s)")
+    clock = StageClock(out / "run.json")
+    with clock("mix") as stage:
+        man = stage.done(build_mixture(cfg.mix, progress=progress, base=base))
+    log(f"[mix] {man['examples']} examples from {len(man['per_task'])} tasks ({clock['mix']}s)")
+    with clock("train") as stage:
+        summary = stage.done(train_stage(cfg.train, nproc, progress=progress, log=log))
+    log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {summary['final_loss']:.4f} "
+        f"(mean over the last {summary.get('final_loss_steps', 1)} steps, as the last step line) ({clock['train']}s)")
     results = {}
+    for name, ecfg in eval_stages(cfg):
+        with clock(f"eval_{name}") as stage:
+            bar = EvalProgress(log, console=console) if progress else None
+            results[name] = stage.done(run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}"))
+        avg = results[name]["normalized_average"]
+        log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({clock[f'eval_{name}']}s)")
+    report = {**clock.provenance(), "config": cfg.model_dump(),
+              "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
+              "train": summary, "results": results}
+    if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
+        report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
+        write_comparison(report["comparison"], out / "compare.json")
+    atomic_write_text(out / "run.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "summary.md", run_table(report))
+    return report
+
+
+def eval_stages(cfg: RunConfig) -> list[tuple[str, EvalConfig]]:
+    """("before", config) when the run has a baseline, then ("after", config): the finetuned final/ checkpoint."""
+    out = Path(cfg.output)
     stages = [("after", cfg.eval.model_copy(update={"checkpoint": str(Path(cfg.train.output) / "final"), "preset": None,
                                                      "output": str(out / "eval_after")}))]
     if cfg.baseline:
@@ -106,23 +126,52 @@ def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, npr
             before.checkpoint, before.preset = None, cfg.train.model.preset
             before.seed = cfg.train.seed
         stages.insert(0, ("before", before))
-    for name, ecfg in stages:
+    return stages
+
+
+class StageClock:
+    """Seconds per stage. A stage answered from its cache (a mixture or training already finished, an evaluation
+    answered without a forward pass) keeps the time its first run took, from the previous run.json; so do the
+    code version and peak memory when every stage was cached."""
+
+    def __init__(self, previous: Path):
+        try:
+            self.previous = json.loads(previous.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.previous = {}
+        self.timing: dict[str, float] = {}
+        self.cached: dict[str, bool] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        stage = _Stage()
         t = time.time()
-        bar = EvalProgress(log, console=console) if progress else None
-        results[name] = run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}")
-        timing[f"eval_{name}"] = round(time.time() - t, 1)
-        avg = results[name]["normalized_average"]
-        log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({timing[f'eval_{name}']}s)")
-    timing["total"] = round(sum(timing.values()), 1)
-    timing["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
-    report = {"code": code_version(), "config": cfg.model_dump(), "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
-              "train": summary, "results": results, "timing": timing}
-    if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
-        report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
-        write_comparison(report["comparison"], out / "compare.json")
-    (out / "run.json").write_text(json.dumps(report, indent=1))
-    (out / "summary.md").write_text(run_table(report))
-    return report
+        yield stage
+        before = self.previous.get("timing", {}).get(name)
+        self.cached[name] = stage.cached
+        self.timing[name] = before if stage.cached and before is not None else round(time.time() - t, 1)
+
+    def __getitem__(self, name: str) -> float:
+        return self.timing[name]
+
+    def provenance(self) -> dict:
+        timing = dict(self.timing)
+        timing["total"] = round(sum(timing.values()), 1)
+        if all(self.cached.values()) and self.previous.get("code"):
+            return {"code": self.previous["code"], "timing": {**timing, **{k: v for k, v in self.previous["timing"].items()
+                                                                         if k == "peak_rss_mb"}}}
+        timing["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+        return {"code": code_version(), "timing": timing}
+
+
+class _Stage:
+    cached = False
+
+    def done(self, result: dict) -> dict:
+        """The stage's result; whether it came from the stage cache is read off it."""
+        engine = result.get("engine", {})
+        self.cached = bool(result.get("cached")) or (engine.get("forward_calls") == 0 and engine.get("cache_hits", 0) > 0)
+        return result
 
 
 def run_table(report: dict) -> str:

@@ -323,7 +323,7 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
             raise FlanlabError("output exists and is not a flanlab mixture (no manifest.json written by flanlab mix); "
                                "refusing to replace it - pick another output", file=file, field="output")
         if old.get("fingerprint") == config_fingerprint(cfg) and not cfg.overwrite:
-            return old  # identical mixture already built: stage cache
+            return {**old, "cached": True}  # identical mixture already built: stage cache
         if not cfg.overwrite:
             raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
                                "another output", file=file, field="output")

@@ -183,7 +183,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
         store.remove_stale()
     done_before = store.finished_summary(store.fingerprint, cfg.steps)
     if done_before is not None:
-        return done_before  # stage cache: this exact training already finished
+        return {**done_before, "cached": True}  # stage cache: this exact training already finished
 
     device = select_device(cfg.device)
     model, tok = build_for_training(cfg)
@@ -208,8 +208,8 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     model.train()
 
     t0 = time.time()
-    tokens_seen, last_loss = 0, float("nan")
-    window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time()}
+    tokens_seen, last_loss, logged = 0, float("nan"), (float("nan"), 0, start)
+    window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time(), "from": start}
     with MetricsSink(out, enabled=rank == 0, tensorboard=cfg.tensorboard, progress=progress, total=cfg.steps,
                      start=start, log=log) as metrics:
         for step in range(start, cfg.steps):
@@ -233,9 +233,9 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
             window["targets"] += targets
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
-                metrics.record(done, window["loss"] / window["targets"], sched.get_last_lr()[0], window_tokens,
-                               time.time() - window["t"])
-                window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time()}
+                logged = (window["loss"] / window["targets"], done - window["from"], done)
+                metrics.record(done, logged[0], sched.get_last_lr()[0], window_tokens, time.time() - window["t"])
+                window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time(), "from": done}
             metrics.advance(done)
             if done % cfg.save_every == 0 or done == cfg.steps:
                 rngs = procs.gather(rng_state())  # every rank's, index = rank
@@ -246,7 +246,10 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
                 if dist is not None:
                     dist.barrier()
 
-    summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, "final_loss": last_loss,
+    # final_loss is what the last [train] line and metrics.jsonl's last record say: the mean target-token loss over
+    # the last logging window (final_loss_steps steps); last_step_loss is the final step's alone
+    summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, "final_loss": logged[0],
+               "final_loss_steps": logged[1], "last_step_loss": last_loss,
                "params": count_params(model), "world_size": world, "encoder_decoder": encoder_decoder,
                "strategy": cfg.strategy, "precision": cfg.precision,
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
