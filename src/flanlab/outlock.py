@@ -18,7 +18,7 @@ def lock_path(output: str | Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """A running process: a killed one whose parent died too can linger as a zombie nobody reaps (in a container
     whose init does not), still listed in /proc, so its state is read."""
     if not Path("/proc").is_dir():
@@ -65,7 +65,7 @@ def output_lock(output: str | Path, *, field: str = "output", enabled: bool = Tr
             if pid == os.getpid():  # this process holds it already
                 yield
                 return
-            if pid is not None and _alive(pid):
+            if pid is not None and process_alive(pid):
                 raise FlanlabError(f"in use by another flanlab process (pid {pid}); wait for it to finish, stop it, "
                                    "or pick another output", file=output, field=field) from None
             lock.unlink(missing_ok=True)  # its process is gone: take over

@@ -22,7 +22,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..config import StrictModel
 from ..errors import FlanlabError
-from ..outlock import output_lock
+from ..outlock import output_lock, process_alive
 from ..utils import resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
@@ -274,7 +274,7 @@ def _remove_stale_partials(out: Path) -> None:
     """Remove .partial-/.old- directories left by a killed `flanlab mix` on this output (their process is gone)."""
     for p in out.parent.glob(f".{out.name}.partial-*") if out.parent.is_dir() else []:
         pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
     for p in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else []:
         shutil.rmtree(p, ignore_errors=True)
