@@ -344,3 +344,16 @@ def test_final_loss_is_the_last_logged_line(tmp_path):
     last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
     assert (last["step"], s["final_loss_steps"]) == (6, 3) and s["final_loss"] == pytest.approx(last["loss"], abs=1e-5)
     assert s["last_step_loss"] != pytest.approx(s["final_loss"], abs=1e-6)  # one step alone is another quantity
+
+
+def test_openmp_wait_policy_follows_the_load_and_the_user_wins(monkeypatch):
+    import flanlab
+    monkeypatch.setattr(flanlab, "_usable_cores", lambda: 2)
+    for load, want in ((0.2, "ACTIVE"), (0.99, "ACTIVE"), (1.0, "PASSIVE"), (3.5, "PASSIVE")):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        monkeypatch.setattr(flanlab.os, "getloadavg", lambda load=load: (load, load, load))
+        got = flanlab._choose_wait_policy()
+        assert got["omp_wait_policy"] == want == flanlab.os.environ["OMP_WAIT_POLICY"]
+        assert got["chosen_by"] == f"load average {load:.2f} on 2 usable cores"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert flanlab._choose_wait_policy() == {"omp_wait_policy": "passive", "chosen_by": "OMP_WAIT_POLICY set by the user"}

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from .. import configure_threads
+from .. import THREADING, configure_threads
 from ..config import StrictModel
 from ..utils import atomic_write_text, code_version, markdown_table, resolve_path
 from ..errors import FlanlabError
@@ -333,7 +333,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage].
     Under torchrun (`flanlab eval --nproc N`) every process runs this: the engine deals batches out to them and
     gathers the answers, so each ends with all results; process 0 writes the files."""
-    configure_threads(cfg.threads)
+    threads = configure_threads(cfg.threads)
     procs = Processes()
     out = Path(cfg.output)
     if procs.rank != 0:
@@ -347,6 +347,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     engine = Engine(model, tok, fingerprint=fp, cache_path=out / "cache.jsonl", batch_tokens=cfg.batch_tokens,
                     max_prompt_len=cfg.max_prompt_len, processes=procs)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),
+               "threads": {**THREADING, "torch": threads},
                "benchmarks": {}, "notes": {}}
     all_preds = []
     t0 = time.time()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .. import configure_threads
+from .. import THREADING, configure_threads
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..outlock import output_lock
@@ -172,7 +172,7 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
 def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     procs = init_distributed()
     dist, rank, world = procs.dist, procs.rank, procs.world
-    configure_threads(cfg.threads)
+    threads = configure_threads(cfg.threads)
     if cfg.batch_size % world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {world} processes", file=file,
                            field="batch_size")
@@ -251,7 +251,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, "final_loss": logged[0],
                "final_loss_steps": logged[1], "last_step_loss": last_loss,
                "params": count_params(model), "world_size": world, "encoder_decoder": encoder_decoder,
-               "strategy": cfg.strategy, "precision": cfg.precision,
+               "strategy": cfg.strategy, "precision": cfg.precision, "threads": {**THREADING, "torch": threads},
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
                "train_tokens_this_run": tokens_seen,  # non-pad tokens this process consumed in this invocation
                # what this process holds between steps (a sharded tensor counts its local shard)
