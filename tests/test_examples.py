@@ -42,3 +42,29 @@ def test_flan_configs_validate_and_the_collection_plans():
                                                          "builtin": 60}
     from flanlab.tasks.registry import TaskFile
     validate(TaskFile, read_yaml(EX / "flan" / "hub_tasks.yaml"), file="hub_tasks.yaml")  # valid, not loaded (online)
+
+
+def test_main_job_is_a_real_finetune_with_or_without_the_data(tmp_path, monkeypatch):
+    from flanlab import cli, datapaths
+    from flanlab.experiments.run import RunConfig
+    toy = validate(RunConfig, read_yaml(EX / "toy.yaml"), file="toy.yaml")
+    assert toy.train.model.preset == "t5-1m" and toy.model_dump(exclude={"output"}) == RunConfig().model_dump(
+        exclude={"output"})  # the from-scratch toy, as `flanlab run` ran before
+    if datapaths.data_root() is not None:
+        job = cli.main_job()
+        cfg = validate(RunConfig, read_yaml(job), file=job)
+        assert job.name == "main.yaml" and cfg.train.model.checkpoint == "smollm2-135m" and cfg.train.model.lora
+        assert {b.name for b in cfg.eval.benchmarks} == {"mmlu", "bbh", "synthetic"} and cfg.baseline
+        plan = plan_mixture(cfg.mix, cfg.mix.registry.build(job.parent))
+        assert {p["collection"] for p in plan["tasks"]} == {"muffin", "t0sf", "niv2", "cot"}
+    # where there is no real data: the packages-only job, said plainly, never a traceback
+    monkeypatch.delenv("FLANLAB_DATA", raising=False)
+    monkeypatch.setattr(datapaths, "candidates", lambda: [tmp_path / "nowhere"])
+    job = cli.main_job()
+    cfg = validate(RunConfig, read_yaml(job), file=job)
+    assert job.name == "main_packages.yaml" and cfg.train.model.checkpoint == "smollm2-135m"
+    reg = cfg.mix.registry.build(job.parent)
+    assert not [t for p in plan_mixture(cfg.mix, reg)["tasks"] if (t := p["task"]).benchmark or t.held_out]
+    from test_cli import cli as run_cli
+    code, text = run_cli("mix", EX / "flan2022.yaml", "-o", tmp_path / "m")
+    assert code == 2 and "this config reads ${FLANLAB_DATA}: no real data directory: set FLANLAB_DATA" in text

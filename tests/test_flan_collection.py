@@ -41,7 +41,7 @@ def task_file(tmp_path: Path, tasks: list[dict], name="tasks.yaml") -> Path:
 
 
 def t0_task_file(tmp_path: Path) -> Path:
-    """A T0-SF task per template and Muffin tasks per dataset, both from one rendered parquet (as flan/tasks.yaml)."""
+    """A T0-SF task per template and Muffin tasks per dataset, both from one rendered parquet (as jobs/flan_tasks.yaml)."""
     write_parquet(tmp_path / "t0.parquet", t0_rows())
     return task_file(tmp_path, [
         {"dataset": "t0", "category": "t0sf", "collection": "t0sf",

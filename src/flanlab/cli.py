@@ -254,13 +254,27 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
     out.print(results_table(res), markup=False, highlight=False)
 
 
+def main_job() -> Path:
+    """The built-in job `flanlab run` runs without a config: the real-data job when the data is there, else the one
+    built from what the installed packages ship (said on the console either way)."""
+    from .datapaths import data_root
+    jobs = Path(__file__).parent / "jobs"
+    root = data_root()
+    if root is not None:
+        log_line(f"[run] built-in main job ({jobs / 'main.yaml'}): SmolLM2-135M-Instruct, the offline Flan 2022 "
+                 f"collection and MMLU/BBH from {root}")
+        return jobs / "main.yaml"
+    log_line(f"[run] no real data (../shared/data absent, FLANLAB_DATA unset): running the built-in job on what the "
+             f"installed packages ship ({jobs / 'main_packages.yaml'}: BIG-bench tasks, the built-in suite); for the "
+             "Flan collection, MMLU and BBH point FLANLAB_DATA at the data (README: Data)")
+    return jobs / "main_packages.yaml"
+
+
 def _run_config(config: Optional[Path], overrides: list[str]):
     from .config import apply_overrides, read_yaml, validate
     from .experiments.run import RunConfig
-    if config is None:
-        cfg, base = RunConfig(), None
-    else:
-        cfg, base = validate(RunConfig, read_yaml(config), file=config), config.parent
+    config = config or main_job()
+    cfg, base = validate(RunConfig, read_yaml(config), file=config), config.parent
     if overrides:
         cfg = validate(RunConfig, apply_overrides(cfg.model_dump(), overrides), file="<command line>")
     return cfg, base
@@ -268,7 +282,8 @@ def _run_config(config: Optional[Path], overrides: list[str]):
 
 @app.command()
 def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/train/eval sections; default: the "
-                                                           "built-in job."),
+                                                           "built-in main job (SmolLM2 + Flan; examples/toy.yaml is "
+                                                           "the from-scratch toy)."),
         overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.steps=50 (after CONFIG)"),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's)."),
         nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP + " Evaluation runs in one process."),

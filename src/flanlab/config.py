@@ -107,7 +107,7 @@ def read_yaml(path: str | Path) -> Any:
         raise FlanlabError("file not found", file=path)
     text = read_text(path)
     try:
-        return yaml.safe_load(text)
+        return expand_data_root(yaml.safe_load(text), path)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -117,6 +117,26 @@ def read_yaml(path: str | Path) -> Any:
 # top-level keys of a file that holds stage sections (a run or sweep config read by one stage's command)
 RUN_KEYS = ("output", "mix", "train", "eval", "baseline", "base", "num_tasks", "presets", "cot_shares", "seeds",
             "task_order_seed")
+
+
+DATA_VAR = "${FLANLAB_DATA}"
+
+
+def expand_data_root(data: Any, file: object) -> Any:
+    """`${FLANLAB_DATA}` in a config's strings is the real-data directory (flanlab.datapaths.data_root); a config
+    that names it where there is none fails with how to provide one."""
+    if isinstance(data, dict):
+        return {k: expand_data_root(v, file) for k, v in data.items()}
+    if isinstance(data, list):
+        return [expand_data_root(v, file) for v in data]
+    if isinstance(data, str) and DATA_VAR in data:
+        from .datapaths import data_root
+        try:
+            root = data_root(required=True)
+        except FlanlabError as e:
+            raise FlanlabError(f"this config reads {DATA_VAR}: {e.message}", file=file, field=e.field) from None
+        return data.replace(DATA_VAR, str(root))
+    return data
 
 
 def read_section(path: str | Path, name: str) -> tuple[Any, str]:
