@@ -26,6 +26,7 @@ def test_run_end_to_end_and_stage_cache(tmp_path):
         assert (out / f).exists(), f
     table = (out / "summary.md").read_text()
     assert "| before | after | change | paired 95% CI |" in table and "CoT + self-consistency" in table
+    assert table.startswith("**t5-1m**, 4 steps (final loss ") and "wall time" in table and "TyDiQA" not in table
     cmp = json.loads((out / "compare.json").read_text())
     for r in cmp["rows"]:  # the change is the difference of the two printed scores
         stage = {s: rep["results"][s]["benchmarks"][r["benchmark"]][r["mode"]]["score"] for s in ("before", "after")}

@@ -12,6 +12,7 @@ import yaml
 from safetensors.torch import load_file
 
 from flanlab.mixture import MixConfig, build_mixture
+from flanlab.outlock import process_alive
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -105,9 +106,14 @@ def test_fsdp_kill9_resume_is_bit_identical_and_another_process_count_reads_the_
         assert p.poll() is None, p.stdout.read().decode()[-3000:]
         assert time.time() < deadline
         time.sleep(0.01)
+    owner = int((tmp_path / ".k.lock").read_text())  # process 0, which holds the output's lock
     os.killpg(p.pid, signal.SIGKILL)  # the launcher and both workers, possibly mid-write of the next checkpoint
     p.wait()
     assert not (run / "final").exists(), "run finished before the kill; the test proves nothing"
+    deadline = time.time() + 60  # a worker can outlive its launcher briefly; the lock refuses to resume under it
+    while process_alive(owner):
+        assert time.time() < deadline
+        time.sleep(0.1)
     summary = _train(cfg, 2)
     assert summary["resumed_from"] >= 6 and not list(run.glob(".tmp-*"))
     a = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))

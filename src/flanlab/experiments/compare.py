@@ -120,8 +120,10 @@ def comparison_table(cmp: dict) -> str:
         rows.append([f"normalized average ({avg['label']})", "", "0.0", f"{avg['a']:.1f}", f"{avg['b']:.1f}",
                      f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]"])
     text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI"], rows)
-    notes = ["Scores in % (exact match / accuracy; TyDiQA: exact match). micro = mean over items; macro over N = mean "
-             "of the N tasks' (subjects', languages') scores.",
+    tydiqa = " (TyDiQA: exact match; its F1 is in results.json)" if any(r["benchmark"].startswith("tydiqa")
+                                                                         for r in cmp["rows"]) else ""
+    notes = [f"Scores in % (accuracy / exact match){tydiqa}. micro = mean over items; macro over N = mean of the N "
+             "tasks' (subjects', languages') scores; random = the score of guessing.",
              f"Change = {b} - {a}; its 95% CI is a paired bootstrap ({cmp['samples']} resamples of the items within "
              "each task, the same items for both) of that same difference."]
     if avg:

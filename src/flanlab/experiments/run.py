@@ -175,10 +175,22 @@ class _Stage:
 
 
 def run_table(report: dict) -> str:
-    """Before/after with paired CIs when the run evaluated both, else the one evaluation's scores."""
-    if report.get("comparison"):
-        return comparison_table(report["comparison"])
-    return summary_table(report["results"])
+    """A header line (model, data, steps, wall time), then before/after with paired CIs when the run evaluated
+    both, else the one evaluation's scores."""
+    table = comparison_table(report["comparison"]) if report.get("comparison") else summary_table(report["results"])
+    return (run_header(report) + "\n\n" + table) if "config" in report and "mixture" in report else table
+
+
+def run_header(report: dict) -> str:
+    model = report["config"]["train"]["model"]
+    what = model.get("checkpoint") or model.get("preset")
+    lora = f" + LoRA r={model['lora']['r']}" if model.get("lora") else ""
+    t, train = report.get("timing", {}), report["train"]
+    total = t.get("total", sum(v for k, v in t.items() if k in ("mix", "train") or k.startswith("eval_")))
+    wall = f"{total / 60:.1f} min" if total else "-"
+    return (f"**{what}{lora}**, {train['steps']} steps (final loss {train['final_loss']:.3f}) on "
+            f"{report['mixture']['examples']:,} mixture examples; wall time {wall}"
+            + (f", peak RSS {t['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in t else "") + ".")
 
 
 def summary_table(results: dict) -> str:
