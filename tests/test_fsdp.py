@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,12 +107,17 @@ def test_fsdp_kill9_resume_is_bit_identical_and_another_process_count_reads_the_
         assert p.poll() is None, p.stdout.read().decode()[-3000:]
         assert time.time() < deadline
         time.sleep(0.01)
-    owner = int((tmp_path / ".k.lock").read_text())  # process 0, which holds the output's lock
+    workers = _descendants(p.pid)  # torchrun's workers: killed with it, wherever their process group is
     os.killpg(p.pid, signal.SIGKILL)  # the launcher and both workers, possibly mid-write of the next checkpoint
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     p.wait()
-    assert not (run / "final").exists(), "run finished before the kill; the test proves nothing"
-    deadline = time.time() + 60  # a worker can outlive its launcher briefly; the lock refuses to resume under it
-    while process_alive(owner):
+    assert workers and not (run / "final").exists(), "run finished before the kill; the test proves nothing"
+    deadline = time.time() + 60
+    while any(process_alive(pid) for pid in workers):  # a killed process lingers until the kernel reaps it
         assert time.time() < deadline
         time.sleep(0.1)
     summary = _train(cfg, 2)
@@ -129,6 +135,24 @@ def test_fsdp_kill9_resume_is_bit_identical_and_another_process_count_reads_the_
     assert _max_diff(a, {k: v for k, v in model.state_dict().items() if k in a}) == 0.0
     state = next(iter(opt.state.values()))
     assert state["step"] == 30 and {"exp_avg_sq_row", "exp_avg_sq_col"} <= state.keys()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, read from /proc (children, their children, ...)."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    out, todo = [], [pid]
+    while todo:
+        cur = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == cur]
+        out += kids
+        todo += kids
+    return out
 
 
 def test_resuming_across_strategies_is_refused_with_the_reason(mixture, tmp_path):
