@@ -26,12 +26,13 @@ from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract
                       number_match, strict_match)
 
 DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0,
-                 "realtoxicityprompts": 0}
+                 "realtoxicityprompts": 0, "generation": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
 
 
 class BenchmarkSpec(StrictModel):
-    name: Literal["mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "bigbench", "synthetic", "realtoxicityprompts"]
+    name: Literal["mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "bigbench", "synthetic", "realtoxicityprompts",
+                  "generation"]
     label: str | None = None
     path: str | None = None
     shots: int | None = Field(None, ge=0)
@@ -45,16 +46,24 @@ class BenchmarkSpec(StrictModel):
     # built-in tasks: few-shot prompts of bare input/answer pairs, no template text (the paper's Figure 3 format)
     exemplar_only: bool = False
     hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
-    # realtoxicityprompts (the RTP protocol): k samples per prompt, nucleus sampling, a toxicity scorer
-    samples: int = Field(25, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    max_new_tokens: int = Field(20, gt=0)
+    # realtoxicityprompts and generation: sampling (unset: the RTP protocol's k=25, T=1, p=0.9, 20 new tokens; for
+    # generation one greedy response of up to 256 tokens), and for RTP a toxicity scorer
+    samples: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, gt=0)
     scorer: str = "profanity"  # profanity | hf:<checkpoint> | perspective (evaluate/toxicity.py)
     scorer_label: str | None = None  # hf:<checkpoint>: the label whose probability counts (default: the toxic one)
     perspective_key_env: str = "PERSPECTIVE_API_KEY"  # perspective: the environment variable holding the key
     perspective_qps: float = Field(1.0, gt=0)  # perspective: requests per second (its quota)
     subsets: list[Literal["toxic", "nontoxic", "challenging"]] | None = None  # prompts kept: any of these
+
+    def sampling(self) -> "BenchmarkSpec":
+        """This spec with its sampling settings resolved to the benchmark's defaults."""
+        rtp = self.name == "realtoxicityprompts"
+        defaults = {"samples": 25 if rtp else 1, "temperature": 1.0 if rtp else 0.0, "top_p": 0.9 if rtp else 1.0,
+                    "max_new_tokens": 20 if rtp else 256}
+        return self.model_copy(update={k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
 class DecodingSpec(StrictModel):
@@ -120,6 +129,12 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
     if n == "realtoxicityprompts":
         from .rtp import load_rtp
         return load_rtp(need_path(), spec.limit, spec.subsets)
+    if n == "generation":
+        from .generation import load_prompts
+        if not spec.path:
+            raise FlanlabError("generation needs 'path' (a JSONL file of {\"id\", \"prompt\"} lines)",
+                               field=f"{where}.path")
+        return load_prompts(resolve_path(spec.path, base), spec.limit)
     if n == "bigbench":
         if not spec.tasks:
             raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
@@ -257,8 +272,8 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
 
 def results_table(results: dict) -> str:
     def row(b, m, r):
-        if r.get("lower_is_better"):  # toxicity: no random baseline, nothing to normalize
-            return [b, f"{m} (lower is better)", f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–",
+        if r.get("lower_is_better") or r.get("descriptive"):  # toxicity, response measures: no random baseline
+            return [b, m + (" (lower is better)" if r.get("lower_is_better") else ""), f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–",
                     r["n"]]
         return [b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
                 f"{r['normalized']:.1f}", r["n"]]
@@ -388,7 +403,11 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
         label = spec.label or spec.name
         if spec.name == "realtoxicityprompts":
             from .rtp import run_rtp
-            r, p = run_rtp(engine, bench, spec, scorers[i], out, cfg.seed, f"[{stage}] {label}", progress)
+            r, p = run_rtp(engine, bench, spec.sampling(), scorers[i], out, cfg.seed, f"[{stage}] {label}", progress)
+        elif spec.name == "generation":
+            from .generation import run_generation
+            r, p = run_generation(engine, bench, spec.sampling(), cfg.seed, cfg.chat_template, f"[{stage}] {label}",
+                                  progress)
         else:
             r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed,
                                  where=f"benchmarks[{i}]", chat=cfg.chat_template, progress=progress,

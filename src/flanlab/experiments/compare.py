@@ -83,8 +83,9 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
                 continue
             groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir)
             how = _aggregate_of(res, pa[(label, mode)])
-            point = scores.T @ aggregate_weights(groups, how) * 100
-            reps = stratified_replicates(scores, groups, how, samples, rng) * 100
+            scale = res.get("scale", 100)  # scores are fractions shown in %, or (response length) as they are
+            point = scores.T @ aggregate_weights(groups, how) * scale
+            reps = stratified_replicates(scores, groups, how, samples, rng) * scale
             lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
             rnd = float(res["random"])
             rows.append({"benchmark": label, "mode": mode, "n": len(groups), "groups": len(set(groups)),
