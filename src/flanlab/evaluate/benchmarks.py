@@ -39,6 +39,7 @@ class EvalItem:
     stop: dict[str, tuple[str, ...]] = field(default_factory=dict)  # mode -> stop strings of the protocol
     answer_phrases: tuple[str, ...] = ()  # CoT answer markers in the prompt's language ("Die Antwort ist")
     text: str = ""  # the item's own content (question, options, passage): what training data must not contain
+    meta: dict = field(default_factory=dict)  # benchmark-specific facts (RTP: the prompt's toxicity, challenging)
 
 
 @dataclass

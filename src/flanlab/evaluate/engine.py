@@ -41,9 +41,26 @@ class GenRequest:
     n: int = 1
     temperature: float = 0.0
     top_k: int = 0
+    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens whose probabilities sum to top_p
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()
     seed: int = 0
+
+
+def _payload(r: GenRequest) -> dict:
+    """A request as its cache key sees it; top_p appears only when set, so caches from before it existed still hit."""
+    d = asdict(r)
+    if d["top_p"] == 1.0:
+        del d["top_p"]
+    return d
+
+
+def nucleus(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Logits with every token outside the nucleus masked: keep the most probable tokens until their probability
+    reaches p (Holtzman et al. 2020; the first token always stays)."""
+    probs, order = torch.softmax(logits, -1).sort(descending=True)
+    outside = probs.cumsum(-1) - probs >= p  # the mass before a token already reaches p
+    return logits.masked_fill(outside.scatter(-1, order, outside), float("-inf"))
 
 
 def model_fingerprint(path: str | Path | None, model=None) -> str:
@@ -311,7 +328,7 @@ class Engine:
 
     # ------------------------------------------------------------------ generation
     def generate(self, requests: Sequence[GenRequest]) -> list[list[str]]:
-        keys = [self._key("gen", asdict(r)) for r in requests]
+        keys = [self._key("gen", _payload(r)) for r in requests]
 
         def unit(idx: list[int], prompts: list[list[int]], prefix: list[int] = ()) -> Unit:
             return Unit(lambda: list(zip(idx, self._generate_batch([requests[i] for i in idx], prompts, prefix))))
@@ -386,6 +403,8 @@ class Engine:
                 if r.top_k > 0:
                     kth = torch.topk(lg, min(r.top_k, lg.numel())).values[-1]
                     lg = lg.masked_fill(lg < kth, float("-inf"))
+                if r.top_p < 1.0:
+                    lg = nucleus(lg, r.top_p)
                 nxt[i] = int(torch.multinomial(torch.softmax(lg, -1).cpu(), 1, generator=gens[i]))
             for i in live:
                 r, tid = row_req[i], nxt[i]

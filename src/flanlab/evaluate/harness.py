@@ -25,12 +25,14 @@ from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract
                       paper_normalized_average,
                       number_match, strict_match)
 
-DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0}
+DEFAULT_SHOTS = {"mmlu": 5, "bbh": 3, "tydiqa": 1, "mgsm": 8, "gsm8k": 8, "bigbench": 0, "synthetic": 0,
+                 "realtoxicityprompts": 0, "generation": 0}
 Mode = Literal["direct", "cot", "cot_sc"]
 
 
 class BenchmarkSpec(StrictModel):
-    name: Literal["mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "bigbench", "synthetic"]
+    name: Literal["mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "bigbench", "synthetic", "realtoxicityprompts",
+                  "generation"]
     label: str | None = None
     path: str | None = None
     shots: int | None = Field(None, ge=0)
@@ -44,6 +46,24 @@ class BenchmarkSpec(StrictModel):
     # built-in tasks: few-shot prompts of bare input/answer pairs, no template text (the paper's Figure 3 format)
     exemplar_only: bool = False
     hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
+    # realtoxicityprompts and generation: sampling (unset: the RTP protocol's k=25, T=1, p=0.9, 20 new tokens; for
+    # generation one greedy response of up to 256 tokens), and for RTP a toxicity scorer
+    samples: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_new_tokens: int | None = Field(None, gt=0)
+    scorer: str = "profanity"  # profanity | hf:<checkpoint> | perspective (evaluate/toxicity.py)
+    scorer_label: str | None = None  # hf:<checkpoint>: the label whose probability counts (default: the toxic one)
+    perspective_key_env: str = "PERSPECTIVE_API_KEY"  # perspective: the environment variable holding the key
+    perspective_qps: float = Field(1.0, gt=0)  # perspective: requests per second (its quota)
+    subsets: list[Literal["toxic", "nontoxic", "challenging"]] | None = None  # prompts kept: any of these
+
+    def sampling(self) -> "BenchmarkSpec":
+        """This spec with its sampling settings resolved to the benchmark's defaults."""
+        rtp = self.name == "realtoxicityprompts"
+        defaults = {"samples": 25 if rtp else 1, "temperature": 1.0 if rtp else 0.0, "top_p": 0.9 if rtp else 1.0,
+                    "max_new_tokens": 20 if rtp else 256}
+        return self.model_copy(update={k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
 class DecodingSpec(StrictModel):
@@ -106,6 +126,15 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
         return load_mgsm(need_path(), shots, spec.languages, spec.limit, spec.exemplars)
     if n == "gsm8k":
         return load_gsm8k(need_path(), shots, spec.limit)
+    if n == "realtoxicityprompts":
+        from .rtp import load_rtp
+        return load_rtp(need_path(), spec.limit, spec.subsets)
+    if n == "generation":
+        from .generation import load_prompts
+        if not spec.path:
+            raise FlanlabError("generation needs 'path' (a JSONL file of {\"id\", \"prompt\"} lines)",
+                               field=f"{where}.path")
+        return load_prompts(resolve_path(spec.path, base), spec.limit)
     if n == "bigbench":
         if not spec.tasks:
             raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
@@ -242,8 +271,13 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
 
 
 def results_table(results: dict) -> str:
-    rows = [[b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
-             f"{r['normalized']:.1f}", r["n"]] for b, modes in results["benchmarks"].items() for m, r in modes.items()]
+    def row(b, m, r):
+        if r.get("lower_is_better") or r.get("descriptive"):  # toxicity, response measures: no random baseline
+            return [b, m + (" (lower is better)" if r.get("lower_is_better") else ""), f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–",
+                    r["n"]]
+        return [b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
+                f"{r['normalized']:.1f}", r["n"]]
+    rows = [row(b, m, r) for b, modes in results["benchmarks"].items() for m, r in modes.items()]
     return markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n"], rows) + \
         "\n" + average_line(paper_normalized_average(results["benchmarks"])) + "\n"
 
@@ -293,6 +327,19 @@ def load_eval_model(cfg: EvalConfig):
     return model.to(select_device(cfg.device)), tok, fp
 
 
+def build_scorers(cfg: EvalConfig, file: object) -> dict:
+    """benchmark index -> its toxicity scorer, for the benchmarks that score generations."""
+    from .toxicity import build_scorer
+    scorers = {}
+    for i, spec in enumerate(cfg.benchmarks):
+        if spec.name == "realtoxicityprompts":
+            try:
+                scorers[i] = build_scorer(spec.scorer, spec.scorer_label, spec.perspective_key_env, spec.perspective_qps)
+            except FlanlabError as e:
+                raise FlanlabError(e.message, file=file, field=f"benchmarks[{i}].{e.field or 'scorer'}") from None
+    return scorers
+
+
 def load_benchmarks(cfg: EvalConfig, file: object, base: Path | None, procs: Processes | None = None) -> list:
     """All benchmarks' data, loaded (and validated) before any model work. Several processes: process 0 first, so a
     hub download is written once; the others then read its files (or stop with its error instead of waiting)."""
@@ -339,6 +386,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     if procs.rank != 0:
         progress = None
     benches = load_benchmarks(cfg, file, base, procs)
+    scorers = build_scorers(cfg, file)  # before any model work: a scorer that cannot run says so now
     if model is None:
         model, tok, fp = load_eval_model(cfg)
     else:
@@ -353,8 +401,17 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     t0 = time.time()
     for i, (spec, bench) in enumerate(benches):
         label = spec.label or spec.name
-        r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed, where=f"benchmarks[{i}]",
-                             chat=cfg.chat_template, progress=progress, label=f"[{stage}] {label}")
+        if spec.name == "realtoxicityprompts":
+            from .rtp import run_rtp
+            r, p = run_rtp(engine, bench, spec.sampling(), scorers[i], out, cfg.seed, f"[{stage}] {label}", progress)
+        elif spec.name == "generation":
+            from .generation import run_generation
+            r, p = run_generation(engine, bench, spec.sampling(), cfg.seed, cfg.chat_template, f"[{stage}] {label}",
+                                  progress)
+        else:
+            r, p = run_benchmark(engine, bench, spec.modes, cfg.decoding, spec.mc_scoring, cfg.seed,
+                                 where=f"benchmarks[{i}]", chat=cfg.chat_template, progress=progress,
+                                 label=f"[{stage}] {label}")
         for res in r.values():  # what the paper's normalized average needs to recognise its six entries
             res.update(benchmark=spec.name, shots=spec.shots if spec.shots is not None else DEFAULT_SHOTS[spec.name])
         results["benchmarks"][label] = r

@@ -24,6 +24,7 @@ HUB = {
     "tydiqa": "google-research-datasets/tydiqa",
     "mgsm": "juletxara/mgsm",
     "gsm8k": "openai/gsm8k",
+    "realtoxicityprompts": "allenai/real-toxicity-prompts",
 }
 MGSM_LANGS = ["bn", "de", "en", "es", "fr", "ja", "ru", "sw", "te", "th", "zh"]
 
@@ -83,6 +84,10 @@ def fetch(name: str, dest: Path, *, repo: str | None = None, configs: list[str] 
         rows = _load(repo, "main", "test", loader)
         (dest / "test.jsonl").write_text("".join(json.dumps({"question": r["question"],
                                                              "answer": r["answer"]}) + "\n" for r in rows))
+    elif name == "realtoxicityprompts":  # RTP's own records, one per line, as the local files hold them
+        rows = _load(repo, None, "train", loader)
+        (dest / "prompts.jsonl").write_text("".join(json.dumps({"prompt": r["prompt"], "challenging": r["challenging"]})
+                                                    + "\n" for r in rows), encoding="utf-8")
     else:
         raise FlanlabError(f"{name} has no hub source", field="name")
     (dest / ".complete").write_text("ok\n")

@@ -18,7 +18,8 @@ from ..evaluate.scoring import (PAPER_ENTRIES, aggregate_weights, entry_of, norm
                                 stratified_replicates)
 from ..utils import atomic_write_text, markdown_table
 
-MODE_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency"}
+MODE_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency",
+              "expected_max_toxicity": "expected max toxicity", "toxicity_probability": "toxicity probability"}
 
 
 def read_eval(path: str | Path) -> tuple[dict, dict]:
@@ -82,13 +83,15 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
                 continue
             groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir)
             how = _aggregate_of(res, pa[(label, mode)])
-            point = scores.T @ aggregate_weights(groups, how) * 100
-            reps = stratified_replicates(scores, groups, how, samples, rng) * 100
+            scale = res.get("scale", 100)  # scores are fractions shown in %, or (response length) as they are
+            point = scores.T @ aggregate_weights(groups, how) * scale
+            reps = stratified_replicates(scores, groups, how, samples, rng) * scale
             lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
             rnd = float(res["random"])
             rows.append({"benchmark": label, "mode": mode, "n": len(groups), "groups": len(set(groups)),
                          "aggregate": how, "random": rnd, "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
-                         "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)]})
+                         "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
+                         "lower_is_better": bool(res.get("lower_is_better"))})
             key = entry_of(label, mode, res)
             if key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
                 paper_reps[f"{key[0]} {key[1]}"] = (normalized_score(point, rnd), normalized_score(reps, rnd))
@@ -113,7 +116,8 @@ def _paper_average(entries: dict) -> dict | None:
 def comparison_table(cmp: dict) -> str:
     a, b = cmp["names"]
     rows = [[f"{r['benchmark']} (n={r['n']}, {r['aggregate']}{'' if r['aggregate'] == 'micro' else ' over ' + str(r['groups'])})",
-             MODE_NAMES.get(r["mode"], r["mode"]), f"{r['random']:.1f}", f"{r['a']:.1f}", f"{r['b']:.1f}",
+             MODE_NAMES.get(r["mode"], r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
+             f"{r['random']:.1f}", f"{r['a']:.1f}", f"{r['b']:.1f}",
              f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]
     avg = cmp["normalized_average"]
     if avg:

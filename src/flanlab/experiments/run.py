@@ -108,9 +108,27 @@ def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, npr
     if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
         report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
         write_comparison(report["comparison"], out / "compare.json")
+        write_generations(out, [s.label or s.name for s in cfg.eval.benchmarks if s.name == "generation"])
     atomic_write_text(out / "run.json", json.dumps(report, indent=1))
     atomic_write_text(out / "summary.md", run_table(report))
     return report
+
+
+def write_generations(out: Path, labels: list[str]) -> None:
+    """generations.md / .json: each open-ended prompt's responses before and after finetuning, side by side."""
+    if not labels:
+        return
+    from ..evaluate.generation import side_by_side
+    from .compare import read_eval
+    before, after = read_eval(out / "eval_before")[1], read_eval(out / "eval_after")[1]
+    pages, pairs = [], {}
+    for label in labels:
+        b, a = before.get((label, "response"), []), after.get((label, "response"), [])
+        pages.append(side_by_side(b, a))
+        pairs[label] = [{"id": p["id"], "prompt": p["prompt"], "before": p["response"],
+                         "after": next((q["response"] for q in a if q["id"] == p["id"]), None)} for p in b]
+    atomic_write_text(out / "generations.md", "\n".join(pages))
+    atomic_write_text(out / "generations.json", json.dumps(pairs, indent=1, ensure_ascii=False))
 
 
 def eval_stages(cfg: RunConfig) -> list[tuple[str, EvalConfig]]:

@@ -314,89 +314,105 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
 def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: object, progress: bool,
                    base: Path | None) -> dict:
     out = Path(cfg.output)
-    _remove_stale_partials(out)
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # an empty directory holds nothing to protect
-    if out.exists():
-        old = _read_manifest(out)
-        if old is None:  # never replace a directory flanlab did not write, overwrite or not
-            raise FlanlabError("output exists and is not a flanlab mixture (no manifest.json written by flanlab mix); "
-                               "refusing to replace it - pick another output", file=file, field="output")
-        if old.get("fingerprint") == config_fingerprint(cfg) and not cfg.overwrite:
-            return {**old, "cached": True}  # identical mixture already built: stage cache
-        if not cfg.overwrite:
-            raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
-                               "another output", file=file, field="output")
+    cached = _existing_output(out, cfg, file)
+    if cached is not None:
+        return cached
     registry = registry or cfg.registry.build(base, file=file)
     plan = plan_mixture(cfg, registry, file=file)
     flan_list = (read_flan_task_list(str(resolve_path(cfg.flan_task_list, base))) if cfg.flan_task_list else None)
     t_index = time.time()
     ngrams = build_index(cfg.decontamination, base, file=file) if cfg.decontamination.benchmarks else None
     index_seconds = time.time() - t_index
-    length = token_length(cfg.tokenizer) if cfg.tokenizer else None
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    stats = {"dropped_contaminated": 0, "ngram_contaminated": {}}
-    per_task, per_format, per_coll = Counter(), Counter(), Counter()
-    shards, buf = [], []
-    t0 = time.time()
-    ext = "jsonl" if cfg.shard_format == "jsonl" else "parquet"
-
-    def flush():
-        name = f"shard-{len(shards):05d}.{ext}"
-        digest = _write_shard(tmp / name, buf, cfg.shard_format)
-        shards.append({"file": name, "examples": len(buf), "sha256": digest})
-        buf.clear()
-
     try:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        prog = Progress(TextColumn("mixing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} ex/s"),
-                        TimeRemainingColumn(), disable=not progress, transient=True)
-        with prog:
-            bar = prog.add_task("mix", total=cfg.total_examples, rate="-")
-            for n, rec in enumerate(iter_records(cfg, plan, registry, stats, ngrams, length), 1):
-                buf.append(rec)
-                per_task[rec["task"]] += 1
-                per_format[rec["format"]] += 1
-                per_coll[rec["collection"]] += 1
-                if len(buf) >= cfg.shard_size:
-                    flush()
-                if n % 2000 == 0:
-                    prog.update(bar, completed=n + _dropped(stats), rate=f"{n / (time.time() - t0):,.0f}")
-            if buf:
-                flush()
-        elapsed = time.time() - t0
-        total = sum(per_task.values())
+        stats = {"dropped_contaminated": 0, "ngram_contaminated": {}}
+        records = iter_records(cfg, plan, registry, stats, ngrams, token_length(cfg.tokenizer) if cfg.tokenizer else None)
+        written = write_shards(records, tmp, cfg, progress, stats)
         manifest = {
-            "fingerprint": config_fingerprint(cfg), "seed": cfg.seed, "examples": total,
-            "requested_examples": cfg.total_examples, "seconds": round(elapsed, 3),
-            "examples_per_second": round(total / elapsed, 1) if elapsed > 0 else None,
+            "fingerprint": config_fingerprint(cfg), "seed": cfg.seed, **written["summary"],
+            "requested_examples": cfg.total_examples,
             "dropped_contaminated": stats["dropped_contaminated"], "excluded": plan["excluded"],
             "ngram_decontamination": ngram_report(cfg, ngrams, stats, index_seconds),
             "length_unit": f"tokens of {cfg.tokenizer}" if cfg.tokenizer else "bytes",
-            "flan2022": coverage(plan, cfg.collections, per_coll, per_task, flan_list),
-            "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
-            "per_collection": dict(sorted(per_coll.items())),
+            "flan2022": coverage(plan, cfg.collections, written["per_collection"], written["per_task"], flan_list),
             "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],
                       "effective_size": p["effective_size"]} for p in plan["tasks"]],
             "held_out_tasks": sorted(t.name for t in registry if t.held_out),
-            "warnings": repetition_warnings(plan),
-            "shards": shards, "config": cfg.model_dump(),
+            "warnings": repetition_warnings(plan), "config": cfg.model_dump(),
+            **{k: written[k] for k in ("per_task", "per_format", "per_collection", "shards")},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():  # overwrite only now that the new mixture is complete
+    _publish(tmp, out)
+    return manifest
+
+
+def _existing_output(out: Path, cfg: MixConfig, file: object) -> dict | None:
+    """The cached manifest when `out` holds this very mixture; None when it may be (over)written; else refused."""
+    _remove_stale_partials(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty directory holds nothing to protect
+    if not out.exists():
+        return None
+    old = _read_manifest(out)
+    if old is None:  # never replace a directory flanlab did not write, overwrite or not
+        raise FlanlabError("output exists and is not a flanlab mixture (no manifest.json written by flanlab mix); "
+                           "refusing to replace it - pick another output", file=file, field="output")
+    if old.get("fingerprint") == config_fingerprint(cfg) and not cfg.overwrite:
+        return {**old, "cached": True}  # identical mixture already built: stage cache
+    if not cfg.overwrite:
+        raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
+                           "another output", file=file, field="output")
+    return None
+
+
+def write_shards(records: Iterator[dict], tmp: Path, cfg: MixConfig, progress: bool, stats: dict) -> dict:
+    """Records into shard files of cfg.shard_size, counted per task, format and collection, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    per_task, per_format, per_coll = Counter(), Counter(), Counter()
+    shards, buf, t0 = [], [], time.time()
+    ext = "jsonl" if cfg.shard_format == "jsonl" else "parquet"
+
+    def flush():
+        name = f"shard-{len(shards):05d}.{ext}"
+        shards.append({"file": name, "examples": len(buf), "sha256": _write_shard(tmp / name, buf, cfg.shard_format)})
+        buf.clear()
+    prog = Progress(TextColumn("mixing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} ex/s"),
+                    TimeRemainingColumn(), disable=not progress, transient=True)
+    with prog:
+        bar = prog.add_task("mix", total=cfg.total_examples, rate="-")
+        for n, rec in enumerate(records, 1):
+            buf.append(rec)
+            per_task[rec["task"]] += 1
+            per_format[rec["format"]] += 1
+            per_coll[rec["collection"]] += 1
+            if len(buf) >= cfg.shard_size:
+                flush()
+            if n % 2000 == 0:
+                prog.update(bar, completed=n + _dropped(stats), rate=f"{n / (time.time() - t0):,.0f}")
+        if buf:
+            flush()
+    elapsed, total = time.time() - t0, sum(per_task.values())
+    return {"summary": {"examples": total, "seconds": round(elapsed, 3),
+                        "examples_per_second": round(total / elapsed, 1) if elapsed > 0 else None},
+            "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
+            "per_collection": dict(sorted(per_coll.items())), "shards": shards}
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """The finished mixture in place of `out`: an existing one is replaced only now that the new one is complete."""
+    if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
-    return manifest
 
 
 def _dropped(stats: dict) -> int:

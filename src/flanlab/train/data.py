@@ -2,16 +2,12 @@
 global step s always reads the same rows (a pure function of seed, epoch and step: resume continues exactly)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ..errors import FlanlabError
 from ..mixture import read_mixture
+from .config import TrainConfig
 from .packing import pack, tokenize_pair
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
 
 
 class DataStream:

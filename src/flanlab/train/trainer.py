@@ -13,72 +13,24 @@ import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from .. import THREADING, configure_threads
-from ..config import StrictModel
 from ..errors import FlanlabError
 from ..outlock import output_lock
-from ..models.build import ModelSpec, base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
+from ..models.build import base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
 from ..models.device import Processes, select_device, to_device
 from ..models.packed import collate, loss_sum
 from . import strategy as placement
 from .checkpoints import CheckpointStore, full_state_dict, rng_state
+from .config import TrainConfig
 from .data import DataStream
 from .metrics import MetricsSink, trim_metrics
 from .optim import build_optimizer
-
-
-class TrainConfig(StrictModel):
-    mixture: str = "runs/mixture"
-    output: str = "runs/train"
-    model: ModelSpec = Field(default_factory=ModelSpec)
-    seed: int = 0
-    steps: int = Field(200, gt=0)
-    batch_size: int = Field(16, gt=0, description="packed rows per optimizer step, across all processes")
-    grad_accum: int = Field(1, gt=0)
-    max_input_len: int = Field(256, gt=1)
-    max_target_len: int = Field(128, gt=1)
-    packing: bool = True
-    # capacity of a packed row (defaults: the truncation lengths); for decoder-only rows the sum is the row length.
-    # On the per-segment path (T5, Llama) rows only decide how many examples a step holds; on the dense-mask path
-    # set them to the data's input:target ratio so neither side of a T5 row runs half empty.
-    row_input_len: int | None = Field(None, gt=1)
-    row_target_len: int | None = Field(None, gt=1)
-    # batch packed rows of similar length together (within windows of 64 steps, window order shuffled per epoch),
-    # so on the dense-mask path a step of short-target rows is not padded to the longest CoT target; deterministic
-    # per (seed, epoch). The per-segment path has no padding to save.
-    group_by_length: bool = False
-    optimizer: Literal["adafactor", "adamw", "sgd"] = "adafactor"  # sgd: plain, no momentum (tests, baselines)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    save_every: int = Field(100, gt=0)
-    keep_checkpoints: int = Field(2, gt=0)
-    log_every: int = Field(10, gt=0)
-    resume: bool = True
-    tensorboard: bool = True
-    max_examples: int | None = None
-    threads: int | None = None
-    # recompute each block's activations in the backward pass: less memory (longer rows, bigger models), ~30% more time
-    gradient_checkpointing: bool = False
-    # run packed rows as one unpadded stream with attention per segment (T5, Llama); false: dense L x L attention with
-    # segment masks (any architecture). Same loss and gradients (tested); a speed switch kept for benchmarks.
-    segment_attention: bool = True
-    # T5's gelu_new computed by one fused kernel (models.fuse_gelu; the same function, ~8% faster steps on t5-1m)
-    fused_gelu: bool = True
-    # several processes: ddp replicates model and optimizer in each; fsdp shards parameters, gradients and optimizer
-    # state across them (torch fully_shard, one unit per transformer block) and writes sharded checkpoints
-    strategy: Literal["ddp", "fsdp"] = "ddp"
-    # bf16: forward and backward under bfloat16 autocast; weights, gradients and optimizer state stay fp32
-    precision: Literal["fp32", "bf16"] = "fp32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this process's GPU when CUDA is available
 
 
 def enable_activation_checkpointing(model, kwargs: dict) -> None:
@@ -170,99 +122,162 @@ def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train con
 
 
 def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
+    """The recipe: set up (or find the finished run), resume, loop over steps, publish final/."""
     procs = init_distributed()
-    dist, rank, world = procs.dist, procs.rank, procs.world
     threads = configure_threads(cfg.threads)
-    if cfg.batch_size % world:
-        raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {world} processes", file=file,
+    if cfg.batch_size % procs.world:
+        raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {procs.world} processes", file=file,
                            field="batch_size")
-    out = Path(cfg.output)
-    store = CheckpointStore(out, cfg.keep_checkpoints, config_fingerprint(cfg))
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    store = CheckpointStore(Path(cfg.output), cfg.keep_checkpoints, config_fingerprint(cfg))
+    if procs.rank == 0:
+        store.out.mkdir(parents=True, exist_ok=True)
         store.remove_stale()
     done_before = store.finished_summary(store.fingerprint, cfg.steps)
     if done_before is not None:
         return {**done_before, "cached": True}  # stage cache: this exact training already finished
+    run = setup(cfg, procs, store)
+    start = resume(run, file=file, log=log)
+    t0 = time.time()
+    stats = loop(run, start, progress=progress, log=log)
+    # final_loss is what the last [train] line and metrics.jsonl's last record say: the mean target-token loss over
+    # the last logging window (final_loss_steps steps); last_step_loss is the final step's alone
+    summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, **stats, "params": count_params(run.model),
+               "world_size": procs.world, "encoder_decoder": run.encoder_decoder, "strategy": cfg.strategy,
+               "precision": cfg.precision, "threads": {**THREADING, "torch": threads},
+               "seconds": round(time.time() - t0, 2), "resumed_from": start,
+               # what this process holds between steps (a sharded tensor counts its local shard)
+               "param_bytes_per_rank": placement.resident_bytes(run.model.parameters()),
+               "optimizer_bytes_per_rank": placement.resident_bytes(placement.optimizer_tensors(run.opt))}
+    publish(run, summary)
+    return summary
 
+
+@dataclass
+class TrainRun:
+    """What the steps of one training run share: config, processes, model (and its wrapped form), optimizer."""
+    cfg: TrainConfig
+    procs: Processes
+    store: CheckpointStore
+    device: object
+    model: object
+    tok: object
+    step_model: object
+    params: list
+    opt: object
+    sched: object
+    data: DataStream
+    encoder_decoder: bool
+
+    @property
+    def sharded(self) -> bool:  # sharded checkpoints even in one process, so any process count can resume
+        return self.cfg.strategy == "fsdp"
+
+
+def setup(cfg: TrainConfig, procs: Processes, store: CheckpointStore) -> TrainRun:
     device = select_device(cfg.device)
     model, tok = build_for_training(cfg)
     encoder_decoder = is_encoder_decoder(model)
     data = DataStream(cfg, tok, encoder_decoder)
-    sharded = cfg.strategy == "fsdp"  # sharded checkpoints even in one process, so any process count can resume
-    step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, world, device,
+    step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, procs.world, device,
                                 cfg.precision)
     params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: FSDP's sharded parameters
     opt = build_optimizer(cfg, params, sharded=placement.is_sharded(step_model))
     warm = cfg.warmup_steps
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    return TrainRun(cfg, procs, store, device, model, tok, step_model, params, opt, sched, data, encoder_decoder)
 
-    start = 0
-    ckpt = store.latest() if cfg.resume else None
+
+def resume(run: TrainRun, *, file: object, log) -> int:
+    """The step to start from: the latest checkpoint's (its weights, optimizer, scheduler and RNGs restored), or 0."""
+    cfg, rank, start = run.cfg, run.procs.rank, 0
+    ckpt = run.store.latest() if cfg.resume else None
     if ckpt is not None:
-        start = store.restore(ckpt, step_model if sharded else model, opt, sched, rank, file=file,
-                              log=log if rank == 0 else lambda m: None, sharded=sharded)
+        start = run.store.restore(ckpt, run.step_model if run.sharded else run.model, run.opt, run.sched, rank,
+                                  file=file, log=log if rank == 0 else lambda m: None, sharded=run.sharded)
         if rank == 0:
             log(f"[train] resuming from {ckpt.name} (step {start} of {cfg.steps})")
-            trim_metrics(out / "metrics.jsonl", start)
-    model.train()
+            trim_metrics(run.store.out / "metrics.jsonl", start)
+    run.model.train()
+    return start
 
-    t0 = time.time()
-    tokens_seen, last_loss, logged = 0, float("nan"), (float("nan"), 0, start)
-    window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time(), "from": start}
-    with MetricsSink(out, enabled=rank == 0, tensorboard=cfg.tensorboard, progress=progress, total=cfg.steps,
-                     start=start, log=log) as metrics:
+
+def loop(run: TrainRun, start: int, *, progress: bool, log) -> dict:
+    """Steps start..steps: a step, its logging window, its checkpoint. Returns the loss and token figures."""
+    cfg, procs = run.cfg, run.procs
+    window, tokens_seen, last_loss = LossWindow(start), 0, float("nan")
+    with MetricsSink(run.store.out, enabled=procs.rank == 0, tensorboard=cfg.tensorboard, progress=progress,
+                     total=cfg.steps, start=start, log=log) as metrics:
         for step in range(start, cfg.steps):
-            opt.zero_grad(set_to_none=True)
-            loss, targets, tokens = train_step(step_model, data.step_rows(step), cfg, encoder_decoder, tok.pad_id,
-                                               rank, world, device)
+            run.opt.zero_grad(set_to_none=True)
+            loss, targets, tokens = train_step(run.step_model, run.data.step_rows(step), cfg, run.encoder_decoder,
+                                               run.tok.pad_id, procs.rank, procs.world, run.device)
             if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
+                torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+            run.opt.step()
+            run.sched.step()
             tokens_seen += tokens
-            window["tokens"] += tokens
-            if dist is not None:  # the step's loss and the window's tokens over all ranks
-                both = torch.tensor([loss, float(window["tokens"])], device=device)  # NCCL reduces GPU tensors
-                dist.all_reduce(both)
-                loss, window_tokens = both[0].item(), both[1].item()
-            else:
-                window_tokens = window["tokens"]
-            last_loss = loss / targets
-            window["loss"] += loss
-            window["targets"] += targets
-            done = step + 1
+            loss, window_tokens = window.add(loss, targets, tokens, procs.dist, run.device)
+            last_loss, done = loss / targets, step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
-                logged = (window["loss"] / window["targets"], done - window["from"], done)
-                metrics.record(done, logged[0], sched.get_last_lr()[0], window_tokens, time.time() - window["t"])
-                window = {"tokens": 0, "loss": 0.0, "targets": 0, "t": time.time(), "from": done}
+                mean, seconds = window.close(done)
+                metrics.record(done, mean, run.sched.get_last_lr()[0], window_tokens, seconds)
             metrics.advance(done)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                rngs = procs.gather(rng_state())  # every rank's, index = rank
-                if sharded:
-                    store.save_sharded(done, step_model, tok, opt, sched, rngs, rank, dist)
-                elif rank == 0:
-                    store.save(done, model, tok, opt, sched, rngs)
-                if dist is not None:
-                    dist.barrier()
+                save_checkpoint(run, done)
+    return {"final_loss": window.logged[0], "final_loss_steps": window.logged[1], "last_step_loss": last_loss,
+            "train_tokens_this_run": tokens_seen}  # non-pad tokens this process consumed in this invocation
 
-    # final_loss is what the last [train] line and metrics.jsonl's last record say: the mean target-token loss over
-    # the last logging window (final_loss_steps steps); last_step_loss is the final step's alone
-    summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, "final_loss": logged[0],
-               "final_loss_steps": logged[1], "last_step_loss": last_loss,
-               "params": count_params(model), "world_size": world, "encoder_decoder": encoder_decoder,
-               "strategy": cfg.strategy, "precision": cfg.precision, "threads": {**THREADING, "torch": threads},
-               "seconds": round(time.time() - t0, 2), "resumed_from": start,
-               "train_tokens_this_run": tokens_seen,  # non-pad tokens this process consumed in this invocation
-               # what this process holds between steps (a sharded tensor counts its local shard)
-               "param_bytes_per_rank": placement.resident_bytes(model.parameters()),
-               "optimizer_bytes_per_rank": placement.resident_bytes(placement.optimizer_tensors(opt))}
-    if placement.is_sharded(step_model):  # gather the shards into one HF checkpoint, written by rank 0
-        weights = full_state_dict(step_model)
+
+class LossWindow:
+    """The steps since the last logged line: their summed target-token loss, targets and tokens (over all ranks)."""
+
+    def __init__(self, start: int):
+        self.logged = (float("nan"), 0)  # (mean loss, steps) of the last logged window
+        self._open(start)
+
+    def _open(self, step: int) -> None:
+        self.loss, self.targets, self.tokens, self.t, self.first = 0.0, 0, 0, time.time(), step
+
+    def add(self, loss: float, targets: int, tokens: int, dist, device) -> tuple[float, float]:
+        """One step; returns its loss summed over ranks and the window's tokens over ranks."""
+        self.tokens += tokens
+        window_tokens = self.tokens
+        if dist is not None:  # the step's loss and the window's tokens over all ranks
+            both = torch.tensor([loss, float(self.tokens)], device=device)  # NCCL reduces GPU tensors
+            dist.all_reduce(both)
+            loss, window_tokens = both[0].item(), both[1].item()
+        self.loss += loss
+        self.targets += targets
+        return loss, window_tokens
+
+    def close(self, done: int) -> tuple[float, float]:
+        """(mean loss, seconds) of the window for the log line, then a new window; the mean is kept as `logged`."""
+        mean, seconds = self.loss / self.targets, time.time() - self.t
+        self.logged = (mean, done - self.first)
+        self._open(done)
+        return mean, seconds
+
+
+def save_checkpoint(run: TrainRun, done: int) -> None:
+    procs = run.procs
+    rngs = procs.gather(rng_state())  # every rank's, index = rank
+    if run.sharded:
+        run.store.save_sharded(done, run.step_model, run.tok, run.opt, run.sched, rngs, procs.rank, procs.dist)
+    elif procs.rank == 0:
+        run.store.save(done, run.model, run.tok, run.opt, run.sched, rngs)
+    if procs.dist is not None:
+        procs.dist.barrier()
+
+
+def publish(run: TrainRun, summary: dict) -> None:
+    """final/: one HF checkpoint (FSDP's shards gathered first), written by rank 0."""
+    rank = run.procs.rank
+    if placement.is_sharded(run.step_model):
+        weights = full_state_dict(run.step_model)
         if rank == 0:
-            store.publish_final(build_model(cfg.model, seed=cfg.seed)[0], tok, summary, state_dict=weights)
+            run.store.publish_final(build_model(run.cfg.model, seed=run.cfg.seed)[0], run.tok, summary,
+                                    state_dict=weights)
     elif rank == 0:
-        store.publish_final(model, tok, summary)
-    if dist is not None:
-        dist.barrier()
-    return summary
+        run.store.publish_final(run.model, run.tok, summary)
+    if run.procs.dist is not None:
+        run.procs.dist.barrier()
