@@ -41,10 +41,11 @@ class GenRequest:
     n: int = 1
     temperature: float = 0.0
     top_k: int = 0
-    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens whose probabilities sum to top_p
     max_new_tokens: int = 64
     stop: tuple[str, ...] = ()
     seed: int = 0
+    top_p: float = 1.0  # nucleus sampling: the smallest set of tokens whose probabilities sum to top_p (last: the
+    # fields before it keep their positions)
 
 
 def _payload(r: GenRequest) -> dict:
