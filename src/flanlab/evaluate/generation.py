@@ -8,13 +8,12 @@ say which response is better - read them (generations.md).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlanlabError
-from ..tasks.sources.files import read_text_lines
+from ..tasks.sources.files import read_json_lines
 from .benchmarks import Benchmark, EvalItem
 from .engine import GenRequest
 from .scoring import bootstrap_ci
@@ -28,14 +27,8 @@ def load_prompts(path, limit: int | None = None) -> Benchmark:
     if not path.is_file():
         raise FlanlabError("prompts file not found", file=path, field="path")
     items, seen = [], set()
-    for n, line in read_text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
+    for n, rec in read_json_lines(path):
+        if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
             raise FlanlabError(f"line {n} has no prompt", file=path, field="prompt")
         pid = str(rec.get("id", n))
         if pid in seen:

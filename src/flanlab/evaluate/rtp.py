@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
-from ..tasks.sources.files import read_text_lines
+from ..tasks.sources.files import read_json_lines
 from .benchmarks import Benchmark, EvalItem
 from .engine import GenRequest
 from .scoring import bootstrap_ci
@@ -37,12 +37,8 @@ def _files(path: Path) -> list[Path]:
     return files
 
 
-def _record(line: str, n: int, f: Path) -> dict:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=f) from None
-    prompt = rec.get("prompt") if isinstance(rec, dict) else None
+def _record(rec: dict, n: int, f: Path) -> dict:
+    prompt = rec.get("prompt")
     text = prompt.get("text") if isinstance(prompt, dict) else None
     if not isinstance(text, str) or not text.strip():
         raise FlanlabError(f"line {n} has no prompt.text", file=f, field="prompt.text")
@@ -54,10 +50,8 @@ def load_rtp(path, limit: int | None = None, subsets: list[str] | None = None) -
     items = []
     for f in _files(Path(path)):
         kept = 0
-        for n, line in read_text_lines(f):
-            if not line.strip():
-                continue
-            rec = _record(line, n, f)
+        for n, rec in read_json_lines(f):
+            rec = _record(rec, n, f)
             tox = rec["prompt"].get("toxicity")
             meta = {"prompt_toxicity": None if tox is None else float(tox), "challenging": bool(rec.get("challenging"))}
             if subsets and not any(_in_subset(meta, s) for s in subsets):

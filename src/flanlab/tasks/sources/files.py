@@ -35,6 +35,21 @@ def read_text_lines(path: str | Path) -> Iterator[tuple[int, str]]:
         yield n, line.removesuffix("\r")
 
 
+def read_json_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(1-based line number, object) of a JSONL file; blank lines skipped; a line that is not a JSON object is an
+    error naming it."""
+    for n, line in read_text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
+        if not isinstance(row, dict):
+            raise FlanlabError(f"line {n} is not a JSON object", file=path)
+        yield n, row
+
+
 def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, dict]]:
     """Yields (row number, row dict). Row numbers are 1-based lines for JSONL/CSV."""
     path = Path(path)
@@ -42,16 +57,7 @@ def read_rows(path: str | Path, fmt: str | None = None) -> Iterator[tuple[int, d
         raise FlanlabError("data file not found", file=path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt in ("jsonl", "json"):
-        for n, line in read_text_lines(path):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
-            if not isinstance(row, dict):
-                raise FlanlabError(f"line {n} is not a JSON object", file=path)
-            yield n, row
+        yield from read_json_lines(path)
     elif fmt in ("csv", "tsv"):
         f = io.StringIO(read_text(path), newline="")
         for n, row in enumerate(csv.DictReader(f, delimiter="\t" if fmt == "tsv" else ","), 2):

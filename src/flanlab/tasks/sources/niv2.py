@@ -14,13 +14,12 @@ BIG-bench tasks, GSM8K, MGSM, TyDiQA) are benchmark sources and never enter trai
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...errors import FlanlabError
 from ..model import Dataset, Example, ListSource, Task, TaskCategory, Template
 from .bigbench import BBH_SOURCE_TASKS
-from .files import read_text_lines
+from .files import read_json_lines
 
 NIV2_TEMPLATES = (
     Template("{definition}\n\n{input}"),
@@ -42,13 +41,7 @@ def _benchmark_source(task_id: str) -> bool:
     return "bigbench" in name and any(b in name for b in BBH_SOURCE_TASKS)
 
 
-def _parse(line: str, n: int, path: Path) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise FlanlabError(f"line {n} is not valid JSON: {e.msg}", file=path) from None
-    if not isinstance(row, dict):
-        raise FlanlabError(f"line {n} is not a JSON object", file=path)
+def _parse(row: dict, n: int, path: Path) -> dict:
     for key in ("task", "definition", "positive_examples"):
         if not row.get(key):
             raise FlanlabError(f"line {n} has no '{key}'", file=path, field=key)
@@ -67,10 +60,8 @@ def _parse(line: str, n: int, path: Path) -> dict:
 def niv2_tasks(path: Path, *, flan_list: tuple[str, ...] | None, category: str, collection: str) -> list[Task]:
     """One task per NIV2 task: its one worked example as the only (training) instance."""
     tasks, seen = [], set()
-    for n, line in read_text_lines(path):
-        if not line.strip():
-            continue
-        row = _parse(line, n, path)
+    for n, row in read_json_lines(path):
+        row = _parse(row, n, path)
         tid = str(row["task"]).strip()
         if tid in seen:
             raise FlanlabError(f"line {n}: task '{tid}' appears twice", file=path, field="task")
