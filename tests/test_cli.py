@@ -357,3 +357,10 @@ def test_openmp_wait_policy_follows_the_load_and_the_user_wins(monkeypatch):
         assert got["chosen_by"] == f"load average {load:.2f} on 2 usable cores"
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
     assert flanlab._choose_wait_policy() == {"omp_wait_policy": "passive", "chosen_by": "OMP_WAIT_POLICY set by the user"}
+
+
+def test_a_failed_start_leaves_no_directories(tmp_path):
+    ecfg = write(tmp_path / "e.yaml", "eval:\n  benchmarks: [{name: bbh, path: nowhere}]\n")
+    code, text = cli("eval", ecfg, "-o", tmp_path / "runs" / "deep" / "eval")
+    assert code == 2 and "benchmark data not found" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.yaml"]  # no runs/, no lock

@@ -56,6 +56,7 @@ def output_lock(output: str | Path, *, field: str = "output", enabled: bool = Tr
         yield
         return
     lock = lock_path(output)
+    made = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]  # removed again if left empty
     lock.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
         try:
@@ -80,3 +81,8 @@ def output_lock(output: str | Path, *, field: str = "output", enabled: bool = Tr
     finally:
         if _owner(lock) == os.getpid():
             lock.unlink(missing_ok=True)
+        for d in made:  # directories only the lock needed: a run that wrote nothing leaves nothing
+            try:
+                d.rmdir()
+            except OSError:
+                break
