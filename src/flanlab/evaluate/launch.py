@@ -27,6 +27,7 @@ def main(argv=None):
     if not dist.is_initialized() or dist.get_rank() == 0:
         print(results_table(res))
     if dist.is_initialized():
+        dist.barrier()  # every process done before any tears the group down (a gloo teardown race aborted one)
         dist.destroy_process_group()
 
 

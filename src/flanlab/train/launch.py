@@ -13,6 +13,7 @@ def main(argv=None):
     if dist.is_initialized():
         if dist.get_rank() == 0:
             print(s)
+        dist.barrier()  # every process done before any tears the group down
         dist.destroy_process_group()
     else:
         print(s)
