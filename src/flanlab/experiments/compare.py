@@ -131,8 +131,9 @@ def comparison_table(cmp: dict) -> str:
              f"Change = {b} - {a}; its 95% CI is a paired bootstrap ({cmp['samples']} resamples of the items within "
              "each task, the same items for both) of that same difference."]
     if avg:
-        notes.append(f"Normalized average: the paper's six entries ({', '.join(avg['entries'])}), each "
-                     "(score - random) / (100 - random); the others are reported beside it, not in it.")
+        notes.append(f"Normalized average: the mean of the paper's six entries present here, {avg['label']} "
+                     f"({', '.join(avg['entries'])}), each (score - random) / (100 - random); the other rows are "
+                     "reported beside it, not in it.")
     return text + "\n" + "\n".join(notes) + "\n"
 
 
