@@ -123,20 +123,26 @@ DATA_VAR = "${FLANLAB_DATA}"
 
 
 def expand_data_root(data: Any, file: object) -> Any:
-    """`${FLANLAB_DATA}` in a config's strings is the real-data directory (flanlab.datapaths.data_root); a config
-    that names it where there is none fails with how to provide one."""
-    if isinstance(data, dict):
-        return {k: expand_data_root(v, file) for k, v in data.items()}
-    if isinstance(data, list):
-        return [expand_data_root(v, file) for v in data]
-    if isinstance(data, str) and DATA_VAR in data:
-        from .datapaths import data_root
-        try:
-            root = data_root(required=True)
-        except FlanlabError as e:
-            raise FlanlabError(f"this config reads {DATA_VAR}: {e.message}", file=file, field=e.field) from None
-        return data.replace(DATA_VAR, str(root))
-    return data
+    """`${FLANLAB_DATA}` in a config's strings is the real-data directory (flanlab.datapaths.data_root, looked up
+    once per file); a config that names it where there is none fails with how to provide one."""
+    root: list[str] = []
+
+    def expand(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: expand(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [expand(v) for v in node]
+        if isinstance(node, str) and DATA_VAR in node:
+            if not root:
+                from .datapaths import data_root
+                try:
+                    root.append(str(data_root(required=True)))
+                except FlanlabError as e:
+                    raise FlanlabError(f"this config reads {DATA_VAR}: {e.message}", file=file,
+                                       field=e.field) from None
+            return node.replace(DATA_VAR, root[0])
+        return node
+    return expand(data)
 
 
 def read_section(path: str | Path, name: str) -> tuple[Any, str]:

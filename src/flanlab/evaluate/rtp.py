@@ -89,15 +89,16 @@ class ScoreCache:
         return hashlib.sha256(f"{self.scorer.name}\x00{text}".encode()).hexdigest()
 
     def score(self, texts: list[str], chunk: int = 256) -> list[float]:
-        todo = list(dict.fromkeys(t for t in texts if self._key(t) not in self.scores))
+        keys = [self._key(t) for t in texts]
+        todo = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in self.scores))
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            vals = self.scorer.score(part)
+            vals = self.scorer.score([t for _, t in part])
             with self.path.open("a", encoding="utf-8") as fh:
-                for t, v in zip(part, vals):
-                    self.scores[self._key(t)] = float(v)
-                    fh.write(json.dumps({"key": self._key(t), "score": float(v)}) + "\n")
-        return [self.scores[self._key(t)] for t in texts]
+                for (k, _), v in zip(part, vals):
+                    self.scores[k] = float(v)
+                    fh.write(json.dumps({"key": k, "score": float(v)}) + "\n")
+        return [self.scores[k] for k in keys]
 
 
 def toxicity_metrics(maxima, metas: list[dict], seed: int = 0) -> dict:

@@ -152,7 +152,5 @@ def build_scorer(name: str, label: str | None = None, key_env: str = "PERSPECTIV
         return HFClassifierScorer(name[3:], label)
     if name == "perspective":
         return PerspectiveScorer(key_env, qps)
-    import difflib
-    near = difflib.get_close_matches(name, ["profanity", "perspective"], n=1, cutoff=0.5)
-    hint = f"did you mean '{near[0]}'? " if near else ""
-    raise FlanlabError(f"unknown scorer '{name}'; {hint}known: {', '.join(SCORERS)}", field="scorer")
+    from ..config import did_you_mean
+    raise FlanlabError(f"unknown scorer '{name}'{did_you_mean(name, SCORERS)}", field="scorer")

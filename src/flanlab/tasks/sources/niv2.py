@@ -60,6 +60,7 @@ def _parse(row: dict, n: int, path: Path) -> dict:
 def niv2_tasks(path: Path, *, flan_list: tuple[str, ...] | None, category: str, collection: str) -> list[Task]:
     """One task per NIV2 task: its one worked example as the only (training) instance."""
     tasks, seen = [], set()
+    on_list = set(flan_list) if flan_list is not None else None
     for n, row in read_json_lines(path):
         row = _parse(row, n, path)
         tid = str(row["task"]).strip()
@@ -74,7 +75,7 @@ def niv2_tasks(path: Path, *, flan_list: tuple[str, ...] | None, category: str, 
         dataset = Dataset(tid, ListSource({"train": [example]}), upstream_size=int(upstream) if upstream else None)
         tasks.append(Task(dataset, TaskCategory(category, NIV2_TEMPLATES), collection=collection,
                           benchmark=_benchmark_source(tid), name_override=f"{category}:{tid}", raw_fields=("input",),
-                          excluded=None if flan_list is None or tid in flan_list else NOT_IN_LIST))
+                          excluded=None if on_list is None or tid in on_list else NOT_IN_LIST))
     if not tasks:
         raise FlanlabError("no NIV2 tasks in the file", file=path)
     return tasks
