@@ -367,3 +367,25 @@ def test_failures_on_the_side_are_said_not_swallowed(tmp_path, monkeypatch):
               str(ckpt / "model.safetensors"))
     notes = load_weights(model, ckpt)
     assert len(notes) == 1 and "no lm_head weights" in notes[0]
+
+
+@pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
+def test_attention_kernel_from_config_reaches_every_bucket(preset, monkeypatch):
+    """TrainConfig.attention_kernel picks the per-segment kernel: "matmul" never calls the fused SDPA kernel,
+    "auto" does, and both give the same loss."""
+    model, tok = build_model(ModelSpec(preset=preset), seed=2)
+    model.eval()
+    ed = model.config.is_encoder_decoder
+    b = collate(pack(_random_examples(20, 4), ed, 256, 128), ed)
+    real, calls = torch.nn.functional.scaled_dot_product_attention, []
+    monkeypatch.setattr(segattn.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    loss = {}
+    with torch.no_grad():
+        for kernel in ("matmul", "auto"):
+            calls.clear()
+            ls, n = loss_sum(packed_forward.PackedForward(model, True, kernel), b)
+            loss[kernel] = (ls.item() / n, len(calls))
+    assert loss["matmul"][1] == 0 and loss["auto"][1] > 0
+    assert loss["matmul"][0] == pytest.approx(loss["auto"][0], rel=1e-5)
+    with pytest.raises(ValueError, match="attention kernel 'flash'"):
+        segattn.layout_for({k: b[k] for k in ("seg", "enc_seg", "dec_seg") if k in b}, kernel="flash")

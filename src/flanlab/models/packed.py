@@ -97,12 +97,12 @@ def segment_masks(batch: dict, dtype=torch.float32) -> dict:
 class PackedForward(torch.nn.Module):
     """nn.Module wrapper so DistributedDataParallel sees the packed forward; returns the summed target loss."""
 
-    def __init__(self, model, segment_attention: bool = True):
+    def __init__(self, model, segment_attention: bool = True, kernel: str = "auto"):
         super().__init__()
-        self.model, self.segment_attention = model, segment_attention
+        self.model, self.segment_attention, self.kernel = model, segment_attention, kernel
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return _loss_sum(self.model, batch, self.segment_attention)
+        return _loss_sum(self.model, batch, self.segment_attention, self.kernel)
 
 
 def _use_segments(base, segment_attention: bool) -> bool:
@@ -118,7 +118,7 @@ def _flat(batch: dict, seg_key: str, keys: tuple[str, ...]) -> tuple[dict, torch
     return {seg_key: uid[None], **{k: batch[k][keep][None] for k in keys}}, keep
 
 
-def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _segment_hidden(base, batch: dict, kernel: str = "auto") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Final hidden states of the non-pad output positions, computed on the unpadded token stream with
     per-segment attention: ([T, d], their labels [T], the [B, L] mask of those positions)."""
     dtype = next(base.parameters()).dtype
@@ -126,13 +126,13 @@ def _segment_hidden(base, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torc
         enc, _ = _flat(batch, "enc_seg", ("input_ids",))
         dec, keep = _flat(batch, "dec_seg", ("decoder_input_ids", "labels"))
         layout = segattn.layout_for({"enc_seg": enc["enc_seg"], "dec_seg": dec["dec_seg"]}, dtype,
-                                    enc["enc_seg"].device)
+                                    enc["enc_seg"].device, kernel)
         with segattn.packed_attention(base, layout):
             e = _t5_stack(base.encoder, enc["input_ids"], layout["enc"].max_len)
             h = _t5_stack(base.decoder, dec["decoder_input_ids"], layout["dec"].max_len, e)
         return _scale_decoder_output(base, h)[0], dec["labels"][0], keep
     flat, keep = _flat(batch, "seg", ("input_ids", "position_ids", "labels"))
-    layout = segattn.layout_for({"seg": flat["seg"]}, dtype, flat["seg"].device)
+    layout = segattn.layout_for({"seg": flat["seg"]}, dtype, flat["seg"].device, kernel)
     unread = torch.zeros(1, 1, 1, 1, dtype=dtype, device=flat["seg"].device)  # a 4D mask is passed through, not rebuilt
     with segattn.packed_attention(base, layout):
         h = base.model(input_ids=flat["input_ids"], attention_mask=unread,
@@ -158,7 +158,7 @@ def _t5_stack(stack, ids: torch.Tensor, max_len: int, encoder_hidden: torch.Tens
     return stack.dropout(stack.final_layer_norm(h))
 
 
-def forward_logits(model, batch: dict, segment_attention: bool = True) -> torch.Tensor:
+def forward_logits(model, batch: dict, segment_attention: bool = True, kernel: str = "auto") -> torch.Tensor:
     """Logits [B, L, V] for a (packed) batch with segment-isolated attention (positions outside any target /
     segment are 0 on the per-segment path). Works for plain HF models and peft-wrapped ones."""
     base = base_model(model)
@@ -166,7 +166,7 @@ def forward_logits(model, batch: dict, segment_attention: bool = True) -> torch.
     dtype = next(model.parameters()).dtype
     batch = {k: v.to(dev) for k, v in batch.items()}
     if _use_segments(base, segment_attention):
-        h, _, keep = _segment_hidden(base, batch)
+        h, _, keep = _segment_hidden(base, batch, kernel)
         logits = base.lm_head(h)
         out = logits.new_zeros(*keep.shape, logits.shape[-1])
         out[keep] = logits
@@ -180,7 +180,7 @@ def forward_logits(model, batch: dict, segment_attention: bool = True) -> torch.
     return model(input_ids=batch["input_ids"], attention_mask=masks["self"], position_ids=batch["position_ids"]).logits
 
 
-def _loss_sum(model, batch: dict, segment_attention: bool = True) -> torch.Tensor:
+def _loss_sum(model, batch: dict, segment_attention: bool = True, kernel: str = "auto") -> torch.Tensor:
     base = base_model(model)
     if not _use_segments(base, segment_attention):
         logits = forward_logits(model, batch, segment_attention)
@@ -188,14 +188,14 @@ def _loss_sum(model, batch: dict, segment_attention: bool = True) -> torch.Tenso
         return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
                                                  ignore_index=IGNORE, reduction="sum")
     dev = next(model.parameters()).device
-    h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()})
+    h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()}, kernel)
     sel = labels != IGNORE  # the LM head runs on target positions only
     return torch.nn.functional.cross_entropy(base.lm_head(h[sel]).float(), labels[sel], reduction="sum")
 
 
-def loss_sum(model, batch: dict, segment_attention: bool = True) -> tuple[torch.Tensor, int]:
+def loss_sum(model, batch: dict, segment_attention: bool = True, kernel: str = "auto") -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over target tokens, and their count. `model` may be a PackedForward (inside DDP),
     which carries its own segment_attention."""
     inner = model.module if hasattr(model, "module") and isinstance(model.module, PackedForward) else model
-    ls = model(batch) if isinstance(inner, PackedForward) else _loss_sum(model, batch, segment_attention)
+    ls = model(batch) if isinstance(inner, PackedForward) else _loss_sum(model, batch, segment_attention, kernel)
     return ls, int((batch["labels"] != IGNORE).sum())

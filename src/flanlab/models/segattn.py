@@ -57,6 +57,7 @@ class Plan:
     max_q: int = 0
     max_k: int = 0
     causal: bool = False
+    kernel: str = "auto"  # one of KERNELS
     cache: dict = field(default_factory=dict)  # bucket -> (position bias, mask + bias) for the current forward
 
 
@@ -109,11 +110,11 @@ def _groups(keys: list, q_segs: dict, k_segs: dict, overhead: int, window: int =
 # benchmarks/results/segattn_overhead_*.json): on t5-1m and llama-1m, 2 CPU cores, 1k-16k were about equally fast;
 # one call per segment length (0) or one call for all segments were much slower
 CALL_OVERHEAD = 4096
-# per bucket, torch's fused scaled_dot_product_attention (CPU flash kernel) when the mask needs no gradient
-# (T5 cross-attention, Llama); False: always plain matmul / softmax / matmul
-USE_SDPA = True
-# on CUDA, fused variable-length flash attention for segments without a learned bias (see use_varlen)
-USE_VARLEN = True
+# the kernels a Plan may use (TrainConfig.attention_kernel): "auto" = on CUDA, fused variable-length flash attention
+# for segments without a learned bias (see use_varlen), else per bucket torch's fused scaled_dot_product_attention
+# when the mask needs no gradient (T5 cross-attention, Llama); "sdpa" = never varlen; "matmul" = always plain
+# matmul / softmax / matmul (the reference the fused kernels are tested and benchmarked against)
+KERNELS = ("auto", "sdpa", "matmul")
 
 
 def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dtype=torch.float32,
@@ -172,17 +173,23 @@ def plan(q_segs: dict, k_segs: dict, Lq: int, Lk: int, B: int, causal: bool, dty
     return p
 
 
-def layout_for(batch: dict, dtype=torch.float32, device=None) -> dict[str, Plan]:
-    """Plans for every attention in a packed batch (see packing.collate)."""
+def layout_for(batch: dict, dtype=torch.float32, device=None, kernel: str = "auto") -> dict[str, Plan]:
+    """Plans for every attention in a packed batch (see packing.collate), each computed with `kernel`."""
+    if kernel not in KERNELS:
+        raise ValueError(f"attention kernel {kernel!r}: expected one of {', '.join(KERNELS)}")
     if "enc_seg" in batch:
         e, d = batch["enc_seg"], batch["dec_seg"]
         B, Le, Ld = e.shape[0], e.shape[1], d.shape[1]
         es, ds = segments(e), segments(d)
-        return {"enc": plan(es, es, Le, Le, B, False, dtype, device), "dec": plan(ds, ds, Ld, Ld, B, True, dtype, device),
-                "cross": plan(ds, es, Ld, Le, B, False, dtype, device)}
-    s = batch["seg"]
-    ss = segments(s)
-    return {"self": plan(ss, ss, s.shape[1], s.shape[1], s.shape[0], True, dtype, device)}
+        plans = {"enc": plan(es, es, Le, Le, B, False, dtype, device),
+                 "dec": plan(ds, ds, Ld, Ld, B, True, dtype, device), "cross": plan(ds, es, Ld, Le, B, False, dtype, device)}
+    else:
+        s = batch["seg"]
+        ss = segments(s)
+        plans = {"self": plan(ss, ss, s.shape[1], s.shape[1], s.shape[0], True, dtype, device)}
+    for p in plans.values():
+        p.kernel = kernel
+    return plans
 
 
 def _which(module, layout: dict) -> Plan:
@@ -242,7 +249,7 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         kb = K[i].view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
         vb = V[i].view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
         m = _mask(p, i, bucket, position_bias, qb.dtype)
-        if USE_SDPA and not m.requires_grad:
+        if p.kernel != "matmul" and not m.requires_grad:
             o = F.scaled_dot_product_attention(qb, kb.transpose(-1, -2), vb, attn_mask=m, dropout_p=drop, scale=scale)
         else:  # a learned bias needs its gradient, which the fused kernel does not give (it would fall back to this)
             scores = torch.matmul(qb, kb)
@@ -261,7 +268,7 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 def use_varlen(p: Plan, query: torch.Tensor, position_bias, dropout: float) -> bool:
     """On a GPU, attention without a learned bias (Llama; not T5's relative bias) runs as one fused flash
     variable-length call over the segments (torch.nn.attention.varlen: CUDA, fp16/bf16, no dropout)."""
-    return (USE_VARLEN and query.is_cuda and p.cu_q is not None and query.dtype in (torch.float16, torch.bfloat16)
+    return (p.kernel == "auto" and query.is_cuda and p.cu_q is not None and query.dtype in (torch.float16, torch.bfloat16)
             and (position_bias is None or position_bias is ZERO_BIAS) and dropout == 0.0)
 
 

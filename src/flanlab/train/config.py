@@ -47,6 +47,9 @@ class TrainConfig(StrictModel):
     # run packed rows as one unpadded stream with attention per segment (T5, Llama); false: dense L x L attention with
     # segment masks (any architecture). Same loss and gradients (tested); a speed switch kept for benchmarks.
     segment_attention: bool = True
+    # the per-segment path's attention kernel (models.segattn.KERNELS): auto = the fused kernels where they apply;
+    # matmul = plain matmul/softmax/matmul, the reference that benchmarks compare the fused kernels against
+    attention_kernel: Literal["auto", "sdpa", "matmul"] = "auto"
     # T5's gelu_new computed by one fused kernel (models.fuse_gelu; the same function, ~8% faster steps on t5-1m)
     fused_gelu: bool = True
     # several processes: ddp replicates model and optimizer in each; fsdp shards parameters, gradients and optimizer

@@ -29,12 +29,13 @@ def shard_units(model) -> list[torch.nn.Module]:
     return bias_tables + [m for m in base.modules() if type(m).__name__ in names]
 
 
-def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device, precision: str = "fp32"):
+def wrap(model, strategy: str, segment_attention: bool, world: int, device: torch.device, precision: str = "fp32",
+         kernel: str = "auto"):
     """The module training steps call: `PackedForward(model)` replicated (DDP), sharded (FSDP), or bare (one
     process). `model` keeps pointing at the (possibly sharded) HF model. FSDP with bf16 gathers each unit's
     weights as bfloat16 (what autocast would cast them to anyway: half the all-gather bytes and memory) and
     reduces gradients in fp32; the shards - the master weights - stay fp32."""
-    packed = PackedForward(model, segment_attention)
+    packed = PackedForward(model, segment_attention, kernel)
     if world == 1:
         return packed
     if strategy == "ddp":

@@ -72,7 +72,7 @@ def config_fingerprint(cfg: TrainConfig) -> str:
                                 "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
     for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
-                         ("precision", "fp32")):
+                         ("precision", "fp32"), ("attention_kernel", "auto")):
         if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
             d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -179,7 +179,7 @@ def setup(cfg: TrainConfig, procs: Processes, store: CheckpointStore) -> TrainRu
     encoder_decoder = is_encoder_decoder(model)
     data = DataStream(cfg, tok, encoder_decoder)
     step_model = placement.wrap(model.to(device), cfg.strategy, cfg.segment_attention, procs.world, device,
-                                cfg.precision)
+                                cfg.precision, cfg.attention_kernel)
     params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: FSDP's sharded parameters
     opt = build_optimizer(cfg, params, sharded=placement.is_sharded(step_model))
     warm = cfg.warmup_steps
