@@ -389,3 +389,17 @@ def test_attention_kernel_from_config_reaches_every_bucket(preset, monkeypatch):
     assert loss["matmul"][0] == pytest.approx(loss["auto"][0], rel=1e-5)
     with pytest.raises(ValueError, match="attention kernel 'flash'"):
         segattn.layout_for({k: b[k] for k in ("seg", "enc_seg", "dec_seg") if k in b}, kernel="flash")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_and_says_so(mixture, tmp_path, monkeypatch):
+    from flanlab.train import strategy
+    monkeypatch.delenv("FLANLAB_EMULATED_BF16", raising=False)
+    monkeypatch.setattr(strategy, "native_bf16_cpu", lambda: False)
+    said = []
+    cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "r"), steps=1, batch_size=2, precision="bf16",
+                      model=ModelSpec(preset="t5-1m"), tensorboard=False, device="cpu")
+    assert train(cfg, progress=False, log=said.append)["precision"] == "fp32"
+    assert any("no native bfloat16" in m and "fp32" in m for m in said)
+    monkeypatch.setattr(strategy, "native_bf16_cpu", lambda: True)  # a bf16 CPU trains in bf16 as asked
+    cfg = cfg.model_copy(update={"output": str(tmp_path / "r2")})
+    assert train(cfg, progress=False, log=said.append)["precision"] == "bf16"

@@ -125,6 +125,9 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     """The recipe: set up (or find the finished run), resume, loop over steps, publish final/."""
     procs = init_distributed()
     threads = configure_threads(cfg.threads)
+    precision = placement.usable_precision(cfg.precision, select_device(cfg.device),
+                                           log if procs.rank == 0 else lambda m: None)
+    cfg = cfg.model_copy(update={"precision": precision})
     if cfg.batch_size % procs.world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {procs.world} processes", file=file,
                            field="batch_size")
