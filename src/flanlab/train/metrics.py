@@ -18,7 +18,10 @@ class MetricsSink:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.writer = SummaryWriter(str(out / "tb"))
-            except Exception as e:  # not installed, or cannot write: say so once, keep training
+            except ModuleNotFoundError:  # optional: metrics.jsonl has the same numbers
+                log("[train] TensorBoard logging off (pip install tensorboard turns it on); metrics.jsonl has every "
+                    "logged step")
+            except Exception as e:  # cannot write: say so once, keep training
                 log(f"[train] TensorBoard logging off: {type(e).__name__}: {e}")
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
