@@ -15,6 +15,7 @@ from rich.table import Table
 from .errors import FlanlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's).")
 tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.")
 app.add_typer(tasks_app, name="tasks")
 # soft_wrap: long lines are never hard-wrapped at the terminal width (or at 80 columns when piped)
@@ -124,9 +125,10 @@ def tasks_show(name: str = typer.Argument(..., help="Task name, as `flanlab task
 
 @app.command()
 def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or under 'mix:')."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's)."),
-        overwrite: bool = typer.Option(False, "--overwrite", metavar="", help="Replace an existing mixture built from another "
-                                                                  "config (only once the new one is complete)."),
+        output: Optional[Path] = OUTPUT_OPTION,
+        overwrite: bool = typer.Option(False, "--overwrite", metavar="",
+                                       help="Replace an existing mixture built from another config (only once the new "
+                                            "one is complete)."),
         no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar.")):
     """Build an instruction-tuning mixture: shards + manifest."""
     from .config import validate
@@ -143,7 +145,8 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
     for w in man.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
-              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as equal to a held-out example)",
+              f"({man['examples_per_second']} ex/s, {man['dropped_contaminated']} dropped as equal to a held-out "
+              "example)",
               markup=False, highlight=False)
     for line in mix_summary(man):
         out.print(line, markup=False, highlight=False)
@@ -247,7 +250,8 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
         cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
         if nproc > 1:
             load_benchmarks(cfg, file=config, base=config.parent)  # data errors said once; hub downloads made once
-            args = [*(["--checkpoint", checkpoint] if checkpoint else []), *(["--output", str(output)] if output else [])]
+            args = [*(["--checkpoint", checkpoint] if checkpoint else []),
+                    *(["--output", str(output)] if output else [])]
             raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(config), *args))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
@@ -285,7 +289,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
                                                            "built-in main job (SmolLM2 + Flan; examples/toy.yaml is "
                                                            "the from-scratch toy)."),
         overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.steps=50 (after CONFIG)"),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's)."),
+        output: Optional[Path] = OUTPUT_OPTION,
         nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP + " Evaluation runs in one process."),
         no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bars.")):
     """Mix -> train -> eval (before and after finetuning), with stage caching; prints the score table."""
@@ -305,7 +309,8 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
 
 
 @app.command()
-def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x CoT share {0,0.3}."),
+def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x "
+                                                              "CoT share {0,0.3}."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
                                                                              "config's)."),
           no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bars.")):

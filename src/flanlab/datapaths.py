@@ -31,6 +31,7 @@ def data_root(required: bool = False) -> Path | None:
             return p
     if required:
         raise FlanlabError(f"no real data directory: set {ENV} to a copy in ../shared/data's layout (see "
-                           f"shared/data/README.md), or give benchmarks no `path` to fetch them from the hub when online",
+                           "shared/data/README.md), or give benchmarks no `path` to fetch them from the hub when "
+                           "online",
                            field=ENV)
     return None

@@ -67,7 +67,8 @@ def rouge_l(pred: str, ref: str) -> float:
     try:
         from rouge_score import rouge_scorer
     except ImportError:
-        raise FlanlabError("references need rouge-score for ROUGE-L: pip install rouge-score", field="reference") from None
+        raise FlanlabError("references need rouge-score for ROUGE-L: pip install rouge-score",
+                           field="reference") from None
     return float(rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(ref, pred)["rougeL"].fmeasure)
 
 
@@ -95,8 +96,9 @@ def run_generation(engine, bench: Benchmark, spec, seed: int, chat: bool, label:
             continue
         v = np.array([per[i][name] for i in idx])
         lo, hi = bootstrap_ci(v, seed=seed)
-        results[name] = {"score": round(float(v.mean()) * scale, 3), "ci95": [round(lo * scale, 3), round(hi * scale, 3)],
-                         "random": 0.0, "n": len(idx), "aggregate": "micro", "scale": scale, "descriptive": True}
+        results[name] = {"score": round(float(v.mean()) * scale, 3),
+                         "ci95": [round(lo * scale, 3), round(hi * scale, 3)], "random": 0.0, "n": len(idx),
+                         "aggregate": "micro", "scale": scale, "descriptive": True}
         preds += [{"id": bench.items[i].id, "mode": name, "group": "all", "score": per[i][name], "golds": []}
                   for i in idx]
     preds += [{"id": it.id, "mode": "response", "group": "all", "prompt": it.prompts["generate"], "response": o,

@@ -45,7 +45,8 @@ class BenchmarkSpec(StrictModel):
     exemplars: Literal["native", "en"] = "native"  # MGSM: native-language CoT exemplars (the paper's) or English
     # built-in tasks: few-shot prompts of bare input/answer pairs, no template text (the paper's Figure 3 format)
     exemplar_only: bool = False
-    hub: str | None = None  # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
+    # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
+    hub: str | None = None
     # realtoxicityprompts and generation: sampling (unset: the RTP protocol's k=25, T=1, p=0.9, 20 new tokens; for
     # generation one greedy response of up to 256 tokens), and for RTP a toxicity scorer
     samples: int | None = Field(None, gt=0)
@@ -111,7 +112,7 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
         p = resolve_path(spec.path, base)
         if not p.exists():  # a local path: say so at once (no hub fallback)
             from .hub import HUB
-            raise FlanlabError(f"benchmark data not found (the real data: ../shared/data, or a copy FLANLAB_DATA points "
+            raise FlanlabError("benchmark data not found (the real data: ../shared/data, or a copy FLANLAB_DATA points "
                                f"to; without `path`, {spec.hub or HUB.get(spec.name, 'the hub copy')} is fetched when "
                                "online)", file=p, field=f"{where}.path")
         return p
@@ -273,8 +274,8 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
 def results_table(results: dict) -> str:
     def row(b, m, r):
         if r.get("lower_is_better") or r.get("descriptive"):  # toxicity, response measures: no random baseline
-            return [b, m + (" (lower is better)" if r.get("lower_is_better") else ""), f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–",
-                    r["n"]]
+            name = m + (" (lower is better)" if r.get("lower_is_better") else "")
+            return [b, name, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–", r["n"]]
         return [b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
                 f"{r['normalized']:.1f}", r["n"]]
     rows = [row(b, m, r) for b, modes in results["benchmarks"].items() for m, r in modes.items()]
@@ -334,7 +335,8 @@ def build_scorers(cfg: EvalConfig, file: object) -> dict:
     for i, spec in enumerate(cfg.benchmarks):
         if spec.name == "realtoxicityprompts":
             try:
-                scorers[i] = build_scorer(spec.scorer, spec.scorer_label, spec.perspective_key_env, spec.perspective_qps)
+                scorers[i] = build_scorer(spec.scorer, spec.scorer_label, spec.perspective_key_env,
+                                          spec.perspective_qps)
             except FlanlabError as e:
                 raise FlanlabError(e.message, file=file, field=f"benchmarks[{i}].{e.field or 'scorer'}") from None
     return scorers

@@ -66,20 +66,20 @@ def fetch(name: str, dest: Path, *, repo: str | None = None, configs: list[str] 
         (dest / "bbh").mkdir(exist_ok=True)
         for task in configs:
             rows = _load(repo, task, "test", loader)
-            (dest / "bbh" / f"{task}.json").write_text(json.dumps({"examples": [{"input": r["input"],
-                                                                                 "target": r["target"]} for r in rows]}))
+            examples = [{"input": r["input"], "target": r["target"]} for r in rows]
+            (dest / "bbh" / f"{task}.json").write_text(json.dumps({"examples": examples}))
     elif name == "tydiqa":
         for split, fname in (("validation", "tydiqa-goldp-v1.1-dev.json"), ("train", "tydiqa-goldp-v1.1-train.json")):
             rows = _load(repo, "secondary_task", split, loader)
-            paras = [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"],
-                      "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
-                     for r in rows]
+            paras = [{"context": r["context"], "qas": [{"id": r["id"], "question": r["question"], "answers": [
+                {"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]}]}
+                for r in rows]
             (dest / fname).write_text(json.dumps({"data": [{"paragraphs": paras}]}))
     elif name == "mgsm":
         for lang in configs or MGSM_LANGS:
             rows = _load(repo, lang, "test", loader)
-            (dest / f"mgsm_{lang}.tsv").write_text("".join(f"{r['question'].replace(chr(9), ' ').replace(chr(10), ' ')}\t{r['answer_number']}\n"
-                                                           for r in rows), encoding="utf-8")
+            lines = [" ".join(r["question"].split("\t")).replace("\n", " ") + f"\t{r['answer_number']}\n" for r in rows]
+            (dest / f"mgsm_{lang}.tsv").write_text("".join(lines), encoding="utf-8")
     elif name == "gsm8k":
         rows = _load(repo, "main", "test", loader)
         (dest / "test.jsonl").write_text("".join(json.dumps({"question": r["question"],

@@ -123,7 +123,8 @@ class PerspectiveScorer:
                     continue
                 raise FlanlabError(f"Perspective API unreachable: {getattr(e, 'reason', e)}", field="scorer") from None
             except (KeyError, ValueError, TypeError):
-                raise FlanlabError("Perspective API: a response without TOXICITY.summaryScore", field="scorer") from None
+                raise FlanlabError("Perspective API: a response without TOXICITY.summaryScore",
+                                   field="scorer") from None
         raise AssertionError("unreachable")
 
     def score(self, texts: Sequence[str]) -> list[float]:

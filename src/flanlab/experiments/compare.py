@@ -89,7 +89,8 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
             lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
             rnd = float(res["random"])
             rows.append({"benchmark": label, "mode": mode, "n": len(groups), "groups": len(set(groups)),
-                         "aggregate": how, "random": rnd, "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
+                         "aggregate": how, "random": rnd,
+                         "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
                          "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
                          "lower_is_better": bool(res.get("lower_is_better"))})
             key = entry_of(label, mode, res)
@@ -108,14 +109,17 @@ def _paper_average(entries: dict) -> dict | None:
     reps = np.mean([r for _, r in entries.values()], axis=0)
     lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
     k = len(entries)
-    return {"a": round(float(point[0]), 3), "b": round(float(point[1]), 3), "change": round(float(point[1] - point[0]), 3),
+    return {"a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
+            "change": round(float(point[1] - point[0]), 3),
             "ci95": [round(lo, 3), round(hi, 3)], "entries": [n for n in order if n in entries],
             "label": "6 of 6" if k == 6 else f"partial ({k} of 6)"}
 
 
 def comparison_table(cmp: dict) -> str:
     a, b = cmp["names"]
-    rows = [[f"{r['benchmark']} (n={r['n']}, {r['aggregate']}{'' if r['aggregate'] == 'micro' else ' over ' + str(r['groups'])})",
+    def items(r):
+        return f"n={r['n']}, {r['aggregate']}" + ("" if r["aggregate"] == "micro" else f" over {r['groups']}")
+    rows = [[f"{r['benchmark']} ({items(r)})",
              MODE_NAMES.get(r["mode"], r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
              f"{r['random']:.1f}", f"{r['a']:.1f}", f"{r['b']:.1f}",
              f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]

@@ -68,12 +68,12 @@ def effects(sweep_dir: Path, rows: list[dict]) -> list[dict]:
     if len(presets) > 1:
         for bench in ("held_out", "held_in"):
             for sh in shares:
-                add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks, CoT share {sh:g})", bench,
-                    "direct", (top_t, presets[0], sh, s0), (top_t, big, sh, s0))
+                add(f"{bench} direct rises with model size ({presets[0]} -> {big}, {top_t} tasks, CoT share {sh:g})",
+                    bench, "direct", (top_t, presets[0], sh, s0), (top_t, big, sh, s0))
     for bench in ("held_in", "held_out"):
         for mode in ("cot", "cot_sc"):
-            add(f"{bench}: {mode} score with CoT data (share {shares[0]:g} -> {top_share:g}; {big}, {top_t} tasks)", bench, mode,
-                (top_t, big, shares[0], s0), (top_t, big, top_share, s0))
+            add(f"{bench}: {mode} score with CoT data (share {shares[0]:g} -> {top_share:g}; {big}, {top_t} tasks)",
+                bench, mode, (top_t, big, shares[0], s0), (top_t, big, top_share, s0))
         for sh in shares:
             add(f"{bench}: CoT prompting minus direct, CoT share {sh:g} ({big}, {top_t} tasks)", bench, "direct",
                 (top_t, big, sh, s0), (top_t, big, sh, s0), mode_b="cot")
@@ -113,7 +113,7 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, mode in zip(axes, ("direct", "cot")):
         for p in presets:
-            rs = sorted((r for r in rows if r["preset"] == p and r["cot_share"] == top and r["seed"] == rows[0]["seed"]),
+            rs = sorted((r for r in rows if (r["preset"], r["cot_share"], r["seed"]) == (p, top, rows[0]["seed"])),
                         key=lambda r: r["num_tasks"])
             if not rs or mode not in rs[0]["scores"].get("held_out", {}):
                 continue
@@ -193,8 +193,9 @@ def _run_plots(data: dict, path: Path) -> list[Path]:
         ax.set_title("before vs after finetuning")
         _legend(ax)
         ch = [r["change"] for r in rows]
-        ax2.errorbar(ch, xs, xerr=[[c - r["ci95"][0] for c, r in zip(ch, rows)], [r["ci95"][1] - c for c, r in zip(ch, rows)]],
-                     fmt="o", capsize=3)
+        below = [c - r["ci95"][0] for c, r in zip(ch, rows)]
+        above = [r["ci95"][1] - c for c, r in zip(ch, rows)]
+        ax2.errorbar(ch, xs, xerr=[below, above], fmt="o", capsize=3)
         ax2.axvline(0, color="k", lw=0.8)
         ax2.set_yticks(xs, labels, fontsize=7)
         ax2.invert_yaxis()
@@ -225,43 +226,59 @@ def sweep_table(rows: list[dict]) -> str:
 
 
 def report(path: str | Path) -> dict:
+    """report.md and a self-contained report.html (plots embedded) for a sweep, a run or one evaluation."""
     path = Path(path)
     if (path / "sweep.json").is_file():
-        data = json.loads((path / "sweep.json").read_text())
-        rows = data["rows"]
-        if not rows:
-            raise FlanlabError("sweep has no finished cells", file=path / "sweep.json")
-        eff = effects(path, rows)
-        pngs = _plot(rows, path)
-        md = ["# flanlab scaling report", "", "## Cells (scores in %, exact match)", "", sweep_table(rows),
-              "## Effects (paired bootstrap over the same evaluation items, 95% CI, points)", "",
-              markdown_table(["claim", "eval", "difference", "95% CI", "n", "shown?"],
-                             [[e["claim"], e["eval"], f"{e['diff']:+.2f}", f"[{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]",
-                               e["n"], e["verdict"]] for e in eff])]
-        md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+        md, eff, pngs = _sweep_report(path)
     elif (path / "run.json").is_file():
         from .run import run_table
         data = json.loads((path / "run.json").read_text())
         eff, pngs = [], _run_plots(data, path)
         md = ["# flanlab run report", "", run_table(data)]
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] if pngs else []
-    elif (path / "results.json").is_file():  # one evaluation: its average and table, re-derived from results.json
-        from ..evaluate.harness import results_table
-        from ..evaluate.scoring import paper_normalized_average
-        res = json.loads((path / "results.json").read_text())
-        paper = paper_normalized_average(res["benchmarks"])
-        if (res.get("normalized_average"), res.get("normalized_average_of")) != (paper["value"], paper):
-            res.update(normalized_average=paper["value"], normalized_average_of=paper)
-            atomic_write_text(path / "results.json", json.dumps(res, indent=1, ensure_ascii=False))
-        table = results_table(res)
-        atomic_write_text(path / "results.md", table)
-        eff, pngs = [], []
-        md = ["# flanlab evaluation report", "", table]
+    elif (path / "results.json").is_file():
+        eff, pngs, md = [], [], ["# flanlab evaluation report", "", _evaluation_table(path)]
     else:
         raise FlanlabError("not a run, sweep or evaluation directory (no run.json / sweep.json / results.json)",
                            file=path)
-    text = "\n".join(md) + "\n"
-    (path / "report.md").write_text(text)
+    (path / "report.md").write_text("\n".join(md) + "\n")
+    (path / "report.html").write_text(_html(md, path))
+    return {"markdown": str(path / "report.md"), "html": str(path / "report.html"), "effects": eff,
+            "plots": [str(p) for p in pngs]}
+
+
+def _sweep_report(path: Path) -> tuple[list[str], list[dict], list[Path]]:
+    data = json.loads((path / "sweep.json").read_text())
+    rows = data["rows"]
+    if not rows:
+        raise FlanlabError("sweep has no finished cells", file=path / "sweep.json")
+    eff = effects(path, rows)
+    pngs = _plot(rows, path)
+    md = ["# flanlab scaling report", "", "## Cells (scores in %, exact match)", "", sweep_table(rows),
+          "## Effects (paired bootstrap over the same evaluation items, 95% CI, points)", "",
+          markdown_table(["claim", "eval", "difference", "95% CI", "n", "shown?"],
+                         [[e["claim"], e["eval"], f"{e['diff']:+.2f}", f"[{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}]",
+                           e["n"], e["verdict"]] for e in eff])]
+    md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs]
+    return md, eff, pngs
+
+
+def _evaluation_table(path: Path) -> str:
+    """One evaluation: its average and table, re-derived from results.json (results.md rewritten)."""
+    from ..evaluate.harness import results_table
+    from ..evaluate.scoring import paper_normalized_average
+    res = json.loads((path / "results.json").read_text())
+    paper = paper_normalized_average(res["benchmarks"])
+    if (res.get("normalized_average"), res.get("normalized_average_of")) != (paper["value"], paper):
+        res.update(normalized_average=paper["value"], normalized_average_of=paper)
+        atomic_write_text(path / "results.json", json.dumps(res, indent=1, ensure_ascii=False))
+    table = results_table(res)
+    atomic_write_text(path / "results.md", table)
+    return table
+
+
+def _html(md: list[str], path: Path) -> str:
+    """The markdown lines as a page: headings as headings, text as <pre>, plots embedded as base64 PNGs."""
     parts, buf = [], []
 
     def flush():
@@ -281,8 +298,6 @@ def report(path: str | Path) -> dict:
         else:
             buf.extend(line.splitlines() or [""])
     flush()
-    page = ("<!doctype html><meta charset='utf-8'><title>flanlab report</title>"
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}</style>" + "".join(parts))
-    (path / "report.html").write_text(page)
-    return {"markdown": str(path / "report.md"), "html": str(path / "report.html"), "effects": eff,
-            "plots": [str(p) for p in pngs]}
+    return ("<!doctype html><meta charset='utf-8'><title>flanlab report</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}pre{font-size:13px}</style>"
+            + "".join(parts))

@@ -40,9 +40,9 @@ class RunConfig(StrictModel):
     mix: MixConfig = Field(default_factory=lambda: MixConfig(total_examples=20000, max_input_len=256))
     # From-scratch miniature: AdamW. (The paper's Adafactor, without momentum, is meant for finetuning pretrained
     # checkpoints; from random init it reached loss 1.80 vs AdamW's 1.27 after 400 steps here.)
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, optimizer="adamw", lr=1e-3,
-                                                                   save_every=500, log_every=50, max_input_len=256,
-                                                                   model=ModelSpec(preset="t5-1m")))
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(
+        steps=2000, batch_size=16, optimizer="adamw", lr=1e-3, save_every=500, log_every=50, max_input_len=256,
+        model=ModelSpec(preset="t5-1m")))
     eval: EvalConfig = Field(default_factory=default_eval)
     baseline: bool = True  # also evaluate the model before instruction finetuning
 
@@ -75,8 +75,8 @@ def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> dict:
     import yaml
     path = Path(cfg.output).parent / "train_config.yaml"
     path.write_text(yaml.safe_dump({"train": cfg.model_dump()}, sort_keys=False))
-    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
-                            "-m", "flanlab.train.launch", str(path)])
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                            "--standalone", "-m", "flanlab.train.launch", str(path)])
     if code:
         raise FlanlabError(f"training in {nproc} processes failed (exit code {code}; its output is above)",
                            file=path)
@@ -176,8 +176,8 @@ class StageClock:
         timing = dict(self.timing)
         timing["total"] = round(sum(timing.values()), 1)
         if all(self.cached.values()) and self.previous.get("code"):
-            return {"code": self.previous["code"], "timing": {**timing, **{k: v for k, v in self.previous["timing"].items()
-                                                                         if k == "peak_rss_mb"}}}
+            kept = {k: v for k, v in self.previous["timing"].items() if k == "peak_rss_mb"}
+            return {"code": self.previous["code"], "timing": {**timing, **kept}}
         timing["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
         return {"code": code_version(), "timing": timing}
 
@@ -188,7 +188,8 @@ class _Stage:
     def done(self, result: dict) -> dict:
         """The stage's result; whether it came from the stage cache is read off it."""
         engine = result.get("engine", {})
-        self.cached = bool(result.get("cached")) or (engine.get("forward_calls") == 0 and engine.get("cache_hits", 0) > 0)
+        self.cached = bool(result.get("cached")) or (engine.get("forward_calls") == 0
+                                                     and engine.get("cache_hits", 0) > 0)
         return result
 
 
@@ -228,5 +229,5 @@ def summary_table(results: dict) -> str:
         rows.append(["normalized average (the paper's six entries)", "", *(f"{a:.1f}" for a in averages),
                      *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
     header = ["eval set", "prompting", *(f"{s} finetuning" for s in stages), *(["change"] if both else [])]
-    return markdown_table(header, rows) + ("\nScores: exact match in % (TyDiQA: its F1 is in each eval's results.json), "
-                                           "95% bootstrap CI in brackets.\n")
+    return markdown_table(header, rows) + ("\nScores: exact match in % (TyDiQA: its F1 is in each eval's "
+                                           "results.json), 95% bootstrap CI in brackets.\n")

@@ -60,7 +60,8 @@ def sweep(cfg: SweepConfig, *, progress: bool = True, log=print) -> list[dict]:
         rows.append({"cell": name, "num_tasks": len(subsets[n]), "preset": preset, "params": rep["train"]["params"],
                      "cot_share": share, "seed": seed, "final_loss": rep["train"]["final_loss"],
                      "train_seconds": rep["timing"]["train"],
-                     "scores": {b: {m: {"score": r["score"], "ci95": r["ci95"]} for m, r in modes.items()} for b, modes in res.items()}})
+                     "scores": {b: {m: {"score": r["score"], "ci95": r["ci95"]} for m, r in modes.items()}
+                                for b, modes in res.items()}})
         (out / "sweep.json").write_text(json.dumps({"config": cfg.model_dump(), "rows": rows}, indent=1))
     return rows
 

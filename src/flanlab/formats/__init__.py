@@ -1,2 +1,2 @@
-from .format import (Format, render_example, cot_target, options_block, COT_TRIGGER, ANSWER_PREFIX, TARGET_DELIMITER,  # noqa: F401
-                     parse_format)
+from .format import (Format, render_example, cot_target, options_block, COT_TRIGGER, ANSWER_PREFIX,  # noqa: F401
+                     TARGET_DELIMITER, parse_format)

@@ -86,8 +86,8 @@ def _single(example: Example, template: Template, fmt: Format, task_name: str, t
         inp += options_block(example.options)
     if fmt.cot and not template.is_cot:  # a CoT template carries its own instruction and target
         if example.rationale is None:
-            raise FlanlabError(f"CoT format requested but example {example.id} has no rationale", file=f"task {task_name}",
-                               field="rationale")
+            raise FlanlabError(f"CoT format requested but example {example.id} has no rationale",
+                               file=f"task {task_name}", field="rationale")
         inp += f"\n\n{trigger}"
         tgt = cot_target(example.rationale, tgt)
     return inp, tgt

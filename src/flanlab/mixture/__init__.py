@@ -1,1 +1,2 @@
-from .mix import MixConfig, CollectionSpec, FormatMix, RegistrySpec, plan_mixture, build_mixture, read_mixture  # noqa: F401
+from .mix import (MixConfig, CollectionSpec, FormatMix, RegistrySpec, plan_mixture, build_mixture,  # noqa: F401
+                  read_mixture)

@@ -97,8 +97,9 @@ def coverage(plan: dict, collections: list, per_collection: dict, per_task: dict
                  "rate_used": round(c.weight / total_w, 4), "examples": per_collection.get(c.name, 0),
                  "share": round(per_collection.get(c.name, 0) / written, 4) if written else 0.0,
                  "excluded": excluded.get(c.name, {}),
-                 "dropped_by_decontamination": sorted(p["task"].name for p in plan["tasks"] if p["collection"] == c.name
-                                                      and p["task"].name in planned and not per_task.get(p["task"].name)),
+                 "dropped_by_decontamination": sorted(
+                     p["task"].name for p in plan["tasks"]
+                     if p["collection"] == c.name and p["task"].name in planned and not per_task.get(p["task"].name)),
                  **_instances_note(tasks)}
         if sub:
             entry.update(paper_tasks=sub.paper_tasks, paper_rate=sub.rate, paper_cap=sub.cap)

@@ -125,7 +125,8 @@ def _largest_remainder(total: int, weights: list[float]) -> list[int]:
 
 
 def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix config>") -> dict:
-    """Decide how many examples each task contributes. Returns {collections, tasks: [(task, n, collection)], excluded}."""
+    """Decide how many examples each task contributes.
+    Returns {collections, tasks: [(task, n, collection)], excluded}."""
     excluded = []
     per_coll = []
     for ci, coll in enumerate(cfg.collections):
@@ -180,6 +181,32 @@ def _seed_for(*parts) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
+def _mixing_order(seed: int, tasks: list[dict]):
+    """Per task a fixed permutation of its training examples; every record's (task, k-th draw) in a seeded
+    shuffled order: (perms, owner task per record, k per record, the order)."""
+    perms = [np.random.default_rng(_seed_for(seed, "perm", p["task"].name)).permutation(p["task"].size("train"))
+             for p in tasks]
+    owner = (np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks
+             else np.zeros(0, np.int32))
+    kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
+    order = np.random.default_rng(_seed_for(seed, "order")).permutation(len(owner))
+    return perms, owner, kth, order
+
+
+def _draw_format(rng: random.Random, fm, task: Task, template, ex, size: int) -> Format:
+    """One record's format, drawn from the collection's format probabilities (the draws in a fixed order)."""
+    if rng.random() < fm.inversion_prob and not template.is_cot:
+        return Format(inverted=True)
+    cot = template.is_cot or (ex.rationale is not None and rng.random() < fm.cot_share)
+    opts = ex.options is not None and rng.random() < fm.options_prob
+    shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
+    # no draw when the format is off, so mixtures of configs without it keep their random stream; tasks without raw
+    # fields (rows rendered upstream) cannot be shown without their template
+    exo = (shots > 0 and fm.exemplar_only_prob > 0 and task.raw_fields != ()
+           and rng.random() < fm.exemplar_only_prob)
+    return Format(shots, opts and not exo, cot and not exo, exemplar_only=exo)
+
+
 def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict, ngrams: NgramIndex | None = None,
                  length=None) -> Iterator[dict]:
     """Rendered records in mixing order. Dropped ones are counted in stats: `dropped_contaminated` (equal to a
@@ -189,15 +216,7 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
     # a collection's formats override the mixture's field by field
     formats = {c.name: cfg.formats.model_copy(update=c.formats.model_dump(exclude_unset=True)) if c.formats
                else cfg.formats for c in cfg.collections}
-    perms = []
-    for i, p in enumerate(tasks):
-        size = p["task"].size("train")
-        r = np.random.default_rng(_seed_for(cfg.seed, "perm", p["task"].name))
-        perms.append(r.permutation(size))
-    owner = (np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks
-             else np.zeros(0, np.int32))
-    kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
-    order = np.random.default_rng(_seed_for(cfg.seed, "order")).permutation(len(owner))
+    perms, owner, kth, order = _mixing_order(cfg.seed, tasks)
     for j in order:
         p = tasks[owner[j]]
         fm = formats[p["collection"]]
@@ -213,17 +232,7 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         templates = task.get_templates()
         ti = rng.randrange(len(templates))
         template = templates[ti]
-        if rng.random() < fm.inversion_prob and not template.is_cot:
-            fmt = Format(inverted=True)
-        else:
-            cot = template.is_cot or (ex.rationale is not None and rng.random() < fm.cot_share)
-            opts = ex.options is not None and rng.random() < fm.options_prob
-            shots = rng.randint(1, fm.max_few_shot) if rng.random() < fm.few_shot_prob and size > 1 else 0
-            # no draw when the format is off, so mixtures of configs without it keep their random stream; tasks
-            # without raw fields (rows rendered upstream) cannot be shown without their template
-            exo = (shots > 0 and fm.exemplar_only_prob > 0 and task.raw_fields != ()
-                   and rng.random() < fm.exemplar_only_prob)
-            fmt = Format(shots, opts and not exo, cot and not exo, exemplar_only=exo)
+        fmt = _draw_format(rng, fm, task, template, ex, size)
         exemplars = []
         if fmt.few_shot:
             cand = rng.sample(range(size), min(size, fmt.few_shot + 1))
@@ -329,7 +338,8 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
     tmp.mkdir(parents=True)
     try:
         stats = {"dropped_contaminated": 0, "ngram_contaminated": {}}
-        records = iter_records(cfg, plan, registry, stats, ngrams, token_length(cfg.tokenizer) if cfg.tokenizer else None)
+        length = token_length(cfg.tokenizer) if cfg.tokenizer else None
+        records = iter_records(cfg, plan, registry, stats, ngrams, length)
         written = write_shards(records, tmp, cfg, progress, stats)
         manifest = {
             "fingerprint": config_fingerprint(cfg), "seed": cfg.seed, **written["summary"],

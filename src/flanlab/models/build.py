@@ -85,7 +85,8 @@ def build_config(preset: str, dropout: float = 0.0, vocab_size: int = ByteTokeni
 def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint"):
     """Returns (model, tokenizer). A checkpoint is resolved (models.checkpoint) and loaded with from_pretrained;
     a preset is initialised from config with `seed`."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaForCausalLM, T5ForConditionalGeneration
+    from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaForCausalLM,
+                              T5ForConditionalGeneration)
     torch.manual_seed(seed)
     if spec.checkpoint:
         path = resolve_checkpoint(spec.checkpoint, field)
@@ -101,7 +102,8 @@ def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint")
     else:
         cfg = build_config(spec.preset, spec.dropout, **spec.overrides)
         model = (T5ForConditionalGeneration if cfg.model_type == "t5" else LlamaForCausalLM)(cfg)
-        if cfg.model_type == "t5":  # untied head: HF inits it with std 1.0 (meant for pretrained use); start near uniform
+        # T5's untied head: HF inits it with std 1.0 (meant for pretrained use); start near uniform
+        if cfg.model_type == "t5":
             torch.nn.init.normal_(model.lm_head.weight, std=cfg.d_model ** -0.5 * 0.1)
         tok = ByteTokenizer()
     model.config.use_cache = False
@@ -109,7 +111,8 @@ def build_model(spec: ModelSpec, seed: int = 0, field: str = "model.checkpoint")
         from peft import LoraConfig, get_peft_model
         targets = spec.lora.target_modules or (["q", "v"] if model.config.is_encoder_decoder else ["q_proj", "v_proj"])
         with warnings.catch_warnings():  # peft reads transformers 5's deprecated is_gradient_checkpointing alias
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
             model = get_peft_model(model, LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha,
                                                      lora_dropout=spec.lora.dropout, target_modules=targets))
     return model, tok

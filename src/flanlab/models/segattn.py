@@ -182,7 +182,8 @@ def layout_for(batch: dict, dtype=torch.float32, device=None, kernel: str = "aut
         B, Le, Ld = e.shape[0], e.shape[1], d.shape[1]
         es, ds = segments(e), segments(d)
         plans = {"enc": plan(es, es, Le, Le, B, False, dtype, device),
-                 "dec": plan(ds, ds, Ld, Ld, B, True, dtype, device), "cross": plan(ds, es, Ld, Le, B, False, dtype, device)}
+                 "dec": plan(ds, ds, Ld, Ld, B, True, dtype, device),
+                 "cross": plan(ds, es, Ld, Le, B, False, dtype, device)}
     else:
         s = batch["seg"]
         ss = segments(s)
@@ -268,7 +269,8 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
 def use_varlen(p: Plan, query: torch.Tensor, position_bias, dropout: float) -> bool:
     """On a GPU, attention without a learned bias (Llama; not T5's relative bias) runs as one fused flash
     variable-length call over the segments (torch.nn.attention.varlen: CUDA, fp16/bf16, no dropout)."""
-    return (p.kernel == "auto" and query.is_cuda and p.cu_q is not None and query.dtype in (torch.float16, torch.bfloat16)
+    return (p.kernel == "auto" and query.is_cuda and p.cu_q is not None
+            and query.dtype in (torch.float16, torch.bfloat16)
             and (position_bias is None or position_bias is ZERO_BIAS) and dropout == 0.0)
 
 

@@ -155,9 +155,9 @@ def load_task_file(path: str | Path) -> list[Task]:
                     raise FlanlabError(f"template uses {sorted(missing)} but examples only have fields "
                                        f"{sorted(probe.fields)} (map them under source.fields)",
                                        file=path, field=f"tasks[{i}].templates[{j}]")
-        tasks.append(Task(Dataset(spec.dataset, src), TaskCategory(spec.category, templates, answer_type=spec.answer_type),
-                          collection=spec.collection, held_out=spec.held_out, benchmark=spec.benchmark,
-                          name_override=spec.name))
+        category = TaskCategory(spec.category, templates, answer_type=spec.answer_type)
+        tasks.append(Task(Dataset(spec.dataset, src), category, collection=spec.collection, held_out=spec.held_out,
+                          benchmark=spec.benchmark, name_override=spec.name))
     return tasks
 
 

@@ -1,4 +1,5 @@
-"""Entry point for torchrun / accelerate: `torchrun --nproc_per_node 2 -m flanlab.train.launch CONFIG [key=value ...]`."""
+"""Entry point for torchrun / accelerate:
+`torchrun --nproc_per_node 2 -m flanlab.train.launch CONFIG [key=value ...]`."""
 import sys
 from pathlib import Path
 

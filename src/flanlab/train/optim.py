@@ -49,7 +49,20 @@ class ShardedAdafactor(Adafactor):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        work = []  # (group, param, local grad, state, factored, beta2t)
+        work = self._work()
+        if not work:
+            return loss
+        mesh_param = work[0][1]
+        summed = self._second_moments(work, mesh_param)
+        updates = self._updates(work, summed)
+        sumsq = _all_reduce(torch.cat([u.pow(2).sum().reshape(1) for u in updates]), mesh_param)
+        self._apply(work, updates, sumsq)
+        return loss
+
+    def _work(self) -> list[tuple]:
+        """(group, param, local grad, state, factored, beta2t) of every parameter with a gradient; state created and
+        its step counted."""
+        work = []
         for group in self.param_groups:
             if group["relative_step"] or group["scale_parameter"] or group["beta1"] is not None:
                 raise ValueError("ShardedAdafactor implements relative_step=False, scale_parameter=False, beta1=None "
@@ -69,10 +82,52 @@ class ShardedAdafactor(Adafactor):
                     else:
                         state["exp_avg_sq"] = _like(torch.zeros_like(g), p, tuple(p.shape), True)
                 state["step"] += 1
-                beta2t = 1.0 - math.pow(state["step"], group["decay_rate"])
-                work.append((group, p, g, state, factored, beta2t))
-        if not work:
-            return loss
+                work.append((group, p, g, state, factored, 1.0 - math.pow(state["step"], group["decay_rate"])))
+        return work
+
+    @staticmethod
+    def _second_moments(work: list[tuple], mesh_param) -> torch.Tensor | None:
+        """Row moments (and unfactored moments) updated on this rank's rows; returns what spans rows, summed over
+        ranks: per factored parameter, its column sums of grad^2 and the sum of its new row moments."""
+        parts = []
+        for group, p, g, state, factored, beta2t in work:
+            sq = g * g + group["eps"][0]
+            if factored:
+                row = local_shard(state["exp_avg_sq_row"])
+                row.mul_(beta2t).add_(sq.mean(dim=-1), alpha=1.0 - beta2t)
+                parts += [sq.sum(dim=0), row.sum().reshape(1)]
+            else:
+                local_shard(state["exp_avg_sq"]).mul_(beta2t).add_(sq, alpha=1.0 - beta2t)
+        return _all_reduce(torch.cat(parts), mesh_param) if parts else None
+
+    @staticmethod
+    def _updates(work: list[tuple], summed: torch.Tensor | None) -> list[torch.Tensor]:
+        """The unclipped updates of this rank's rows (column moments updated from the summed column sums)."""
+        updates, at = [], 0
+        for group, p, g, state, factored, beta2t in work:
+            if factored:
+                n, m = p.shape
+                col_sum, row_total = summed[at:at + m], summed[at + m]
+                at += m + 1
+                col = local_shard(state["exp_avg_sq_col"])
+                col.mul_(beta2t).add_(col_sum / n, alpha=1.0 - beta2t)
+                row = local_shard(state["exp_avg_sq_row"])
+                r = (row / (row_total / n)).rsqrt_().unsqueeze(-1)
+                updates.append(r * col.unsqueeze(-2).rsqrt() * g)
+            else:
+                updates.append(local_shard(state["exp_avg_sq"]).rsqrt() * g)
+        return updates
+
+    @staticmethod
+    def _apply(work: list[tuple], updates: list[torch.Tensor], sumsq: torch.Tensor) -> None:
+        """Clip each update by its RMS over the whole parameter, then apply it to this rank's rows."""
+        for (group, p, g, state, factored, beta2t), u, ss in zip(work, updates, sumsq):
+            rms = (ss.sqrt() / math.sqrt(p.numel())).item()
+            u.div_(max(rms / group["clip_threshold"], 1.0)).mul_(group["lr"])
+            local = local_shard(p)
+            if group["weight_decay"] != 0:
+                local.add_(local, alpha=-group["weight_decay"] * group["lr"])
+            local.add_(-u.to(local.dtype))
         mesh_param = work[0][1]
         # 1) this rank's share of what spans rows: column sums of grad^2 and the sum of the new row moments
         parts = []

@@ -68,8 +68,8 @@ def _mixture_identity(path: str) -> str:
 
 
 def config_fingerprint(cfg: TrainConfig) -> str:
-    d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every", "threads",
-                                "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
+    d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every",
+                                "threads", "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
     for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
                          ("precision", "fp32"), ("attention_kernel", "auto")):
