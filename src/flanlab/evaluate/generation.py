@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import FlanlabError
 from ..tasks.sources.files import read_json_lines
 from .benchmarks import Benchmark, EvalItem
-from .engine import GenRequest
+from .requests import GenRequest
 from .scoring import bootstrap_ci
 
 # measure -> scale of its numbers in tables (100: a fraction shown in %, 1: as it is)

@@ -19,7 +19,9 @@ from ..mixture import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
 from ..models.device import Processes
-from .engine import Engine, GenRequest, model_fingerprint
+from .answer_cache import model_fingerprint
+from .engine import Engine
+from .requests import GenRequest
 from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
                       extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_score,
                       paper_normalized_average,

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import FlanlabError
 from ..tasks.sources.files import read_json_lines
 from .benchmarks import Benchmark, EvalItem
-from .engine import GenRequest
+from .requests import GenRequest
 from .scoring import bootstrap_ci
 
 SUBSETS = ("toxic", "nontoxic", "challenging")
