@@ -10,15 +10,17 @@ from flanlab.evaluate.requests import GenRequest
 def test_length_batches_respect_every_limit_and_cover_each_row_once():
     lengths = [100, 90, 80, 40, 39, 38, 10, 9, 8, 7, 6, 5]
     mult = [1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1]
-    p = Planner(batch_tokens=300, max_batch_rows=4, min_fill=0.5)
+    p = Planner(batch_tokens=250, max_batch_rows=4, min_fill=0.5)
     batches = list(p.batches(lengths, mult))
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         width, rows = max(lengths[i] for i in b), sum(mult[i] for i in b)
-        assert width * rows <= 300 or len(b) == 1
+        assert width * rows <= 250 or len(b) == 1
         assert rows <= 4 or len(b) == 1
         assert all(lengths[i] >= 0.5 * width for i in b)  # padding bounded by min_fill
-    assert [0, 1, 2] not in batches  # 3 rows of width 100 exceed 300 tokens
+    assert [0, 1, 2] not in batches  # 3 rows of width 100 exceed 250 tokens
+    # with room to spare, a row shorter than min_fill of the batch's width still starts a new batch
+    assert list(Planner(batch_tokens=10**6, min_fill=0.5).batches([100, 40, 39], [1, 1, 1])) == [[0], [1, 2]]
 
 
 def test_prefix_batches_share_a_prefix_and_leave_each_row_its_own_tokens():
