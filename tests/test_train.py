@@ -403,3 +403,61 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_and_says_so(mixtur
     monkeypatch.setattr(strategy, "native_bf16_cpu", lambda: True)  # a bf16 CPU trains in bf16 as asked
     cfg = cfg.model_copy(update={"output": str(tmp_path / "r2")})
     assert train(cfg, progress=False, log=said.append)["precision"] == "bf16"
+
+
+def _tiny_gemma3(sliding_window: int = 4):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=sliding_window,
+                           layer_types=["sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+                           max_position_embeddings=256, final_logit_softcapping=5.0, attn_implementation="sdpa")
+    return Gemma3ForCausalLM(cfg)
+
+
+def test_packed_gemma3_with_sliding_window_layers_equals_examples_one_by_one():
+    """An architecture that is neither T5 nor Llama: Gemma3's sliding-window and global layers, final logit
+    soft-capping. The packed loss (LM head on targets only, a mask per layer type) and its gradients equal the sum
+    over the examples run alone through the model's own forward."""
+    model = _tiny_gemma3()
+    exs = [Tokenized(list(range(3 + i, 10 + 2 * i)), [40 + i, 41, 42, 2]) for i in range(5)]  # 11-17 tokens > window
+    rows = pack(exs, False, 64, 64)
+    assert max(len(r) for r in rows) >= 2
+    model.zero_grad()
+    packed, n = loss_sum(model, collate(rows, False))
+    packed.backward()
+    grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    model.zero_grad()
+    alone = 0.0
+    for e in exs:
+        logits = model(input_ids=torch.tensor([e.inputs + e.targets])).logits[0]
+        k = len(e.inputs)
+        alone = alone + torch.nn.functional.cross_entropy(logits[k - 1:-1], torch.tensor(e.targets), reduction="sum")
+    alone.backward()
+    assert n == sum(len(e.targets) for e in exs)
+    assert packed.item() == pytest.approx(alone.item(), rel=1e-5)
+    for k, p in model.named_parameters():
+        assert (p.grad - grads[k]).abs().max() <= 1e-5 * p.grad.abs().max() + 1e-7, k
+
+
+def test_chunked_target_loss_equals_the_whole_in_loss_and_gradients(monkeypatch):
+    """Above CHUNKED_LOSS_ELEMENTS logits the loss runs in chunks of target positions (logits recomputed in the
+    backward pass): the same loss and gradients as one piece."""
+    model = _tiny_gemma3()
+    exs = [Tokenized(list(range(3 + i, 10 + 2 * i)), [40 + i, 41, 42, 2]) for i in range(5)]
+    b = collate(pack(exs, False, 64, 64), False)
+    out = {}
+    for limit in (10**9, 300 * 3):  # one piece; chunks of 3 target positions (20 targets)
+        monkeypatch.setattr(packed_forward, "CHUNKED_LOSS_ELEMENTS", limit)
+        calls = []
+        monkeypatch.setattr(packed_forward, "lm_head", lambda base, h, real=packed_forward.lm_head:
+                            calls.append(h.shape[0]) or real(base, h))
+        model.zero_grad()
+        ls, _ = loss_sum(model, b)
+        ls.backward()
+        out[limit] = (ls.item(), {k: p.grad.clone() for k, p in model.named_parameters()}, calls)
+    (l1, g1, c1), (l2, g2, c2) = out[10**9], out[900]
+    assert c1 == [20] and max(c2) == 3 and sum(c2) >= 2 * 20  # chunks, each recomputed in backward
+    assert l2 == pytest.approx(l1, rel=1e-6)
+    for k in g1:
+        assert (g2[k] - g1[k]).abs().max() <= 1e-5 * g1[k].abs().max() + 1e-7, k

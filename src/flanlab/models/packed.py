@@ -11,7 +11,10 @@ Two ways to run a packed batch, giving the same logits, loss and gradients (test
   runs on one unpadded token stream, and attention is computed per segment (segattn) - no compute on
   padding or on the masked-out blocks between segments;
 - dense (segment_attention=False, and any other architecture): the [B, L] rows with additive 4D segment
-  masks through the model's own forward.
+  masks through the model's own backbone; models with sliding-window layers (Gemma2/3: `layer_types`) get a
+  second mask that also limits each query to the window, one mask per layer type.
+Either way a decoder-only loss runs the LM head (and any final logit soft-capping) on target positions only:
+with a 262k vocabulary (Gemma3) the logits of every position would be gigabytes.
 Used by training (loss) and by evaluation (log-likelihood of encoder-decoder models).
 """
 from __future__ import annotations
@@ -81,7 +84,10 @@ def _additive(allowed: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
     return m.unsqueeze(1)  # [B, 1, Q, K]
 
 
-def segment_masks(batch: dict, dtype=torch.float32) -> dict:
+def segment_masks(batch: dict, dtype=torch.float32, sliding_window: int | None = None) -> dict:
+    """Additive [B, 1, L, L] masks isolating segments: "enc"/"dec"/"cross" (T5) or "self" (decoder-only; with
+    `sliding_window`, also "sliding": a query sees keys at most sliding_window - 1 positions back, as HF's
+    sliding-window layers do)."""
     if "enc_seg" in batch:
         e, d = batch["enc_seg"], batch["dec_seg"]
         enc = (e[:, :, None] == e[:, None, :]) & (e[:, None, :] > 0)
@@ -91,7 +97,37 @@ def segment_masks(batch: dict, dtype=torch.float32) -> dict:
         return {"enc": _additive(enc, dtype), "dec": _additive(dec, dtype), "cross": _additive(cross, dtype)}
     s = batch["seg"]
     causal = torch.ones(s.shape[1], s.shape[1], dtype=torch.bool).tril()
-    return {"self": _additive((s[:, :, None] == s[:, None, :]) & (s[:, None, :] > 0) & causal, dtype)}
+    allowed = (s[:, :, None] == s[:, None, :]) & (s[:, None, :] > 0) & causal
+    masks = {"self": _additive(allowed, dtype)}
+    if sliding_window:
+        window = torch.ones(s.shape[1], s.shape[1], dtype=torch.bool).triu(-(sliding_window - 1))
+        masks["sliding"] = _additive(allowed & window, dtype)
+    return masks
+
+
+def _sliding_window(base) -> int | None:
+    """The window of a model whose layers include sliding-window attention, else None."""
+    if "sliding_attention" in (getattr(base.config, "layer_types", None) or ()):
+        return base.config.sliding_window
+    return None
+
+
+def _dense_decoder_hidden(base, batch: dict, dtype) -> torch.Tensor:
+    """Final hidden states [B, L, d] of a decoder-only model on padded packed rows, through its own backbone with
+    segment masks (a mask per layer type when it has sliding-window layers)."""
+    masks = {k: v.to(batch["seg"].device) for k, v in segment_masks(batch, dtype, _sliding_window(base)).items()}
+    mask = ({"full_attention": masks["self"], "sliding_attention": masks["sliding"]} if "sliding" in masks
+            else masks["self"])
+    backbone = getattr(base, base.base_model_prefix)
+    return backbone(input_ids=batch["input_ids"], attention_mask=mask,
+                    position_ids=batch["position_ids"]).last_hidden_state
+
+
+def lm_head(base, h: torch.Tensor) -> torch.Tensor:
+    """Logits from final hidden states as the model's own forward makes them (final soft-capping: Gemma2)."""
+    logits = base.lm_head(h)
+    cap = getattr(base.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 class PackedForward(torch.nn.Module):
@@ -167,30 +203,54 @@ def forward_logits(model, batch: dict, segment_attention: bool = True, kernel: s
     batch = {k: v.to(dev) for k, v in batch.items()}
     if _use_segments(base, segment_attention):
         h, _, keep = _segment_hidden(base, batch, kernel)
-        logits = base.lm_head(h)
+        logits = lm_head(base, h)
         out = logits.new_zeros(*keep.shape, logits.shape[-1])
         out[keep] = logits
         return out
+    if not base.config.is_encoder_decoder:
+        return lm_head(base, _dense_decoder_hidden(base, batch, dtype))
     masks = {k: v.to(dev) for k, v in segment_masks(batch, dtype).items()}
-    if base.config.is_encoder_decoder:
-        enc = base.encoder(input_ids=batch["input_ids"], attention_mask=masks["enc"]).last_hidden_state
-        h = base.decoder(input_ids=batch["decoder_input_ids"], attention_mask=masks["dec"], encoder_hidden_states=enc,
-                         encoder_attention_mask=masks["cross"]).last_hidden_state
-        return base.lm_head(_scale_decoder_output(base, h))
-    return model(input_ids=batch["input_ids"], attention_mask=masks["self"], position_ids=batch["position_ids"]).logits
+    enc = base.encoder(input_ids=batch["input_ids"], attention_mask=masks["enc"]).last_hidden_state
+    h = base.decoder(input_ids=batch["decoder_input_ids"], attention_mask=masks["dec"], encoder_hidden_states=enc,
+                     encoder_attention_mask=masks["cross"]).last_hidden_state
+    return base.lm_head(_scale_decoder_output(base, h))
 
 
 def _loss_sum(model, batch: dict, segment_attention: bool = True, kernel: str = "auto") -> torch.Tensor:
     base = base_model(model)
-    if not _use_segments(base, segment_attention):
+    dev = next(model.parameters()).device
+    if base.config.is_encoder_decoder and not _use_segments(base, segment_attention):
         logits = forward_logits(model, batch, segment_attention)
         labels = batch["labels"].to(logits.device)
         return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1),
                                                  ignore_index=IGNORE, reduction="sum")
-    dev = next(model.parameters()).device
-    h, labels, _ = _segment_hidden(base, {k: v.to(dev) for k, v in batch.items()}, kernel)
+    batch = {k: v.to(dev) for k, v in batch.items()}
+    if _use_segments(base, segment_attention):
+        h, labels, _ = _segment_hidden(base, batch, kernel)
+    else:
+        h, labels = _dense_decoder_hidden(base, batch, next(model.parameters()).dtype), batch["labels"]
     sel = labels != IGNORE  # the LM head runs on target positions only
-    return torch.nn.functional.cross_entropy(base.lm_head(h[sel]).float(), labels[sel], reduction="sum")
+    return target_loss(base, h[sel], labels[sel])
+
+
+# logits elements (targets x vocabulary) above which the loss is computed in chunks of target positions, each chunk's
+# logits recomputed in the backward pass instead of kept: 2^27 fp32 logits are 512 MB (Gemma3's 262k vocabulary
+# reaches it at 512 targets; SmolLM2's 49k at 2,731)
+CHUNKED_LOSS_ELEMENTS = 1 << 27
+
+
+def target_loss(base, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of the target positions' hidden states [N, d] against labels [N]."""
+    vocab = base.lm_head.out_features
+
+    def chunk_loss(hh, ll):
+        return torch.nn.functional.cross_entropy(lm_head(base, hh).float(), ll, reduction="sum")
+    if h.shape[0] * vocab <= CHUNKED_LOSS_ELEMENTS:
+        return chunk_loss(h, labels)
+    step = max(1, CHUNKED_LOSS_ELEMENTS // vocab)
+    from torch.utils.checkpoint import checkpoint
+    return sum(checkpoint(chunk_loss, h[i:i + step], labels[i:i + step], use_reentrant=False)
+               for i in range(0, h.shape[0], step))
 
 
 def loss_sum(model, batch: dict, segment_attention: bool = True, kernel: str = "auto") -> tuple[torch.Tensor, int]:
