@@ -37,6 +37,21 @@ def test_override_without_equals_is_an_error(tmp_path):
     assert code == 2 and "override 'steps' is not key=value" in text
 
 
+def test_a_bad_override_value_is_echoed_cut_to_80_characters(tmp_path):
+    cfg = write(tmp_path / "t.yaml", "train: {steps: 2, mixture: nowhere}\n")
+    code, text = cli("train", cfg, "steps=" + "x" * 500)
+    line = next(ln for ln in text.splitlines() if "field 'steps'" in ln)
+    assert code == 2 and "valid integer" in line and "(got 'xxxx" in line and "..." in line and len(line) < 200
+    code, text = cli("train", cfg, "precision=fp16")
+    assert code == 2 and "Input should be 'fp32' or 'bf16' (got 'fp16')" in text
+
+
+def test_every_help_lists_its_flags_without_a_type():
+    for args in ([], ["mix"], ["run"], ["tasks"], ["tasks", "show"], ["compare"]):
+        code, text = cli(*args, "--help")
+        assert code == 0 and "--help" in text and "<bool>" not in text, args
+
+
 def test_nested_overrides():
     d = apply_overrides({"model": {"preset": "t5-1m", "dropout": 0.1}, "steps": 5},
                         ["model.preset=t5-5m", "steps=10", "model.lora.r=4"])

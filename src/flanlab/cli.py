@@ -8,15 +8,36 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .errors import FlanlabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+class _HelpWithoutType:
+    """--help is a flag: shown without the `<bool>` type column typer gives it (our other flags set metavar="")."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class Group(_HelpWithoutType, typer.core.TyperGroup):
+    pass
+
+
+class Command(_HelpWithoutType, typer.core.TyperCommand):
+    pass
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=Group)
 OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's).")
-tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.")
+tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.", cls=Group)
 app.add_typer(tasks_app, name="tasks")
 # soft_wrap: long lines are never hard-wrapped at the terminal width (or at 80 columns when piped)
 console = Console(stderr=True, soft_wrap=True)
@@ -76,7 +97,7 @@ def _registry(task_files: list[Path], bigbench: list[str]):
     return RegistrySpec(task_files=[str(f) for f in task_files], bigbench_tasks=bigbench).build()
 
 
-@tasks_app.command("list")
+@tasks_app.command("list", cls=Command)
 def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
                bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
                as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON list instead of a table.")):
@@ -102,7 +123,7 @@ def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", hel
     out.print(tab)
 
 
-@tasks_app.command("show")
+@tasks_app.command("show", cls=Command)
 def tasks_show(name: str = typer.Argument(..., help="Task name, as `flanlab tasks list` prints it."),
                task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
                bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
@@ -123,7 +144,7 @@ def tasks_show(name: str = typer.Argument(..., help="Task name, as `flanlab task
                 out.print(f"[bold]→[/] {escape(r['targets'])}", highlight=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or under 'mix:')."),
         output: Optional[Path] = OUTPUT_OPTION,
         overwrite: bool = typer.Option(False, "--overwrite", metavar="",
@@ -215,7 +236,7 @@ def _torchrun(nproc: int, module: str, *args: str) -> int:
 NPROC_HELP = "Processes (DDP/FSDP via torchrun; gloo on CPU); at least 1."
 
 
-@app.command()
+@app.command(cls=Command)
 def train(config: Path = typer.Argument(..., help="Training YAML (top level or under 'train:')."),
           nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP),
           no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar."),
@@ -232,7 +253,7 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
     out.print_json(json.dumps(s))
 
 
-@app.command("eval")
+@app.command("eval", cls=Command)
 def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
              checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
                                                       help="Model: a checkpoint directory, a .gguf file or a packaged "
@@ -284,7 +305,7 @@ def _run_config(config: Optional[Path], overrides: list[str]):
     return cfg, base
 
 
-@app.command()
+@app.command(cls=Command)
 def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/train/eval sections; default: the "
                                                            "built-in main job (SmolLM2 + Flan; examples/toy.yaml is "
                                                            "the from-scratch toy)."),
@@ -308,7 +329,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
     out.print(f"timing (s): {rep['timing']}; outputs in {cfg.output}/", highlight=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x "
                                                               "CoT share {0,0.3}."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
@@ -327,7 +348,7 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; defaul
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(a: Path = typer.Argument(..., help="First evaluation output directory (e.g. RUN/eval_before)."),
             b: Path = typer.Argument(..., help="Second evaluation of the same items (e.g. RUN/eval_after)."),
             output: Path = typer.Option(Path("compare.json"), "--output", "-o", help="Where to write the json."),
@@ -347,7 +368,7 @@ def compare(a: Path = typer.Argument(..., help="First evaluation output director
     out.print(f"wrote {output}", markup=False, highlight=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def report(path: Path = typer.Argument(..., help="A run, sweep or evaluation output directory.")):
     """Write report.md and report.html (with PNG plots) for a run, a sweep or one evaluation.
 

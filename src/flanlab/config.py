@@ -98,6 +98,9 @@ def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: st
         if err["type"] == "extra_forbidden":  # a misspelt key: name the nearest known one
             holder = _model_at(model, tuple(err["loc"])[:-1])
             msg = "unknown field" + (did_you_mean(err["loc"][-1], holder.model_fields) if holder else "")
+        elif err["type"] != "missing" and isinstance(err.get("input"), (str, int, float, bool)):
+            got = repr(err["input"])  # the value echoed back, cut short: a pasted blob stays one line
+            msg += f" (got {got if len(got) <= 80 else got[:77] + '...'})"
         raise FlanlabError(f"{msg}{more}", file=file, field=field) from None
 
 
