@@ -1,7 +1,7 @@
 """The engine's parts alone: batch planning, next-token choice, stop strings, lm-eval's pair encoding."""
 import torch
 
-from flanlab.evaluate.decoding import cut_at_stop, next_token, sample_generators
+from flanlab.evaluate.decoding import cut_at_stop, next_tokens, sample_generators
 from flanlab.evaluate.loglik import encode_pair
 from flanlab.evaluate.planning import Planner
 from flanlab.evaluate.requests import GenRequest
@@ -39,13 +39,22 @@ def test_prefix_batches_share_a_prefix_and_leave_each_row_its_own_tokens():
     assert all(prefix == [] for prefix, _ in off.prefix_batches(seqs, lambda i: 0, lambda i: 1))
 
 
-def test_next_token_greedy_top_k_and_seeded_samples():
+def test_next_tokens_greedy_top_k_and_seeded_samples():
     logits = torch.tensor([0.0, 3.0, 1.0, 2.9])
     g = torch.Generator().manual_seed(0)
-    assert next_token(logits, GenRequest("p"), g) == 1  # temperature 0: argmax
-    assert {next_token(logits, GenRequest("p", temperature=1.0, top_k=1), g) for _ in range(20)} == {1}
-    two = {next_token(logits, GenRequest("p", temperature=1.0, top_k=2), g) for _ in range(200)}
-    assert two == {1, 3}  # top-k=2 keeps exactly the two best
+
+    def one(r):
+        return next_tokens(logits[None], [r], [g])[0]
+    assert one(GenRequest("p")) == 1  # temperature 0: argmax
+    assert {one(GenRequest("p", temperature=1.0, top_k=1)) for _ in range(20)} == {1}
+    assert {one(GenRequest("p", temperature=1.0, top_k=2)) for _ in range(200)} == {1, 3}  # exactly the two best
+    # rows of different settings in one call; a row's draw comes from its own generator only
+    rows = [GenRequest("p"), GenRequest("p", temperature=1.0, top_k=2), GenRequest("p", temperature=1.0)]
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    first = next_tokens(logits.repeat(3, 1), rows, gens)
+    again = next_tokens(logits.repeat(3, 1), rows, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
+    alone = next_tokens(logits[None], rows[2:], [torch.Generator().manual_seed(3)])
+    assert first == again and first[0] == 1 and first[1] in (1, 3) and first[2] == alone[0]
     reqs = [GenRequest("p", n=3, temperature=1.0, seed=5)]
     a = [torch.rand(4, generator=x).tolist() for x in sample_generators(reqs)]
     b = [torch.rand(4, generator=x).tolist() for x in sample_generators(reqs)]
@@ -60,3 +69,29 @@ def test_cut_at_stop_and_lm_eval_pair_encoding():
         return [ord(c) for c in text]
     ctx, cont = encode_pair(encode, "Answer: ", "B")  # the context's trailing space moves to the continuation
     assert ctx == encode("Answer:") and cont == encode(" B")
+
+
+def test_nucleus_from_candidates_is_the_full_sort_nucleus(monkeypatch):
+    from flanlab.evaluate import decoding
+    torch.manual_seed(0)
+    lg = torch.cat([torch.randn(4, 5000) * s for s in (0.3, 2.0, 9.0)])  # wide nuclei (past the candidates) and peaked
+    fast = torch.isfinite(decoding.nucleus(lg, 0.9))
+    monkeypatch.setattr(decoding, "NUCLEUS_CANDIDATES", 5000)
+    full = torch.isfinite(decoding.nucleus(lg, 0.9))
+    assert torch.equal(fast, full) and fast[:4].sum() > 1024 and fast[8:].sum(-1).max() < 20
+
+
+def test_bf16_engine_runs_forwards_under_autocast_and_caches_apart():
+    from flanlab.evaluate.engine import Engine
+    from flanlab.models.build import ModelSpec, build_model
+    model, tok = build_model(ModelSpec(preset="llama-1m"), seed=0)
+    seen = []
+    model.register_forward_pre_hook(lambda m, a: seen.append(torch.is_autocast_enabled("cpu")))
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        e = Engine(model, tok, fingerprint="m", precision=precision)
+        e.generate([GenRequest("Is 7 odd?", max_new_tokens=3)])
+        e.loglik([("Is 7 odd? Answer:", [" yes", " no"])])
+        assert seen and set(seen) == {precision == "bf16"}
+    assert Engine(model, tok, fingerprint="m")._key("gen", 1) != Engine(model, tok, fingerprint="m",
+                                                                         precision="bf16")._key("gen", 1)

@@ -392,15 +392,15 @@ def test_attention_kernel_from_config_reaches_every_bucket(preset, monkeypatch):
 
 
 def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_and_says_so(mixture, tmp_path, monkeypatch):
-    from flanlab.train import strategy
+    from flanlab.models import device
     monkeypatch.delenv("FLANLAB_EMULATED_BF16", raising=False)
-    monkeypatch.setattr(strategy, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)
     said = []
     cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "r"), steps=1, batch_size=2, precision="bf16",
                       model=ModelSpec(preset="t5-1m"), tensorboard=False, device="cpu")
     assert train(cfg, progress=False, log=said.append)["precision"] == "fp32"
     assert any("no native bfloat16" in m and "fp32" in m for m in said)
-    monkeypatch.setattr(strategy, "native_bf16_cpu", lambda: True)  # a bf16 CPU trains in bf16 as asked
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)  # a bf16 CPU trains in bf16 as asked
     cfg = cfg.model_copy(update={"output": str(tmp_path / "r2")})
     assert train(cfg, progress=False, log=said.append)["precision"] == "bf16"
 

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..models.build import base_model
-from ..models.device import Processes
+from ..models.device import Processes, autocast
 from . import decoding, loglik as ll
 from .answer_cache import DiskCache, model_fingerprint
 from .decoding import nucleus
@@ -37,11 +37,13 @@ class Engine:
     def __init__(self, model, tok, *, fingerprint: str = "", cache_path: str | Path | None = None,
                  batch_tokens: int = 16384, max_prompt_len: int = 2048, min_shared_prefix: int = 64,
                  max_batch_rows: int = 32, min_fill: float = 0.75, progress: Callable[[int, int], None] | None = None,
-                 processes: Processes | None = None):
+                 processes: Processes | None = None, precision: str = "fp32"):
         self.model = model.eval()
         self.tok = tok
         self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
-        self.fp = fingerprint
+        # bf16: every forward under bfloat16 autocast; its answers are cached apart from fp32's
+        self.precision = precision
+        self.fp = fingerprint if precision == "fp32" else f"{fingerprint}/{precision}"
         self.procs = processes or Processes()
         self.cache = DiskCache(cache_path, writer=self.procs.rank == 0)
         self.planner = Planner(batch_tokens, max_batch_rows, min_fill, min_shared_prefix)
@@ -76,7 +78,9 @@ class Engine:
         world, rank = self.procs.world, self.procs.rank
         for start in range(0, len(units), world):
             round_ = units[start:start + world]
-            parts = self.procs.gather(round_[rank].compute() if rank < len(round_) else None)
+            with autocast(self.precision, self.lm.device()):
+                part = round_[rank].compute() if rank < len(round_) else None
+            parts = self.procs.gather(part)
             for unit, part in zip(round_, parts):
                 chunk = unit.finish(part)
                 for i, out in chunk:

@@ -2,7 +2,9 @@
 training and evaluation)."""
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 
 import torch
 
@@ -43,3 +45,32 @@ class Processes:
         out = [None] * self.world
         self.dist.all_gather_object(out, obj)
         return out
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): without it bf16 autocast is emulated, slower
+    than fp32. Linux reads the flags from /proc/cpuinfo; elsewhere oneDNN's own check decides."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def usable_precision(precision: str, device: torch.device, log, stage: str = "train") -> str:
+    """The precision to run in: bf16 on a CPU without native bfloat16 falls back to fp32, said once
+    (FLANLAB_EMULATED_BF16=1 keeps emulated bf16, e.g. to test its numerics)."""
+    if (precision == "bf16" and device.type == "cpu" and os.environ.get("FLANLAB_EMULATED_BF16") != "1"
+            and not native_bf16_cpu()):
+        log(f"[{stage}] precision bf16 requested, but this CPU has no native bfloat16 (no avx512_bf16 / amx_bf16 "
+            f"flag): emulated bf16 is slower than fp32, so it runs in fp32")
+        return "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16: matmuls and attention in bfloat16 under autocast; weights (and in training gradients and optimizer
+    state) stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

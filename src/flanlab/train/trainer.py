@@ -23,7 +23,7 @@ from .. import THREADING, configure_threads
 from ..errors import FlanlabError
 from ..outlock import output_lock
 from ..models.build import base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
-from ..models.device import Processes, select_device, to_device
+from ..models.device import Processes, autocast, select_device, to_device, usable_precision
 from ..models.packed import collate, loss_sum
 from . import strategy as placement
 from .checkpoints import CheckpointStore, full_state_dict, rng_state
@@ -105,7 +105,7 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
         shard = batch_rows[rank::world]
         batch = to_device(collate(shard, encoder_decoder, pad_id), device)
         with placement.grad_sync(model, last_micro_batch=i == len(micro) - 1):
-            with placement.autocast(cfg.precision, device):
+            with autocast(cfg.precision, device):
                 loss, _ = loss_sum(model, batch, cfg.segment_attention)
             (loss * world / total_targets).backward()  # DDP and FSDP average gradients over ranks
         loss_total += loss.item()
@@ -125,8 +125,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     """The recipe: set up (or find the finished run), resume, loop over steps, publish final/."""
     procs = init_distributed()
     threads = configure_threads(cfg.threads)
-    precision = placement.usable_precision(cfg.precision, select_device(cfg.device),
-                                           log if procs.rank == 0 else lambda m: None)
+    precision = usable_precision(cfg.precision, select_device(cfg.device), log if procs.rank == 0 else lambda m: None)
     cfg = cfg.model_copy(update={"precision": precision})
     if cfg.batch_size % procs.world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {procs.world} processes", file=file,
