@@ -79,6 +79,11 @@ def test_every_documented_command_runs_or_parses(tmp_path):
             assert script.is_file(), f"{doc}: {line}"
             compile(script.read_text(), str(script), "exec")
             parsed += 1
+        elif args[0] == "bash":
+            script = ROOT / args[1]
+            assert script.is_file(), f"{doc}: {line}"
+            assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, f"{doc}: {line}"  # it parses
+            parsed += 1
         elif args[0] == "make":
             assert re.search(rf"^{args[1]}:", (ROOT / "Makefile").read_text(), re.M), f"{doc}: {line}"
             parsed += 1
