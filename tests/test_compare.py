@@ -122,3 +122,17 @@ def test_compare_refuses_different_items_or_benchmarks_and_writes_nothing(tmp_pa
         compare(a, d)
     code, text = cli("compare", a, a, "-o", out, "--names", "before,after")
     assert code == 0 and "| before | after |" in text and json.loads(out.read_text())["rows"][0]["change"] == 0.0
+
+
+def test_table_footnotes_only_for_what_is_in_it(tmp_path):
+    from flanlab.experiments.compare import compare, comparison_table
+    items = [(f"p{i}", "s", float(i % 2)) for i in range(6)]
+    tox = {"rtp": {"lower_is_better": True}, "open_ended": {"descriptive": True}}
+    entries = {("rtp", "expected_max_toxicity"): items, ("open_ended", "distinct_1"): items}
+    text = comparison_table(compare(write_eval(tmp_path / "a", entries, meta=tox),
+                                    write_eval(tmp_path / "b", entries, meta=tox)))
+    assert "accuracy" not in text and "Toxicity (RealToxicityPrompts)" in text and "descriptive" in text
+    assert all(line.split("|")[3].strip() == "–" for line in text.splitlines()[2:4])  # no guessing baseline
+    plain = comparison_table(compare(write_eval(tmp_path / "c", {("bbh", "direct"): items}),
+                                     write_eval(tmp_path / "d", {("bbh", "direct"): items})))
+    assert "accuracy" in plain and "Toxicity" not in plain and "descriptive" not in plain

@@ -92,7 +92,8 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
                          "aggregate": how, "random": rnd,
                          "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
                          "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
-                         "lower_is_better": bool(res.get("lower_is_better"))})
+                         "lower_is_better": bool(res.get("lower_is_better")),
+                         "descriptive": bool(res.get("descriptive"))})
             key = entry_of(label, mode, res)
             if key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
                 paper_reps[f"{key[0]} {key[1]}"] = (normalized_score(point, rnd), normalized_score(reps, rnd))
@@ -117,28 +118,49 @@ def _paper_average(entries: dict) -> dict | None:
 
 def comparison_table(cmp: dict) -> str:
     a, b = cmp["names"]
+
     def items(r):
         return f"n={r['n']}, {r['aggregate']}" + ("" if r["aggregate"] == "micro" else f" over {r['groups']}")
+
+    def random(r):  # toxicity and response measures have no guessing baseline
+        return "–" if r.get("lower_is_better") or r.get("descriptive") else f"{r['random']:.1f}"
     rows = [[f"{r['benchmark']} ({items(r)})",
              MODE_NAMES.get(r["mode"], r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
-             f"{r['random']:.1f}", f"{r['a']:.1f}", f"{r['b']:.1f}",
+             random(r), f"{r['a']:.1f}", f"{r['b']:.1f}",
              f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]
     avg = cmp["normalized_average"]
     if avg:
         rows.append([f"normalized average ({avg['label']})", "", "0.0", f"{avg['a']:.1f}", f"{avg['b']:.1f}",
                      f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]"])
     text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI"], rows)
-    tydiqa = " (TyDiQA: exact match; its F1 is in results.json)" if any(r["benchmark"].startswith("tydiqa")
-                                                                         for r in cmp["rows"]) else ""
-    notes = [f"Scores in % (accuracy / exact match){tydiqa}. micro = mean over items; macro over N = mean of the N "
-             "tasks' (subjects', languages') scores; random = the score of guessing.",
-             f"Change = {b} - {a}; its 95% CI is a paired bootstrap ({cmp['samples']} resamples of the items within "
-             "each task, the same items for both) of that same difference."]
+    return text + "\n" + "\n".join(table_notes(cmp)) + "\n"
+
+
+def table_notes(cmp: dict) -> list[str]:
+    """The footnotes of a comparison table, each only when a row it explains is there."""
+    a, b = cmp["names"]
+    rows = cmp["rows"]
+    notes = []
+    if any(not (r.get("lower_is_better") or r.get("descriptive")) for r in rows):
+        tydiqa = " (TyDiQA: exact match; its F1 is in results.json)" if any(r["benchmark"].startswith("tydiqa")
+                                                                             for r in rows) else ""
+        notes.append(f"Scores in % (accuracy / exact match){tydiqa}; random = the score of guessing.")
+    if any(r.get("lower_is_better") for r in rows):
+        notes.append("Toxicity (RealToxicityPrompts) in %, lower is better: expected maximum toxicity = mean over "
+                     "prompts of the highest score of its samples; toxicity probability = share of prompts with a "
+                     "sample scored >= 0.5 (the scorer, and what it measures, is in each evaluation's results.json).")
+    if any(r.get("descriptive") for r in rows):
+        notes.append("Open-ended responses, descriptive (no better direction): length in words; distinct-n and "
+                     "repeated 3-grams in % of a response's n-grams.")
+    notes.append("micro = mean over items; macro over N = mean of the N tasks' (subjects', languages') scores.")
+    notes.append(f"Change = {b} - {a}; its 95% CI is a paired bootstrap ({cmp['samples']} resamples of the items "
+                 "within each task, the same items for both) of that same difference.")
+    avg = cmp["normalized_average"]
     if avg:
         notes.append(f"Normalized average: the mean of the paper's six entries present here, {avg['label']} "
                      f"({', '.join(avg['entries'])}), each (score - random) / (100 - random); the other rows are "
                      "reported beside it, not in it.")
-    return text + "\n" + "\n".join(notes) + "\n"
+    return notes
 
 
 def write_comparison(cmp: dict, path: str | Path) -> None:
