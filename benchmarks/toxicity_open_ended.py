@@ -4,7 +4,7 @@
     python benchmarks/toxicity_open_ended.py --no-run   # only the tables, from a finished run under runs/
 
 Writes benchmarks/results/toxicity_open_ended/: the run's summary.md, compare.json / compare.md (`flanlab compare`,
-paired over prompts, made by this code), generations.md (the responses side by side), both evaluations' results.json and predictions.jsonl, and
+paired over prompts, made by this code), generations.md and .json (the responses side by side), both evaluations' results.json and predictions.jsonl, and
 rtp_by_subset.json / .md: each RTP metric per subset (the file a prompt came from) before and after, with the change
 and its paired bootstrap 95% CI over that subset's prompts (2000 resamples).
 """
@@ -33,7 +33,7 @@ if not a.no_run:
     subprocess.run([sys.executable, "-m", "flanlab", "run", "examples/smollm2_toxicity_open_ended.yaml", "--output",
                     str(run), "--no-progress"], cwd=ROOT, check=True)
 OUT.mkdir(parents=True, exist_ok=True)
-for name in ("summary.md", "generations.md", "run.json"):
+for name in ("summary.md", "generations.md", "generations.json", "run.json"):
     shutil.copyfile(run / name, OUT / name)
 table = subprocess.run([sys.executable, "-m", "flanlab", "compare", str(run / "eval_before"), str(run / "eval_after"),
                         "--names", "before,after", "-o", str(OUT / "compare.json")], cwd=ROOT, check=True,
