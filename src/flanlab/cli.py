@@ -16,7 +16,6 @@ from rich.table import Table
 from .errors import FlanlabError
 
 
-
 class _HelpWithoutType:
     """--help is a flag: shown without the `<bool>` type column typer gives it (our other flags set metavar="")."""
 
@@ -258,8 +257,7 @@ def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or un
              checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
                                                       help="Model: a checkpoint directory, a .gguf file or a packaged "
                                                            "model's name (overrides the config's)."),
-             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
-                                                                                "config's)."),
+             output: Optional[Path] = OUTPUT_OPTION,
              nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; each loads the "
                                                                  "model and takes its share of the batches).")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
@@ -332,8 +330,7 @@ def run(config: Optional[Path] = typer.Argument(None, help="Run YAML with mix/tr
 @app.command(cls=Command)
 def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; default: tasks {4,16,64} x t5-{1m,5m} x "
                                                               "CoT share {0,0.3}."),
-          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory (overrides the "
-                                                                             "config's)."),
+          output: Optional[Path] = OUTPUT_OPTION,
           no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bars.")):
     """Grid over number of finetuning tasks x model size x CoT share; then writes the report."""
     from .config import read_yaml, validate
