@@ -39,18 +39,13 @@ ap.add_argument("--repeats", type=int, default=1)
 ap.add_argument("--examples", type=int, default=1000)
 a = ap.parse_args()
 ROOT = Path(__file__).resolve().parents[1]
-MAIN = ROOT / "src" / "flanlab" / "jobs" / "main.yaml"
 
-from flanlab.config import read_section, validate  # noqa: E402
-from flanlab.mixture import MixConfig, build_mixture  # noqa: E402
 from flanlab.utils import code_version  # noqa: E402
+from main_job import build_main_mixture  # noqa: E402
 
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
-    data, sec = read_section(MAIN, "mix")
-    mix = validate(MixConfig, data, file=MAIN, prefix=sec)
-    mix.total_examples, mix.output, mix.tokenizer, mix.max_input_len = a.examples, str(d / "mix"), "gemma3-270m", 768
-    build_mixture(mix, progress=False, base=MAIN.parent)
+    build_main_mixture(d / "mix", a.examples, "gemma3-270m", max_input_len=768)
     runs = {"fp32": [], "bf16": []}
     for r in range(a.repeats):
         for p in (("bf16", "fp32") if r % 2 == 0 else ("fp32", "bf16")):

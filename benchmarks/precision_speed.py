@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from flanlab.config import read_section, validate
-from flanlab.mixture import MixConfig, build_mixture
 from flanlab.train.trainer import TrainConfig, train
 from flanlab.utils import code_version
+from main_job import MAIN, build_main_mixture
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=8)
@@ -27,15 +27,11 @@ ap.add_argument("--repeats", type=int, default=2)
 ap.add_argument("--examples", type=int, default=2000)
 a = ap.parse_args()
 ROOT = Path(__file__).resolve().parents[1]
-MAIN = ROOT / "src" / "flanlab" / "jobs" / "main.yaml"
 PRECISIONS = ("bf16", "fp32")
 
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
-    data, sec = read_section(MAIN, "mix")
-    mix = validate(MixConfig, data, file=MAIN, prefix=sec)
-    mix.total_examples, mix.output, mix.tokenizer = a.examples, str(d / "mix"), "smollm2-135m"
-    build_mixture(mix, progress=False, base=MAIN.parent)
+    build_main_mixture(d / "mix", a.examples, "smollm2-135m")
     data, sec = read_section(MAIN, "train")
     data = {**data, "mixture": str(d / "mix"), "save_every": 10**9, "log_every": 1, "tensorboard": False}
     base_cfg = validate(TrainConfig, data, file=MAIN, prefix=sec)

@@ -85,16 +85,12 @@ ap.add_argument("--new-tokens", type=int, default=32)
 ap.add_argument("--steps", type=int, default=5)
 a = ap.parse_args()
 ROOT = Path(__file__).resolve().parents[1]
-MAIN = ROOT / "src" / "flanlab" / "jobs" / "main.yaml"
+from main_job import MAIN  # noqa: E402 (no flanlab import: BASE_ENV above stays untouched)
 tmp = Path(tempfile.mkdtemp())
 if a.workload == "train":
-    from flanlab.config import read_section, validate
-    from flanlab.mixture import MixConfig, build_mixture
+    from main_job import build_main_mixture
     from flanlab.utils import code_version
-    data, sec = read_section(MAIN, "mix")
-    mix = validate(MixConfig, data, file=MAIN, prefix=sec)
-    mix.total_examples, mix.output, mix.tokenizer = 1000, str(tmp / "mix"), "smollm2-135m"
-    build_mixture(mix, progress=False, base=MAIN.parent)
+    build_main_mixture(tmp / "mix", 1000, "smollm2-135m")
 runs: dict[str, list[float]] = {}
 try:
     for r in range(a.repeats):
