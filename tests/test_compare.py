@@ -66,6 +66,19 @@ def test_replicates_resample_within_groups():
     assert set(np.round(reps[:, 0], 3)) == {0.0, 0.5, 1.0}
 
 
+def test_one_item_per_group_still_gets_a_ci_of_nonzero_width():
+    # 1 item per subject (a limit-1 smoke evaluation): within-group resampling would repeat every item and give a
+    # CI of zero width; the single-item groups are pooled, so the replicates vary like an item bootstrap
+    v = np.array([[1.0], [0.0], [1.0], [0.0]])
+    for how in ("micro", "macro"):
+        reps = stratified_replicates(v, ["a", "b", "c", "d"], how, 400, np.random.default_rng(0))
+        assert reps[:, 0].std() > 0.1 and set(np.round(reps[:, 0], 3)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    # groups of two or more still resample only within themselves; singletons pool apart from them
+    v = np.array([[1.0], [1.0], [0.0], [1.0]])
+    reps = stratified_replicates(v, ["a", "a", "b", "c"], "macro", 400, np.random.default_rng(0))
+    assert set(np.round(reps[:, 0], 3)) == {0.333, 0.667, 1.0}  # a always adds 1/3; b and c draw 0, 1 or 2 ones
+
+
 PAPER = [("mmlu", "direct"), ("mmlu_cot", "cot"), ("bbh", "direct"), ("bbh_cot", "cot"), ("tydiqa", "direct"),
          ("mgsm", "cot")]
 

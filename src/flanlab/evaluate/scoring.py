@@ -235,13 +235,19 @@ def stratified_replicates(values: np.ndarray, groups: Sequence[str], how: str, n
                           ) -> np.ndarray:
     """`n` bootstrap replicates of the aggregate (micro or macro) of each column of `values` (items x k): items are
     resampled with replacement within their group, so every replicate keeps the groups and their sizes, and all
-    columns use the same draw (a paired bootstrap when the columns are two evaluations of the same items)."""
+    columns use the same draw (a paired bootstrap when the columns are two evaluations of the same items).
+
+    A group of one item has nothing to resample within it (its replicates would never vary, and a benchmark of one
+    item per subject would get a CI of zero width): the single-item groups are resampled together as one stratum,
+    each item keeping its own weight."""
     v = np.asarray(values, float).reshape(len(groups), -1)
     w = aggregate_weights(groups, how)
-    g = np.asarray(groups)
+    g = np.asarray(groups, dtype=object)
+    sizes = collections.Counter(g.tolist())
+    strata = np.array([name if sizes[name] > 1 else None for name in g.tolist()], dtype=object)
     out = np.zeros((n, v.shape[1]))
-    for name in dict.fromkeys(g.tolist()):
-        idx = np.flatnonzero(g == name)
+    for name in dict.fromkeys(strata.tolist()):
+        idx = np.flatnonzero(strata == name) if name is not None else np.flatnonzero([x is None for x in strata])
         draw = idx[rng.integers(0, len(idx), size=(n, len(idx)))]  # n x group size
         out += np.einsum("rj,rjk->rk", w[draw], v[draw])
     return out
