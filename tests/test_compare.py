@@ -116,6 +116,22 @@ def test_compare_normalized_average_change_and_ci(tmp_path):
     assert avg["ci95"][0] < avg["change"] < avg["ci95"][1]
 
 
+def test_two_promptings_of_one_evaluation_are_paired(tmp_path):
+    # greedy CoT vs self-consistency, both in one evaluation: gsm8k 4 items, SC right on two more
+    items = lambda scores: [(f"g/{i}", "gsm8k", s) for i, s in enumerate(scores)]  # noqa: E731
+    e = write_eval(tmp_path / "e", {("gsm8k", "cot"): items([1.0, 0.0, 0.0, 0.0]),
+                                    ("gsm8k", "cot_sc"): items([1.0, 1.0, 1.0, 0.0]),
+                                    ("bbh", "direct"): items([0.0, 0.0, 0.0, 0.0])})
+    cmp = compare(e, e, modes=("cot", "cot_sc"))
+    assert [(r["benchmark"], r["mode"], r["a"], r["b"]) for r in cmp["rows"]] == [("gsm8k", "cot -> cot_sc", 25.0, 75.0)]
+    assert cmp["normalized_average"] is None  # the paper's entries are fixed promptings
+    code, out = cli("compare", e, e, "--modes", "cot,cot_sc", "--names", "greedy,sc", "-o", tmp_path / "c.json")
+    assert code == 0 and "CoT vs CoT + self-consistency" in out and "+50.0" in out
+    code, out = cli("compare", e, e, "--modes", "cot,nope", "-o", tmp_path / "d.json")
+    assert code == 2 and "no benchmark of this evaluation was prompted with 'nope'" in out
+    assert not (tmp_path / "d.json").exists()
+
+
 def test_compare_refuses_different_items_or_benchmarks_and_writes_nothing(tmp_path):
     a = write_eval(tmp_path / "a", {("bbh", "direct"): [("1", "t", 1.0), ("2", "t", 0.0)]})
     b = write_eval(tmp_path / "b", {("bbh", "direct"): [("1", "t", 1.0), ("3", "t", 0.0)]})

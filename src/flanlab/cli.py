@@ -350,7 +350,10 @@ def compare(a: Path = typer.Argument(..., help="First evaluation output director
             b: Path = typer.Argument(..., help="Second evaluation of the same items (e.g. RUN/eval_after)."),
             output: Path = typer.Option(Path("compare.json"), "--output", "-o", help="Where to write the json."),
             names: Optional[str] = typer.Option(None, "--names", help="Column names 'A,B' (default: directory names)."),
-            samples: int = typer.Option(2000, "--samples", min=100, help="Bootstrap resamples.")):
+            samples: int = typer.Option(2000, "--samples", min=100, help="Bootstrap resamples."),
+            modes: Optional[str] = typer.Option(None, "--modes", help="'MODE_A,MODE_B': pair A's MODE_A prompting "
+                                                "with B's MODE_B on the same items (e.g. cot,cot_sc; A and B may be "
+                                                "one evaluation).")):
     """Paired comparison of two evaluations of the same items: change B - A with its 95% CI, per benchmark.
 
     Every benchmark and prompting both hold, and the paper's six-entry normalized average; writes the json too."""
@@ -359,7 +362,11 @@ def compare(a: Path = typer.Argument(..., help="First evaluation output director
         pair = tuple(x.strip() for x in names.split(",")) if names else None
         if pair is not None and len(pair) != 2:
             raise FlanlabError(f"--names takes two names separated by a comma, got '{names[:80]}'", field="--names")
-        cmp = run_compare(a, b, names=pair, samples=samples)
+        pair_modes = tuple(x.strip() for x in modes.split(",")) if modes else None
+        if pair_modes is not None and len(pair_modes) != 2:
+            raise FlanlabError(f"--modes takes two promptings separated by a comma, got '{modes[:80]}'",
+                               field="--modes")
+        cmp = run_compare(a, b, names=pair, samples=samples, modes=pair_modes)
         write_comparison(cmp, output)
     out.print(comparison_table(cmp), markup=False, highlight=False)
     out.print(f"wrote {output}", markup=False, highlight=False)

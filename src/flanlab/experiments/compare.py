@@ -68,8 +68,18 @@ def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_d
 
 
 def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | None = None, samples: int = 2000,
-            seed: int = 0) -> dict:
+            seed: int = 0, modes: tuple[str, str] | None = None) -> dict:
+    """`modes` (A's, B's): pair one prompting of A with another of B on the same items - e.g. greedy CoT with
+    self-consistency, both in one evaluation (a_dir == b_dir). The paper's average is left out then: its entries
+    are fixed promptings."""
     (ra, pa), (rb, pb) = read_eval(a_dir), read_eval(b_dir)
+    if modes:
+        a_mode, b_mode = modes
+        pa = {k: v for k, v in pa.items() if k[1] == a_mode}
+        pb = {(label, a_mode): v for (label, m), v in pb.items() if m == b_mode}  # B's answers under A's key
+        for d, m, held in ((a_dir, a_mode, pa), (b_dir, b_mode, pb)):
+            if not held:
+                raise FlanlabError(f"no benchmark of this evaluation was prompted with '{m}'", file=d, field="--modes")
     if set(pa) != set(pb):
         fmt = lambda ks: ", ".join(f"{b} {m}" for b, m in sorted(ks)) or "none"  # noqa: E731
         raise FlanlabError(f"the evaluations cover different benchmarks (only in the first: {fmt(set(pa) - set(pb))}; "
@@ -77,8 +87,8 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
     names = names or (Path(a_dir).name, Path(b_dir).name)
     rng = np.random.default_rng(seed)
     rows, paper_reps = [], {}
-    for label, modes in ra["benchmarks"].items():
-        for mode, res in modes.items():
+    for label, by_mode in ra["benchmarks"].items():
+        for mode, res in by_mode.items():
             if (label, mode) not in pa:
                 continue
             groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir)
@@ -88,17 +98,18 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
             reps = stratified_replicates(scores, groups, how, samples, rng) * scale
             lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
             rnd = float(res["random"])
-            rows.append({"benchmark": label, "mode": mode, "n": len(groups), "groups": len(set(groups)),
+            rows.append({"benchmark": label, "mode": mode if not modes else f"{modes[0]} -> {modes[1]}",
+                         "n": len(groups), "groups": len(set(groups)),
                          "aggregate": how, "random": rnd,
                          "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
                          "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
                          "lower_is_better": bool(res.get("lower_is_better")),
                          "descriptive": bool(res.get("descriptive"))})
             key = entry_of(label, mode, res)
-            if key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
+            if not modes and key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
                 paper_reps[f"{key[0]} {key[1]}"] = (normalized_score(point, rnd), normalized_score(reps, rnd))
     return {"a": str(a_dir), "b": str(b_dir), "names": list(names), "samples": samples, "seed": seed,
-            "rows": rows, "normalized_average": _paper_average(paper_reps)}
+            "modes": list(modes) if modes else None, "rows": rows, "normalized_average": _paper_average(paper_reps)}
 
 
 def _paper_average(entries: dict) -> dict | None:
@@ -124,8 +135,10 @@ def comparison_table(cmp: dict) -> str:
 
     def random(r):  # toxicity and response measures have no guessing baseline
         return "–" if r.get("lower_is_better") or r.get("descriptive") else f"{r['random']:.1f}"
+    def prompting(mode):  # "cot -> cot_sc" when two promptings are paired
+        return " vs ".join(MODE_NAMES.get(m, m) for m in mode.split(" -> "))
     rows = [[f"{r['benchmark']} ({items(r)})",
-             MODE_NAMES.get(r["mode"], r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
+             prompting(r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
              random(r), f"{r['a']:.1f}", f"{r['b']:.1f}",
              f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]
     avg = cmp["normalized_average"]
