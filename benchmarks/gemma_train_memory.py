@@ -1,6 +1,7 @@
 """Where gemma-3-270m LoRA training's peak RSS comes from (make install-gemma): the peak of loading the model alone,
 then of 2 training steps as gemma_train_speed.py runs them (4 packed rows of up to 768 + 256 tokens, LoRA r=16 on
-every linear layer, bf16), with gradient checkpointing, and with 1 row per step. Each variant is a child process
+every linear layer, bf16), with gradient checkpointing, with 1 row per step, and with the LM head's loss in chunks
+of 2^25 logits instead of 2^27 (with and without checkpointing). Each variant is a child process
 (its own peak RSS, VmHWM). Memory, not speed: it may run next to other work.
 
     python benchmarks/gemma_train_memory.py     # -> benchmarks/results/gemma_train_memory.json
@@ -19,6 +20,9 @@ def hwm_mb():
         if line.startswith("VmHWM"):
             return int(line.split()[1]) // 1024
 mixture, out, variant = sys.argv[1], sys.argv[2], sys.argv[3]
+if "small loss chunks" in variant:  # the LM head's logits in chunks of 2^25 elements (128 of gemma's targets)
+    from flanlab.models import packed
+    packed.CHUNKED_LOSS_ELEMENTS = 1 << 25
 lora = {"r": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                   "down_proj"]}
 if variant == "load only":
@@ -29,7 +33,7 @@ if variant == "load only":
 from flanlab.train.trainer import TrainConfig, train
 cfg = TrainConfig(mixture=mixture, output=out, steps=2, batch_size=1 if variant == "1 row per step" else 4,
                   max_input_len=768, max_target_len=256, optimizer="adamw", lr=5e-4, precision="bf16",
-                  gradient_checkpointing=variant == "gradient checkpointing", save_every=10**9, log_every=1,
+                  gradient_checkpointing=variant.startswith("gradient checkpointing"), save_every=10**9, log_every=1,
                   tensorboard=False, model={"checkpoint": "gemma3-270m", "lora": lora})
 train(cfg, progress=False)
 print(json.dumps({"peak_rss_mb": hwm_mb()}))
@@ -40,7 +44,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from flanlab.utils import code_version  # noqa: E402
 from main_job import build_main_mixture  # noqa: E402
 
-VARIANTS = ["load only", "4 rows per step", "gradient checkpointing", "1 row per step"]
+VARIANTS = ["load only", "4 rows per step", "gradient checkpointing", "1 row per step", "small loss chunks",
+            "gradient checkpointing, small loss chunks"]
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
     build_main_mixture(d / "mix", 300, "gemma3-270m", max_input_len=768)
