@@ -1,0 +1,100 @@
+"""gemma-3-270m base: the number-of-finetuning-tasks curve (the paper's Figure 4 shape) and the CoT ablation, on
+gemma_flan's evaluation items (run benchmarks/gemma_flan.py first: its eval_before is every point's base model and
+its finetune is the full-mixture point). Each mixture has the same examples, steps and rows.
+
+    python benchmarks/gemma_ablations.py            # the three runs (each resumable), then the tables and the plot
+    python benchmarks/gemma_ablations.py --no-runs  # only re-derive them from finished runs under runs/
+
+Steps:
+  flanlab run examples/gemma_flan_tasks_cot.yaml      -> the 7 CoT tasks only
+  flanlab run examples/gemma_flan_tasks_nonniv2.yaml  -> CoT + Muffin + T0-SF (~170 tasks)
+  flanlab run examples/gemma_flan_nocot.yaml          -> the full mixture without CoT data
+  flanlab compare runs/gemma_flan/eval_before RUN/eval_after   (each point vs the base model) -> tasks_curve.json/png
+  flanlab compare runs/gemma_flan_nocot/eval_after runs/gemma_flan/eval_after                  -> cot_ablation.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from smollm2_flan import ROOT, commit, copy, sh
+
+RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
+CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
+         ("gemma_flan", "+ NIV2 (full)")]
+SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-runs", action="store_true", help="derive the tables from finished runs only")
+    ap.add_argument("--runs-dir", default="runs")
+    a = ap.parse_args()
+    runs = ROOT / a.runs_dir
+    base = runs / "gemma_flan" / "eval_before"
+    if not (runs / "gemma_flan" / "eval_after" / "results.json").is_file():
+        raise SystemExit("runs/gemma_flan is not finished: run python benchmarks/gemma_flan.py first")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    prov = {}
+    for name in ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot"):
+        if not a.no_runs:
+            sh("run", f"examples/{name}.yaml", "--output", str(runs / name), "--no-progress")
+    points = []
+    for name, label in CURVE:
+        run = runs / name
+        out = RESULTS / f"vs_base_{name}.json"
+        sh("compare", str(base), str(run / "eval_after"), "--names", f"base,{label}", "-o", str(out))
+        cmp = json.loads(out.read_text())
+        man = json.loads((run / "mixture" / "manifest.json").read_text())
+        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
+        points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
+                       "normalized_average": cmp["normalized_average"],
+                       **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("b", "change", "ci95")}
+                          for b, m in SHOWN if (b, m) in rows}})
+        prov[name] = {"commit": json.loads((run / "run.json").read_text()).get("code", "not recorded"),
+                      "command": f"flanlab run examples/{name}.yaml"}
+        copy(run / "train" / "metrics.jsonl", RESULTS / f"train_metrics_{name}.jsonl")
+    (RESULTS / "tasks_curve.json").write_text(json.dumps(points, indent=1))
+    plot(points, RESULTS / "tasks_curve.png")
+    nocot = runs / "gemma_flan_nocot"
+    sh("compare", str(nocot / "eval_after"), str(runs / "gemma_flan" / "eval_after"),
+       "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
+    prov["gemma_flan_nocot"] = {"commit": json.loads((nocot / "run.json").read_text()).get("code", "not recorded"),
+                                "command": "flanlab run examples/gemma_flan_nocot.yaml"}
+    for f in ("results.json", "predictions.jsonl"):
+        copy(nocot / "eval_after" / f, RESULTS / "eval_after_nocot" / f)
+        for name, _ in CURVE[:2]:
+            copy(runs / name / "eval_after" / f, RESULTS / f"eval_after_{name}" / f)
+    prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_ablations.py --no-runs"}
+    (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
+
+
+def plot(points: list[dict], path) -> None:
+    """Change vs the base model (paired 95% CI) against the number of finetuning tasks, log-scaled like Figure 4."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = [p["tasks"] for p in points]
+    series = [("normalized average", [p["normalized_average"] for p in points])]
+    series += [(k, [p.get(k) for p in points]) for k in ("mmlu direct", "bbh direct", "bbh_cot cot")]
+    for i, (name, vals) in enumerate(series):
+        if any(v is None for v in vals):
+            continue
+        xs = [t * (1 + 0.04 * (i - 1.5)) for t in x]  # a small offset so the error bars do not overlap
+        y = [v["change"] for v in vals]
+        err = [[v["change"] - v["ci95"][0] for v in vals], [v["ci95"][1] - v["change"] for v in vals]]
+        ax.errorbar(xs, y, yerr=err, marker="o", capsize=3, label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xticks(x, [f"{p['tasks']}\n{p['label']}" for p in points])
+    ax.set_xlabel("finetuning tasks in the mixture")
+    ax.set_ylabel("change vs base model (points), paired 95% CI")
+    ax.set_title("gemma-3-270m: held-out change vs number of finetuning tasks")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
