@@ -87,6 +87,7 @@ def plot(points: list[dict], path) -> None:
         ax.errorbar(xs, y, yerr=err, marker="o", capsize=3, label=name)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(x, [f"{p['tasks']}\n{p['label']}" for p in points])
     ax.set_xlabel("finetuning tasks in the mixture")
     ax.set_ylabel("change vs base model (points), paired 95% CI")
