@@ -177,6 +177,32 @@ def test_segment_plan_covers_every_position_once():
     assert not allowed[:, 3:].any()
 
 
+@pytest.mark.parametrize("kernel", ["auto", "matmul"])
+def test_sliding_window_inside_segments_matches_a_reference_and_padding_rows_stay_finite(kernel):
+    """Gemma3's local layers on the per-segment path: a query sees its own segment's keys fewer than `window`
+    positions back. One bucket holds a 12- and a 3-token segment (padded to 12): the short one's padding query rows
+    keep no key in their window; outputs match a per-segment reference and the gradients stay finite."""
+    seg = torch.tensor([[1] * 12 + [2] * 3])
+    segs = segattn.segments(seg)
+    p = segattn.plan(segs, segs, 15, 15, 1, causal=True, overhead=10**9)
+    assert len(p.buckets) == 1 and p.buckets[0].Sq == 12
+    p.kernel = kernel
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 15, 8, requires_grad=True) for _ in range(3))
+    module = torch.nn.Module().eval()
+    with segattn.packed_attention(torch.nn.Module(), {"self": p}):
+        out, _ = segattn.attention(module, q, k, v, None, scaling=8 ** -0.5, sliding_window=4)
+    out.sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+    ref = []
+    for a, b in ((0, 12), (12, 15)):
+        i = torch.arange(b - a)
+        allowed = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < 4)
+        w = ((q[0, :, a:b] @ k[0, :, a:b].transpose(-1, -2)) * 8 ** -0.5).masked_fill(~allowed, float("-inf"))
+        ref.append((w.softmax(-1) @ v[0, :, a:b]).transpose(0, 1))
+    torch.testing.assert_close(out[0], torch.cat(ref), atol=1e-5, rtol=1e-5)
+
+
 def test_bucket_planner_finds_the_cheapest_cut():
     """The DP's cut of a length-ordered segment list costs exactly the minimum over all contiguous cuts."""
     import itertools
@@ -415,16 +441,20 @@ def _tiny_gemma3(sliding_window: int = 4):
     return Gemma3ForCausalLM(cfg)
 
 
-def test_packed_gemma3_with_sliding_window_layers_equals_examples_one_by_one():
+@pytest.mark.parametrize("segment_attention", [True, False])
+def test_packed_gemma3_with_sliding_window_layers_equals_examples_one_by_one(segment_attention):
     """An architecture that is neither T5 nor Llama: Gemma3's sliding-window and global layers, final logit
-    soft-capping. The packed loss (LM head on targets only, a mask per layer type) and its gradients equal the sum
-    over the examples run alone through the model's own forward."""
+    soft-capping. The packed loss (LM head on targets only; per-segment attention with the window applied inside
+    each segment, or dense masks, one per layer type) and its gradients equal the sum over the examples run alone
+    through the model's own forward."""
+    from flanlab.models import segattn
     model = _tiny_gemma3()
+    assert segattn.supported(model)
     exs = [Tokenized(list(range(3 + i, 10 + 2 * i)), [40 + i, 41, 42, 2]) for i in range(5)]  # 11-17 tokens > window
     rows = pack(exs, False, 64, 64)
     assert max(len(r) for r in rows) >= 2
     model.zero_grad()
-    packed, n = loss_sum(model, collate(rows, False))
+    packed, n = loss_sum(model, collate(rows, False), segment_attention=segment_attention)
     packed.backward()
     grads = {k: p.grad.clone() for k, p in model.named_parameters()}
     model.zero_grad()

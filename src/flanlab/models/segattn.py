@@ -227,8 +227,9 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
                                         position_bias=position_bias, **kwargs)
     p = _which(module, layout)
     drop = dropout if module.training else 0.0
+    window = kwargs.get("sliding_window")  # Gemma3's local layers: a query sees keys fewer than `window` back
     if use_varlen(p, query, position_bias, drop):
-        return _varlen(p, query, key, value, scaling), None
+        return _varlen(p, query, key, value, scaling, window), None
     B, H, Lq, D = query.shape
     Lk = key.shape[2]
     if key.shape[1] != H:  # grouped-query attention
@@ -250,6 +251,8 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
         kb = K[i].view(n, Sk, H, D).permute(0, 2, 3, 1)  # [n, H, D, Sk]
         vb = V[i].view(n, Sk, H, Dv).transpose(1, 2)  # [n, H, Sk, Dv]
         m = _mask(p, i, bucket, position_bias, qb.dtype)
+        if window is not None and bucket.Sq > window:
+            m = _windowed(p, i, m, window)
         if p.kernel != "matmul" and not m.requires_grad:
             o = F.scaled_dot_product_attention(qb, kb.transpose(-1, -2), vb, attn_mask=m, dropout_p=drop, scale=scale)
         else:  # a learned bias needs its gradient, which the fused kernel does not give (it would fall back to this)
@@ -266,6 +269,19 @@ def attention(module, query, key, value, attention_mask, dropout: float = 0.0, s
     return out.view(B, Lq, H, -1), None
 
 
+def _windowed(p: Plan, i: int, m: torch.Tensor, window: int) -> torch.Tensor:
+    """Bucket i's mask with keys `window` or more positions before the query masked too (segments start at slot
+    position 0, so slot distance is token distance). masked_fill keeps every masked score at the dtype's finite
+    minimum, so a padding query row with no key left in its window gets finite outputs (dropped afterwards)."""
+    hit = p.cache.get(("window", i, window, m.dtype))
+    if hit is None:
+        q = torch.arange(m.shape[-2], device=m.device)[:, None]
+        k = torch.arange(m.shape[-1], device=m.device)[None, :]
+        hit = m.masked_fill(q - k >= window, torch.finfo(m.dtype).min)
+        p.cache[("window", i, window, m.dtype)] = hit
+    return hit
+
+
 def use_varlen(p: Plan, query: torch.Tensor, position_bias, dropout: float) -> bool:
     """On a GPU, attention without a learned bias (Llama; not T5's relative bias) runs as one fused flash
     variable-length call over the segments (torch.nn.attention.varlen: CUDA, fp16/bf16, no dropout)."""
@@ -274,12 +290,14 @@ def use_varlen(p: Plan, query: torch.Tensor, position_bias, dropout: float) -> b
             and (position_bias is None or position_bias is ZERO_BIAS) and dropout == 0.0)
 
 
-def _varlen(p: Plan, query, key, value, scaling):
+def _varlen(p: Plan, query, key, value, scaling, window: int | None = None):
     """query [1, H, T, D], key/value [1, Hkv, T, D] -> [1, T, H, D] with attention inside each segment."""
     from torch.nn.attention.varlen import varlen_attn
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, D]
+    left = -1 if window is None else window - 1
     out = varlen_attn(q, k, v, p.cu_q, p.cu_k, p.max_q, p.max_k, scale=scaling,
-                      window_size=(-1, 0) if p.causal else (-1, -1), enable_gqa=key.shape[1] != query.shape[1])
+                      window_size=(left, 0) if p.causal else (left, -1 if window is None else window - 1),
+                      enable_gqa=key.shape[1] != query.shape[1])
     return out[None]
 
 
@@ -333,6 +351,11 @@ def recompute_context():
 
 
 def supported(model) -> bool:
-    """T5 and Llama models (the architectures this is tested on) whose attention goes through the interface."""
-    return getattr(model.config, "model_type", "") in {"t5", "llama"} and \
-        hf_compat.attn_implementation(model.config) in {"sdpa", "eager", None}
+    """T5, Llama and Gemma3 text models (the architectures this is tested on) whose attention goes through the
+    interface; Gemma3 without attention-logit soft-capping or bidirectional attention (neither is handled here)."""
+    c = model.config
+    kind = getattr(c, "model_type", "")
+    if kind == "gemma3_text" and (getattr(c, "attn_logit_softcapping", None)
+                                  or getattr(c, "use_bidirectional_attention", False)):
+        return False
+    return kind in {"t5", "llama", "gemma3_text"} and hf_compat.attn_implementation(c) in {"sdpa", "eager", None}
