@@ -7,9 +7,9 @@ unpacked. Decoder-only: block-diagonal causal attention and position ids that re
 segment. Loss is on target tokens only.
 
 Two ways to run a packed batch, giving the same logits, loss and gradients (tested):
-- per-segment (segment_attention=True, default for T5 and Llama): the rows' padding is dropped, the model
+- per-segment (segment_attention=True, default for T5, Llama and Gemma3): the rows' padding is dropped, the model
   runs on one unpadded token stream, and attention is computed per segment (segattn) - no compute on
-  padding or on the masked-out blocks between segments;
+  padding or on the masked-out blocks between segments (sliding windows applied inside each segment);
 - dense (segment_attention=False, and any other architecture): the [B, L] rows with additive 4D segment
   masks through the model's own backbone; models with sliding-window layers (Gemma2/3: `layer_types`) get a
   second mask that also limits each query to the window, one mask per layer type.
