@@ -44,7 +44,6 @@ def main() -> None:
     sh("compare", str(sc), str(sc), "--modes", "cot,cot_sc", "--names", "greedy CoT,self-consistency (k=8)",
        "-o", str(RESULTS / "self_consistency.json"))
     copy(run / "run.json", RESULTS / "run.json")
-    copy(run / "summary.md", RESULTS / "summary.md")
     copy(run / "mixture" / "manifest.json", RESULTS / "mixture_manifest.json")
     copy(run / "train" / "metrics.jsonl", RESULTS / "train_metrics.jsonl")
     for stage in ("eval_before", "eval_after", "eval_sc"):
