@@ -14,10 +14,9 @@ Steps:
 """
 from __future__ import annotations
 
-import argparse
 import json
 
-from smollm2_flan import ROOT, commit, copy, sh
+from smollm2_flan import ROOT, cli_args, commit, copy, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
 CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
@@ -26,10 +25,7 @@ SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-runs", action="store_true", help="derive the tables from finished runs only")
-    ap.add_argument("--runs-dir", default="runs")
-    a = ap.parse_args()
+    a = cli_args()
     runs = ROOT / a.runs_dir
     base = runs / "gemma_flan" / "eval_before"
     if not (runs / "gemma_flan" / "eval_after" / "results.json").is_file():

@@ -14,20 +14,15 @@ Steps (each a flanlab CLI command, printed as it runs; an interrupted one resume
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-from smollm2_flan import ROOT, commit, copy, sh
+from smollm2_flan import ROOT, cli_args, commit, copy_run, report_plots, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_flan"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--no-runs", action="store_true", help="derive the tables from finished runs only")
-    ap.add_argument("--runs-dir", default="runs")
-    a = ap.parse_args()
+    a = cli_args()
     run = ROOT / a.runs_dir / "gemma_flan"
     final, sc = run / "train" / "final", run / "eval_sc"
     if not a.no_runs:
@@ -43,16 +38,8 @@ def main() -> None:
        "-o", str(RESULTS / "compare.json"))
     sh("compare", str(sc), str(sc), "--modes", "cot,cot_sc", "--names", "greedy CoT,self-consistency (k=8)",
        "-o", str(RESULTS / "self_consistency.json"))
-    copy(run / "run.json", RESULTS / "run.json")
-    copy(run / "mixture" / "manifest.json", RESULTS / "mixture_manifest.json")
-    copy(run / "train" / "metrics.jsonl", RESULTS / "train_metrics.jsonl")
-    for stage in ("eval_before", "eval_after", "eval_sc"):
-        for f in ("results.json", "predictions.jsonl", "results.md"):
-            if (run / stage / f).is_file():
-                copy(run / stage / f, RESULTS / stage / f)
-    sh("report", str(run))
-    for f in ("before_after.png", "loss.png", "report.md"):
-        copy(run / f, RESULTS / f)
+    copy_run(run, RESULTS, stages=("eval_before", "eval_after", "eval_sc"))
+    report_plots(run, RESULTS)
     prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_flan.py --no-runs"}
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
 

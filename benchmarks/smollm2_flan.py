@@ -42,11 +42,35 @@ def copy(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
-def main() -> None:
+def cli_args():
+    """--no-runs (derive the tables from finished runs only) and --runs-dir, shared by the experiment scripts."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-runs", action="store_true", help="derive the tables from finished runs only")
     ap.add_argument("--runs-dir", default="runs")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def copy_run(run: Path, dest: Path, suffix: str = "", stages=("eval_before", "eval_after")) -> None:
+    """What a run's tables are made from: run.json, the mixture manifest, the training log, each evaluation's
+    results and predictions."""
+    copy(run / "run.json", dest / f"run{suffix}.json")
+    copy(run / "mixture" / "manifest.json", dest / f"mixture_manifest{suffix}.json")
+    copy(run / "train" / "metrics.jsonl", dest / f"train_metrics{suffix}.jsonl")
+    for stage in stages:
+        for f in ("results.json", "predictions.jsonl", "results.md"):
+            if (run / stage / f).is_file():
+                copy(run / stage / f, dest / f"{stage}{suffix}" / f)
+
+
+def report_plots(run: Path, dest: Path) -> None:
+    """flanlab report RUN, and its plots copied beside the tables."""
+    sh("report", str(run))
+    for f in ("before_after.png", "loss.png", "report.md"):
+        copy(run / f, dest / f)
+
+
+def main() -> None:
+    a = cli_args()
     runs = ROOT / a.runs_dir
     prov = json.loads((RESULTS / "provenance.json").read_text()) if (RESULTS / "provenance.json").is_file() else {}
     for name, config in RUNS.items():
@@ -60,18 +84,9 @@ def main() -> None:
        "-o", str(RESULTS / "compare.json"))
     sh("compare", str(nocot / "eval_after"), str(main_run / "eval_after"), "--names", "without CoT data,with CoT data",
        "-o", str(RESULTS / "cot_ablation.json"))
-    for name, run in (("smollm2_flan", main_run), ("smollm2_flan_nocot", nocot)):
-        suffix = "" if name == "smollm2_flan" else "_nocot"
-        copy(run / "run.json", RESULTS / f"run{suffix}.json")
-        copy(run / "mixture" / "manifest.json", RESULTS / f"mixture_manifest{suffix}.json")
-        copy(run / "train" / "metrics.jsonl", RESULTS / f"train_metrics{suffix}.jsonl")
-        for stage in ("eval_before", "eval_after"):
-            for f in ("results.json", "predictions.jsonl", "results.md"):
-                if (run / stage / f).is_file():
-                    copy(run / stage / f, RESULTS / f"{stage}{suffix}" / f)
-    sh("report", str(main_run))
-    for f in ("before_after.png", "loss.png", "report.md"):
-        copy(main_run / f, RESULTS / f)
+    copy_run(main_run, RESULTS)
+    copy_run(nocot, RESULTS, "_nocot")
+    report_plots(main_run, RESULTS)
     prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/smollm2_flan.py --no-runs"}
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
 
