@@ -27,7 +27,7 @@ def main() -> None:
     final, sc = run / "train" / "final", run / "eval_sc"
     if not a.no_runs:
         sh("run", "examples/gemma_flan.yaml", "--output", str(run), "--no-progress")
-        sh("eval", "examples/gemma_flan_sc.yaml", "-c", str(final), "--output", str(sc), "--no-progress")
+        sh("eval", "examples/gemma_flan_sc.yaml", "-c", str(final), "--output", str(sc))
     prov = {"gemma_flan": {"commit": json.loads((run / "run.json").read_text()).get("code", "not recorded"),
                            "command": "flanlab run examples/gemma_flan.yaml"},
             "eval_sc": {"commit": json.loads((sc / "results.json").read_text()).get("code", "not recorded"),
