@@ -17,7 +17,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # placeholders the docs use, and what stands for them here
 PLACEHOLDERS = {"CONFIG": "examples/train.yaml", "RUN": "benchmarks/results/default_run", "$NODE_RANK": "0",
                 "HOST:29500": "127.0.0.1:29500", "HOST": "127.0.0.1"}
-EVAL_DIRS = ("RUN/eval_before", "RUN/eval_after", "runs/x/eval_before", "runs/x/eval_after")  # made by the test
+# made by the test
+EVAL_DIRS = ("RUN/eval_before", "RUN/eval_after", "runs/x/eval_before", "runs/x/eval_after", "RUN/eval_sc")
 QUICK = {"tasks", "compare"}  # run for real (in a scratch directory); everything else is parsed
 
 
@@ -53,7 +54,9 @@ def parse_flanlab(args: list[str]) -> None:
 def test_every_documented_command_runs_or_parses(tmp_path):
     from test_compare import write_eval
     items = [(f"i{i}", f"t{i % 2}", float(i % 3 == 0)) for i in range(6)]
-    evals = {name: str(write_eval(tmp_path / name.replace("/", "_"), {("bbh", "direct"): items})) for name in EVAL_DIRS}
+    kinds = {"RUN/eval_sc": [("gsm8k", "cot"), ("gsm8k", "cot_sc")]}  # two promptings of one benchmark
+    evals = {name: str(write_eval(tmp_path / name.replace("/", "_"),
+                                  {k: items for k in kinds.get(name, [("bbh", "direct")])})) for name in EVAL_DIRS}
     cmds = commands()
     ran = parsed = 0
     for doc, line in cmds:
