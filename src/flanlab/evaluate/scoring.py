@@ -242,12 +242,11 @@ def stratified_replicates(values: np.ndarray, groups: Sequence[str], how: str, n
     each item keeping its own weight."""
     v = np.asarray(values, float).reshape(len(groups), -1)
     w = aggregate_weights(groups, how)
-    g = np.asarray(groups, dtype=object)
-    sizes = collections.Counter(g.tolist())
-    strata = np.array([name if sizes[name] > 1 else None for name in g.tolist()], dtype=object)
+    sizes = collections.Counter(groups)
+    strata = [g if sizes[g] > 1 else None for g in groups]  # None: the pooled single-item groups
     out = np.zeros((n, v.shape[1]))
-    for name in dict.fromkeys(strata.tolist()):
-        idx = np.flatnonzero(strata == name) if name is not None else np.flatnonzero([x is None for x in strata])
+    for stratum in dict.fromkeys(strata):
+        idx = np.array([i for i, s in enumerate(strata) if s == stratum])
         draw = idx[rng.integers(0, len(idx), size=(n, len(idx)))]  # n x group size
         out += np.einsum("rj,rjk->rk", w[draw], v[draw])
     return out

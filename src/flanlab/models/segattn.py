@@ -294,10 +294,9 @@ def _varlen(p: Plan, query, key, value, scaling, window: int | None = None):
     """query [1, H, T, D], key/value [1, Hkv, T, D] -> [1, T, H, D] with attention inside each segment."""
     from torch.nn.attention.varlen import varlen_attn
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, D]
-    left = -1 if window is None else window - 1
+    left = -1 if window is None else window - 1  # keys this far back at most (-1: no limit)
     out = varlen_attn(q, k, v, p.cu_q, p.cu_k, p.max_q, p.max_k, scale=scaling,
-                      window_size=(left, 0) if p.causal else (left, -1 if window is None else window - 1),
-                      enable_gqa=key.shape[1] != query.shape[1])
+                      window_size=(left, 0 if p.causal else left), enable_gqa=key.shape[1] != query.shape[1])
     return out[None]
 
 

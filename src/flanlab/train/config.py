@@ -22,8 +22,8 @@ class TrainConfig(StrictModel):
     max_target_len: int = Field(128, gt=1)
     packing: bool = True
     # capacity of a packed row (defaults: the truncation lengths); for decoder-only rows the sum is the row length.
-    # On the per-segment path (T5, Llama, Gemma3) rows only decide how many examples a step holds; on the dense-mask path
-    # set them to the data's input:target ratio so neither side of a T5 row runs half empty.
+    # On the per-segment path (T5, Llama, Gemma3) rows only decide how many examples a step holds; on the dense-mask
+    # path set them to the data's input:target ratio so neither side of a T5 row runs half empty.
     row_input_len: int | None = Field(None, gt=1)
     row_target_len: int | None = Field(None, gt=1)
     # batch packed rows of similar length together (within windows of 64 steps, window order shuffled per epoch),
@@ -43,9 +43,11 @@ class TrainConfig(StrictModel):
     max_examples: int | None = None
     threads: int | None = None
     # recompute each block's activations in the backward pass: less memory (longer rows, bigger models), ~30% more time
+    # (gemma-3-270m LoRA, 4 x 1,024 tokens: 0.75x the tokens/s, peak RSS 9.9 -> 5.0 GB; docs/results.md)
     gradient_checkpointing: bool = False
-    # run packed rows as one unpadded stream with attention per segment (T5, Llama, Gemma3); false: dense L x L attention with
-    # segment masks (any architecture). Same loss and gradients (tested); a speed switch kept for benchmarks.
+    # run packed rows as one unpadded stream with attention per segment (T5, Llama, Gemma3); false: dense L x L
+    # attention with segment masks (any architecture). Same loss and gradients (tested); a speed switch kept for
+    # benchmarks.
     segment_attention: bool = True
     # the per-segment path's attention kernel (models.segattn.KERNELS): auto = the fused kernels where they apply;
     # matmul = plain matmul/softmax/matmul, the reference that benchmarks compare the fused kernels against
