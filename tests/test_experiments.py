@@ -32,7 +32,14 @@ def test_run_end_to_end_and_stage_cache(tmp_path):
         stage = {s: rep["results"][s]["benchmarks"][r["benchmark"]][r["mode"]]["score"] for s in ("before", "after")}
         assert (r["a"], r["b"]) == (stage["before"], stage["after"])
         assert r["change"] == round(r["b"] - r["a"], 3) and r["ci95"][0] <= r["change"] <= r["ci95"][1]
-    report(out)
+    stored = json.loads((out / "run.json").read_text())
+    stale = json.loads(json.dumps(stored))
+    stale["comparison"]["rows"][0]["ci95"] = [-99.0, 99.0]  # as an older compare would have stored it
+    (out / "run.json").write_text(json.dumps(stale))
+    report(out)  # recomputes the comparison from the evaluations
+    assert "[-99.0, +99.0]" not in (out / "report.md").read_text()
+    assert json.loads((out / "compare.json").read_text())["rows"] == stored["comparison"]["rows"]
+    (out / "run.json").write_text(json.dumps(stored))
     assert (out / "before_after.png").stat().st_size > 1000 and (out / "loss.png").stat().st_size > 1000
     assert (out / "report.html").read_text().count("data:image/png;base64") == 2
     assert rep["results"]["before"]["fingerprint"] != rep["results"]["after"]["fingerprint"]
