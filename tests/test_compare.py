@@ -129,6 +129,9 @@ def test_two_promptings_of_one_evaluation_are_paired(tmp_path):
     assert code == 0 and "CoT vs CoT + self-consistency" in out and "+50.0" in out
     code, out = cli("compare", e, e, "--modes", "cot,nope", "-o", tmp_path / "d.json")
     assert code == 2 and "no benchmark of this evaluation was prompted with 'nope'" in out
+    for option, value in (("--modes", "cot"), ("--names", "a,b,c")):  # not a pair: a usage error, nothing written
+        code, out = cli("compare", e, e, option, value, "-o", tmp_path / "d.json")
+        assert code == 2 and f"{option} takes two" in out
     assert not (tmp_path / "d.json").exists()
 
 

@@ -345,6 +345,16 @@ def sweep(config: Optional[Path] = typer.Argument(None, help="Sweep YAML; defaul
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
 
 
+def _comma_pair(value: Optional[str], option: str, what: str) -> Optional[tuple[str, str]]:
+    """'A,B' -> (A, B); None stays None; anything else is a usage error naming the option."""
+    if not value:
+        return None
+    pair = tuple(x.strip() for x in value.split(","))
+    if len(pair) != 2:
+        raise FlanlabError(f"{option} takes two {what} separated by a comma, got '{value[:80]}'", field=option)
+    return pair
+
+
 @app.command(cls=Command)
 def compare(a: Path = typer.Argument(..., help="First evaluation output directory (e.g. RUN/eval_before)."),
             b: Path = typer.Argument(..., help="Second evaluation of the same items (e.g. RUN/eval_after)."),
@@ -359,14 +369,8 @@ def compare(a: Path = typer.Argument(..., help="First evaluation output director
     Every benchmark and prompting both hold, and the paper's six-entry normalized average; writes the json too."""
     from .experiments.compare import compare as run_compare, comparison_table, write_comparison
     with guard():
-        pair = tuple(x.strip() for x in names.split(",")) if names else None
-        if pair is not None and len(pair) != 2:
-            raise FlanlabError(f"--names takes two names separated by a comma, got '{names[:80]}'", field="--names")
-        pair_modes = tuple(x.strip() for x in modes.split(",")) if modes else None
-        if pair_modes is not None and len(pair_modes) != 2:
-            raise FlanlabError(f"--modes takes two promptings separated by a comma, got '{modes[:80]}'",
-                               field="--modes")
-        cmp = run_compare(a, b, names=pair, samples=samples, modes=pair_modes)
+        cmp = run_compare(a, b, names=_comma_pair(names, "--names", "names"), samples=samples,
+                          modes=_comma_pair(modes, "--modes", "promptings"))
         write_comparison(cmp, output)
     out.print(comparison_table(cmp), markup=False, highlight=False)
     out.print(f"wrote {output}", markup=False, highlight=False)

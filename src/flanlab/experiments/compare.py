@@ -135,6 +135,7 @@ def comparison_table(cmp: dict) -> str:
 
     def random(r):  # toxicity and response measures have no guessing baseline
         return "–" if r.get("lower_is_better") or r.get("descriptive") else f"{r['random']:.1f}"
+
     def prompting(mode):  # "cot -> cot_sc" when two promptings are paired
         return " vs ".join(MODE_NAMES.get(m, m) for m in mode.split(" -> "))
     rows = [[f"{r['benchmark']} ({items(r)})",
