@@ -4,7 +4,7 @@ layer type), and the per-segment path with gradient checkpointing (what brings p
 gemma_train_memory.py), each with the LM head on target positions only over its 262,144-token vocabulary. Setup as the
 issue that measured it before (85 tokens/s fp32, 134 bf16, peak RSS 21.8 GB): LoRA r=16 on every linear layer,
 4 packed rows of up to 768 + 256 tokens per step, AdamW, the main job's offline Flan 2022 mixture in Gemma's tokens.
-Each run is a child process (its own peak RSS); median tokens/s of the steps after the first; variants
+Each run is a child process (train_child.py: its own peak RSS); median tokens/s of the steps after the first; variants
 interleaved over repeats (the order reversed every other repeat). Speed: run it on an otherwise idle machine.
 
     python benchmarks/gemma_train_speed.py [--steps 6] [--repeats 2] [--precisions bf16,fp32]
@@ -13,29 +13,9 @@ interleaved over repeats (the order reversed every other repeat). Speed: run it 
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-CHILD = r"""
-import json, resource, statistics, sys
-from pathlib import Path
-from flanlab.train.trainer import TrainConfig, train
-mixture, out, steps, precision, path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-ckpt = path.endswith("+checkpointing")
-path = path.removesuffix("+checkpointing")
-cfg = TrainConfig(mixture=mixture, output=out, steps=steps, batch_size=4, max_input_len=768, max_target_len=256,
-                  optimizer="adamw", lr=5e-4, precision=precision, save_every=10**9, log_every=1, tensorboard=False,
-                  segment_attention=path == "per-segment", gradient_checkpointing=ckpt,
-                  model={"checkpoint": "gemma3-270m", "lora": {"r": 16, "alpha": 32, "target_modules": [
-                      "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]}})
-s = train(cfg, progress=False)
-recs = [json.loads(line) for line in open(Path(out) / "metrics.jsonl")]
-print(json.dumps({"tokens_per_s": statistics.median(r["tokens_per_s"] for r in recs[1:]),
-                  "losses": [r["loss"] for r in recs], "precision": s["precision"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
-"""
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=6)
@@ -47,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from flanlab.utils import code_version  # noqa: E402
 from main_job import build_main_mixture  # noqa: E402
+from train_child import gemma_lora_config, measure  # noqa: E402
 
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
@@ -57,12 +38,11 @@ with tempfile.TemporaryDirectory() as d:
     for r in range(a.repeats):
         for v in (variants if r % 2 == 0 else variants[::-1]):  # interleaved, order alternating per repeat
             p, path = v.split()
-            out = subprocess.run([sys.executable, "-c", CHILD, str(d / "mix"), str(d / f"{p}-{path}-{r}"),
-                                  str(a.steps), p, path], capture_output=True, text=True, timeout=3600)
-            if out.returncode:
-                raise SystemExit(out.stderr[-3000:])
-            runs[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
-            print(v, {k: x for k, x in runs[v][-1].items() if k != "losses"}, flush=True)
+            cfg = gemma_lora_config(d / "mix", d / f"{p}-{path}-{r}", steps=a.steps, precision=p,
+                                    segment_attention=path.startswith("per-segment"),
+                                    gradient_checkpointing=path.endswith("+checkpointing"))
+            runs[v].append(measure(cfg))
+            print(v, {k: x for k, x in runs[v][-1].items() if k not in ("losses", "tokens_per_s_per_step")}, flush=True)
 
 RESULT = {"commit": code_version(), "model": "gemma-3-270m base (gemma3-270m, Q4_K_M GGUF dequantized to fp32)",
           "lora": "r=16 on q,k,v,o,gate,up,down", "rows_per_step": 4, "row_tokens": 1024, "steps": a.steps,

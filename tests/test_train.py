@@ -431,6 +431,40 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_and_says_so(mixtur
     assert train(cfg, progress=False, log=said.append)["precision"] == "bf16"
 
 
+def test_lora_with_frozen_weights_in_bf16_trains_like_fp32_storage_and_publishes_fp32(mixture, tmp_path,
+                                                                                       monkeypatch):
+    """frozen_weights: bf16 stores the frozen base in bfloat16 and keeps the adapters fp32; the losses follow the
+    fp32-storage run closely (the base is rounded once), resume restores the same run, and final/ is merged in
+    fp32 (a bf16 merge would round away most of the adapter's update)."""
+    from flanlab.models import device
+    from flanlab.models.build import LoraSpec
+    from flanlab.train.trainer import build_for_training
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)
+    spec = ModelSpec(preset="llama-1m", lora=LoraSpec(r=4))
+    kw = dict(mixture=str(mixture), steps=6, batch_size=4, optimizer="adamw", lr=3e-3, log_every=1,
+              precision="bf16", model=spec, tensorboard=False, device="cpu")
+    cfg = TrainConfig(output=str(tmp_path / "b"), frozen_weights="bf16", **kw)
+    model, _ = build_for_training(cfg)
+    dtypes = {(p.requires_grad, p.dtype) for p in model.parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    train(cfg, progress=False)
+    train(TrainConfig(output=str(tmp_path / "f"), **kw), progress=False)
+    loss = {k: [json.loads(l)["loss"] for l in (tmp_path / k / "metrics.jsonl").read_text().splitlines()]
+            for k in ("b", "f")}
+    assert loss["b"] != loss["f"]  # not the same computation...
+    assert loss["b"] == pytest.approx(loss["f"], rel=0.02)  # ...but the same training
+    final = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    assert {t.dtype for t in final.values()} == {torch.float32}
+    with pytest.raises(ValueError, match="needs model.lora"):
+        TrainConfig(frozen_weights="bf16", precision="bf16", model=ModelSpec(preset="llama-1m"))
+    with pytest.raises(ValueError, match="needs precision: bf16"):
+        TrainConfig(frozen_weights="bf16", model=spec)
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)  # no bf16 CPU: fp32 autocast and storage
+    monkeypatch.delenv("FLANLAB_EMULATED_BF16", raising=False)
+    summary = train(cfg.model_copy(update={"output": str(tmp_path / "n"), "steps": 1}), progress=False)
+    assert (summary["precision"], summary["frozen_weights"]) == ("fp32", "fp32")
+
+
 def _tiny_gemma3(sliding_window: int = 4):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
     torch.manual_seed(0)

@@ -143,6 +143,8 @@ def save_pretrained(model, tok, path: str | Path) -> None:
     m = model
     if hasattr(m, "merge_and_unload"):
         import copy
-        m = copy.deepcopy(m).merge_and_unload()
+        # merged in fp32: frozen weights kept in bf16 for training (TrainConfig.frozen_weights) would otherwise round
+        # away most of the adapter's small update
+        m = copy.deepcopy(m).float().merge_and_unload()
     m.save_pretrained(str(path), safe_serialization=True)
     tok.save(path)

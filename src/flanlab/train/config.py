@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..config import StrictModel
 from ..models.build import ModelSpec
@@ -59,4 +59,22 @@ class TrainConfig(StrictModel):
     strategy: Literal["ddp", "fsdp"] = "ddp"
     # bf16: forward and backward under bfloat16 autocast; weights, gradients and optimizer state stay fp32
     precision: Literal["fp32", "bf16"] = "fp32"
+    # LoRA with precision bf16: the frozen base weights stored in bfloat16 (half their memory, and autocast no longer
+    # casts them on every step); the adapters, their gradients and optimizer state stay fp32, and final/ is merged
+    # in fp32. Not bit-equal to fp32 storage: the base is rounded to bf16 once (autocast rounds it for every matmul
+    # anyway, but norms and embeddings then see bf16 weights too). benchmarks/precision_speed.py measures both.
+    frozen_weights: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: this process's GPU when CUDA is available
+
+    @model_validator(mode="after")
+    def _frozen_weights_need_lora_and_bf16(self):
+        if self.frozen_weights == "bf16":
+            if self.model.lora is None:
+                raise ValueError("frozen_weights: bf16 needs model.lora (without LoRA every weight is trained, and "
+                                 "trained weights stay fp32)")
+            if self.precision != "bf16":
+                raise ValueError("frozen_weights: bf16 needs precision: bf16 (fp32 matmuls cannot take bf16 weights)")
+            if self.strategy == "fsdp":
+                raise ValueError("frozen_weights: bf16 is not supported with strategy: fsdp (one dtype per shard "
+                                 "unit); use strategy: ddp or frozen_weights: fp32")
+        return self

@@ -72,7 +72,7 @@ def config_fingerprint(cfg: TrainConfig) -> str:
                                 "threads", "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
     for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
-                         ("precision", "fp32"), ("attention_kernel", "auto")):
+                         ("precision", "fp32"), ("attention_kernel", "auto"), ("frozen_weights", "fp32")):
         if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
             d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -86,10 +86,23 @@ def build_for_training(cfg: TrainConfig):
     model, tok = build_model(cfg.model, seed=cfg.seed)
     if cfg.fused_gelu:
         fuse_gelu(model)
+    if cfg.frozen_weights == "bf16":
+        store_frozen_in_bf16(model)
     if cfg.gradient_checkpointing:
         from ..models.segattn import recompute_context  # recomputed blocks re-enter the per-segment attention
         enable_activation_checkpointing(base_model(model), {"use_reentrant": False, "context_fn": recompute_context})
     return model, tok
+
+
+def store_frozen_in_bf16(model) -> int:
+    """The weights that do not train (a LoRA model's base) stored in bfloat16; trained ones stay fp32 (their
+    gradients and AdamW state need the precision). Returns the number of tensors cast."""
+    cast = 0
+    for p in model.parameters():
+        if not p.requires_grad and p.dtype == torch.float32:
+            p.data = p.data.to(torch.bfloat16)
+            cast += 1
+    return cast
 
 
 def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_id: int, rank: int, world: int,
@@ -126,7 +139,9 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     procs = init_distributed()
     threads = configure_threads(cfg.threads)
     precision = usable_precision(cfg.precision, select_device(cfg.device), log if procs.rank == 0 else lambda m: None)
-    cfg = cfg.model_copy(update={"precision": precision})
+    # frozen bf16 weights only make sense under bf16 autocast: a fallback to fp32 stores them in fp32 too
+    cfg = cfg.model_copy(update={"precision": precision,
+                                 "frozen_weights": cfg.frozen_weights if precision == "bf16" else "fp32"})
     if cfg.batch_size % procs.world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {procs.world} processes", file=file,
                            field="batch_size")
@@ -145,7 +160,8 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     # the last logging window (final_loss_steps steps); last_step_loss is the final step's alone
     summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, **stats, "params": count_params(run.model),
                "world_size": procs.world, "encoder_decoder": run.encoder_decoder, "strategy": cfg.strategy,
-               "precision": cfg.precision, "threads": {**THREADING, "torch": threads},
+               "precision": cfg.precision,
+               "frozen_weights": cfg.frozen_weights, "threads": {**THREADING, "torch": threads},
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
                # what this process holds between steps (a sharded tensor counts its local shard)
                "param_bytes_per_rank": placement.resident_bytes(run.model.parameters()),
