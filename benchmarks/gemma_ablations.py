@@ -1,6 +1,7 @@
 """gemma-3-270m base: the number-of-finetuning-tasks curve (the paper's Figure 4 shape) and the CoT ablation, on
-gemma_flan's evaluation items (run benchmarks/gemma_flan.py first: its eval_before is every point's base model and
-its finetune is the full-mixture point). Each mixture has the same examples, steps and rows.
+gemma_flan's evaluation items (benchmarks/gemma_flan.py's committed results in benchmarks/results/gemma_flan/: its
+eval_before is every point's base model and its finetune is the full-mixture point). Each mixture has the same
+examples, steps and rows.
 
     python benchmarks/gemma_ablations.py            # the three runs (each resumable), then the tables and the plot
     python benchmarks/gemma_ablations.py --no-runs  # only re-derive them from finished runs under runs/
@@ -9,8 +10,9 @@ Steps:
   flanlab run examples/gemma_flan_tasks_cot.yaml      -> the 7 CoT tasks only
   flanlab run examples/gemma_flan_tasks_nonniv2.yaml  -> CoT + Muffin + T0-SF (~170 tasks)
   flanlab run examples/gemma_flan_nocot.yaml          -> the full mixture without CoT data
-  flanlab compare runs/gemma_flan/eval_before RUN/eval_after   (each point vs the base model) -> tasks_curve.json/png
-  flanlab compare runs/gemma_flan_nocot/eval_after runs/gemma_flan/eval_after                  -> cot_ablation.json
+  flanlab compare GEMMA_FLAN/eval_before RUN/eval_after    (each point vs the base model) -> tasks_curve.json/png
+  flanlab compare runs/gemma_flan_nocot/eval_after GEMMA_FLAN/eval_after                    -> cot_ablation.json
+(GEMMA_FLAN = benchmarks/results/gemma_flan)
 """
 from __future__ import annotations
 
@@ -21,15 +23,14 @@ from smollm2_flan import ROOT, cli_args, commit, copy, sh
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
 CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
          ("gemma_flan", "+ NIV2 (full)")]
+GEMMA_FLAN = ROOT / "benchmarks" / "results" / "gemma_flan"  # the full-mixture run's committed copies
 SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct")]
 
 
 def main() -> None:
     a = cli_args()
     runs = ROOT / a.runs_dir
-    base = runs / "gemma_flan" / "eval_before"
-    if not (runs / "gemma_flan" / "eval_after" / "results.json").is_file():
-        raise SystemExit("runs/gemma_flan is not finished: run python benchmarks/gemma_flan.py first")
+    base = GEMMA_FLAN / "eval_before"
     RESULTS.mkdir(parents=True, exist_ok=True)
     prov = {}
     for name in ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot"):
@@ -37,23 +38,24 @@ def main() -> None:
             sh("run", f"examples/{name}.yaml", "--output", str(runs / name), "--no-progress")
     points = []
     for name, label in CURVE:
-        run = runs / name
+        f = run_files(runs, name)
         out = RESULTS / f"vs_base_{name}.json"
-        sh("compare", str(base), str(run / "eval_after"), "--names", f"base,{label}", "-o", str(out))
+        sh("compare", str(base), str(f["eval_after"]), "--names", f"base,{label}", "-o", str(out))
         cmp = json.loads(out.read_text())
-        man = json.loads((run / "mixture" / "manifest.json").read_text())
+        man = json.loads(f["manifest"].read_text())
         rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
                        "normalized_average": cmp["normalized_average"],
                        **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("b", "change", "ci95")}
                           for b, m in SHOWN if (b, m) in rows}})
-        prov[name] = {"commit": json.loads((run / "run.json").read_text()).get("code", "not recorded"),
+        prov[name] = {"commit": json.loads(f["run"].read_text()).get("code", "not recorded"),
                       "command": f"flanlab run examples/{name}.yaml"}
-        copy(run / "train" / "metrics.jsonl", RESULTS / f"train_metrics_{name}.jsonl")
+        if name != "gemma_flan":  # that one's training log is committed beside its tables
+            copy(f["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
     (RESULTS / "tasks_curve.json").write_text(json.dumps(points, indent=1))
     plot(points, RESULTS / "tasks_curve.png")
     nocot = runs / "gemma_flan_nocot"
-    sh("compare", str(nocot / "eval_after"), str(runs / "gemma_flan" / "eval_after"),
+    sh("compare", str(nocot / "eval_after"), str(GEMMA_FLAN / "eval_after"),
        "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
     prov["gemma_flan_nocot"] = {"commit": json.loads((nocot / "run.json").read_text()).get("code", "not recorded"),
                                 "command": "flanlab run examples/gemma_flan_nocot.yaml"}
@@ -63,6 +65,16 @@ def main() -> None:
             copy(runs / name / "eval_after" / f, RESULTS / f"eval_after_{name}" / f)
     prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_ablations.py --no-runs"}
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
+
+
+def run_files(runs, name: str) -> dict:
+    """What a curve point is read from: a finished run under runs/, or gemma_flan's committed copies."""
+    if name == "gemma_flan":
+        return {"eval_after": GEMMA_FLAN / "eval_after", "manifest": GEMMA_FLAN / "mixture_manifest.json",
+                "run": GEMMA_FLAN / "run.json", "metrics": GEMMA_FLAN / "train_metrics.jsonl"}
+    run = runs / name
+    return {"eval_after": run / "eval_after", "manifest": run / "mixture" / "manifest.json", "run": run / "run.json",
+            "metrics": run / "train" / "metrics.jsonl"}
 
 
 def plot(points: list[dict], path) -> None:
