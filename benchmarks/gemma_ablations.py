@@ -38,20 +38,20 @@ def main() -> None:
             sh("run", f"examples/{name}.yaml", "--output", str(runs / name), "--no-progress")
     points = []
     for name, label in CURVE:
-        f = run_files(runs, name)
+        files = run_files(runs, name)
         out = RESULTS / f"vs_base_{name}.json"
-        sh("compare", str(base), str(f["eval_after"]), "--names", f"base,{label}", "-o", str(out))
+        sh("compare", str(base), str(files["eval_after"]), "--names", f"base,{label}", "-o", str(out))
         cmp = json.loads(out.read_text())
-        man = json.loads(f["manifest"].read_text())
+        man = json.loads(files["manifest"].read_text())
         rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
                        "normalized_average": cmp["normalized_average"],
                        **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("b", "change", "ci95")}
                           for b, m in SHOWN if (b, m) in rows}})
-        prov[name] = {"commit": json.loads(f["run"].read_text()).get("code", "not recorded"),
+        prov[name] = {"commit": json.loads(files["run"].read_text()).get("code", "not recorded"),
                       "command": f"flanlab run examples/{name}.yaml"}
         if name != "gemma_flan":  # that one's training log is committed beside its tables
-            copy(f["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
+            copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
     (RESULTS / "tasks_curve.json").write_text(json.dumps(points, indent=1))
     plot(points, RESULTS / "tasks_curve.png")
     nocot = runs / "gemma_flan_nocot"
