@@ -4,7 +4,8 @@ eval_before is every point's base model and its finetune is the full-mixture poi
 examples, steps and rows.
 
     python benchmarks/gemma_ablations.py            # the three runs (each resumable), then the tables and the plot
-    python benchmarks/gemma_ablations.py --no-runs  # only re-derive them from finished runs under runs/
+    python benchmarks/gemma_ablations.py --no-runs  # only re-derive them from the runs under runs/ that finished
+                                                    # (a curve with a run missing is written labelled partial)
 
 Steps:
   flanlab run examples/gemma_flan_tasks_cot.yaml      -> the 7 CoT tasks only
@@ -24,6 +25,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
 CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
          ("gemma_flan", "+ NIV2 (full)")]
 GEMMA_FLAN = ROOT / "benchmarks" / "results" / "gemma_flan"  # the full-mixture run's committed copies
+RUNS = ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot")
 SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct")]
 
 
@@ -32,39 +34,67 @@ def main() -> None:
     runs = ROOT / a.runs_dir
     base = GEMMA_FLAN / "eval_before"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    prov = {}
-    for name in ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot"):
-        if not a.no_runs:
+    if not a.no_runs:
+        for name in RUNS:
             sh("run", f"examples/{name}.yaml", "--output", str(runs / name), "--no-progress")
-    points = []
+    prov = {"derived_by": {"commit": commit(), "command": "python benchmarks/gemma_ablations.py --no-runs"}}
+    points, missing = [], []
     for name, label in CURVE:
         files = run_files(runs, name)
+        if not finished(files):
+            missing.append(name)
+            continue
         out = RESULTS / f"vs_base_{name}.json"
         sh("compare", str(base), str(files["eval_after"]), "--names", f"base,{label}", "-o", str(out))
         cmp = json.loads(out.read_text())
         man = json.loads(files["manifest"].read_text())
+        run = json.loads(files["run"].read_text())
         rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
-                       "normalized_average": cmp["normalized_average"],
+                       "train": training(run), "normalized_average": cmp["normalized_average"],
                        **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("b", "change", "ci95")}
                           for b, m in SHOWN if (b, m) in rows}})
-        prov[name] = {"commit": json.loads(files["run"].read_text()).get("code", "not recorded"),
-                      "command": f"flanlab run examples/{name}.yaml"}
-        if name != "gemma_flan":  # that one's training log is committed beside its tables
+        prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
+        if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
             copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
-    (RESULTS / "tasks_curve.json").write_text(json.dumps(points, indent=1))
-    plot(points, RESULTS / "tasks_curve.png")
+            copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
+    # A curve with a point missing is written all the same, labelled, so a finished run is never left unreported.
+    curve = {"complete": not missing, "points": points, "missing_runs": missing}
+    (RESULTS / "tasks_curve.json").write_text(json.dumps(curve, indent=1))
+    if points:
+        plot(points, missing, RESULTS / "tasks_curve.png")
     nocot = runs / "gemma_flan_nocot"
-    sh("compare", str(nocot / "eval_after"), str(GEMMA_FLAN / "eval_after"),
-       "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
-    prov["gemma_flan_nocot"] = {"commit": json.loads((nocot / "run.json").read_text()).get("code", "not recorded"),
-                                "command": "flanlab run examples/gemma_flan_nocot.yaml"}
-    for f in ("results.json", "predictions.jsonl"):
-        copy(nocot / "eval_after" / f, RESULTS / "eval_after_nocot" / f)
-        for name, _ in CURVE[:2]:
-            copy(runs / name / "eval_after" / f, RESULTS / f"eval_after_{name}" / f)
-    prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_ablations.py --no-runs"}
+    if finished(run_files(runs, "gemma_flan_nocot")):
+        sh("compare", str(nocot / "eval_after"), str(GEMMA_FLAN / "eval_after"),
+           "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
+        run = json.loads((nocot / "run.json").read_text())
+        prov["gemma_flan_nocot"] = {"commit": run.get("code", "not recorded"), "train": training(run),
+                                    "command": "flanlab run examples/gemma_flan_nocot.yaml"}
+        copy(nocot / "train" / "metrics.jsonl", RESULTS / "train_metrics_gemma_flan_nocot.jsonl")
+        copy_eval(nocot / "eval_after", RESULTS / "eval_after_nocot")
+    else:
+        (RESULTS / "cot_ablation.json").unlink(missing_ok=True)
+        prov["gemma_flan_nocot"] = "not finished: no cot_ablation.json"
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
+    print(f"tasks curve: {len(points)} of {len(CURVE)} points" + (f" (missing: {', '.join(missing)})" if missing
+                                                                  else ""))
+
+
+def finished(files: dict) -> bool:
+    """A run counts once its evaluation after finetuning has written its results (run.json comes after it)."""
+    return (files["eval_after"] / "results.json").is_file() and files["run"].is_file()
+
+
+def training(run: dict) -> dict:
+    """How a point was trained, for the reader to weigh: the precision actually used (a CPU without bf16 falls back
+    to fp32), steps, final loss and wall time."""
+    t = run.get("train", {})
+    return {k: t.get(k) for k in ("precision", "steps", "final_loss", "seconds")}
+
+
+def copy_eval(src, dest) -> None:
+    for f in ("results.json", "predictions.jsonl"):
+        copy(src / f, dest / f)
 
 
 def run_files(runs, name: str) -> dict:
@@ -77,7 +107,7 @@ def run_files(runs, name: str) -> dict:
             "metrics": run / "train" / "metrics.jsonl"}
 
 
-def plot(points: list[dict], path) -> None:
+def plot(points: list[dict], missing: list[str], path) -> None:
     """Change vs the base model (paired 95% CI) against the number of finetuning tasks, log-scaled like Figure 4."""
     import matplotlib
     matplotlib.use("Agg")
@@ -99,7 +129,10 @@ def plot(points: list[dict], path) -> None:
     ax.set_xticks(x, [f"{p['tasks']}\n{p['label']}" for p in points])
     ax.set_xlabel("finetuning tasks in the mixture")
     ax.set_ylabel("change vs base model (points), paired 95% CI")
-    ax.set_title("gemma-3-270m: held-out change vs number of finetuning tasks")
+    title = "gemma-3-270m: held-out change vs number of finetuning tasks"
+    if missing:
+        title += f"\nPARTIAL: {len(points)} of {len(CURVE)} points (not finished: {', '.join(missing)})"
+    ax.set_title(title, fontsize=9 if missing else None)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
