@@ -37,7 +37,7 @@ run: install
 	$(PY) -m flanlab run
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10  # the ten slowest tests, to keep the suite under ~10 min
 
 # the agreement benchmark runs lm-eval itself, so it needs lm-eval's dependencies; the SmolLM2 training
 # comparison runs TRL's SFTTrainer
