@@ -12,6 +12,7 @@ Steps:
   flanlab run examples/gemma_flan_tasks_nonniv2.yaml  -> CoT + Muffin + T0-SF (~170 tasks)
   flanlab run examples/gemma_flan_nocot.yaml          -> the full mixture without CoT data
   flanlab compare GEMMA_FLAN/eval_before RUN/eval_after    (each point vs the base model) -> tasks_curve.json/png
+  flanlab compare POINT/eval_after NEXT_POINT/eval_after   (each step along the curve)   -> step_*.json
   flanlab compare runs/gemma_flan_nocot/eval_after GEMMA_FLAN/eval_after                    -> cot_ablation.json
 (GEMMA_FLAN = benchmarks/results/gemma_flan)
 """
@@ -26,7 +27,8 @@ CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ M
          ("gemma_flan", "+ NIV2 (full)")]
 GEMMA_FLAN = ROOT / "benchmarks" / "results" / "gemma_flan"  # the full-mixture run's committed copies
 RUNS = ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot")
-SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct")]
+SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct"),
+         ("tydiqa", "direct")]
 
 
 def main() -> None:
@@ -58,8 +60,18 @@ def main() -> None:
         if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
             copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
             copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
+    # Each step along the curve, paired on the same items: does adding these tasks change the score?
+    steps = []
+    for lo, hi in zip(points, points[1:]):
+        out = RESULTS / f"step_{lo['run']}_to_{hi['run']}.json"
+        sh("compare", str(run_files(runs, lo["run"])["eval_after"]), str(run_files(runs, hi["run"])["eval_after"]),
+           "--names", f"{lo['label']},{hi['label']}", "-o", str(out))
+        rows = {(r["benchmark"], r["mode"]): r for r in json.loads(out.read_text())["rows"]}
+        steps.append({"from": lo["run"], "to": hi["run"], "tasks": [lo["tasks"], hi["tasks"]],
+                      **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("a", "b", "change", "ci95")}
+                         for b, m in SHOWN if (b, m) in rows}})
     # A curve with a point missing is written all the same, labelled, so a finished run is never left unreported.
-    curve = {"complete": not missing, "points": points, "missing_runs": missing}
+    curve = {"complete": not missing, "points": points, "steps": steps, "missing_runs": missing}
     (RESULTS / "tasks_curve.json").write_text(json.dumps(curve, indent=1))
     if points:
         plot(points, missing, RESULTS / "tasks_curve.png")
@@ -112,14 +124,15 @@ def plot(points: list[dict], missing: list[str], path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
     x = [p["tasks"] for p in points]
     series = [("normalized average", [p["normalized_average"] for p in points])]
-    series += [(k, [p.get(k) for p in points]) for k in ("mmlu direct", "bbh direct", "bbh_cot cot")]
+    series += [(k, [p.get(k) for p in points]) for k in ("mmlu direct", "bbh direct", "bbh_0shot direct", "bbh_cot cot",
+                                                       "tydiqa direct")]
     for i, (name, vals) in enumerate(series):
         if any(v is None for v in vals):
             continue
-        xs = [t * (1 + 0.04 * (i - 1.5)) for t in x]  # a small offset so the error bars do not overlap
+        xs = [t * (1 + 0.04 * (i - 2.5)) for t in x]  # a small offset so the error bars do not overlap
         y = [v["change"] for v in vals]
         err = [[v["change"] - v["ci95"][0] for v in vals], [v["ci95"][1] - v["change"] for v in vals]]
         ax.errorbar(xs, y, yerr=err, marker="o", capsize=3, label=name)
@@ -133,7 +146,7 @@ def plot(points: list[dict], missing: list[str], path) -> None:
     if missing:
         title += f"\nPARTIAL: {len(points)} of {len(CURVE)} points (not finished: {', '.join(missing)})"
     ax.set_title(title, fontsize=9 if missing else None)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
