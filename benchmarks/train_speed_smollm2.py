@@ -28,6 +28,7 @@ from flanlab.models.build import ModelSpec, build_model
 from flanlab.train.packing import tokenize_pair
 from flanlab.train.trainer import TrainConfig, train
 from flanlab.utils import code_version
+from machine import cpu_description
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=24)
@@ -105,14 +106,6 @@ with tempfile.TemporaryDirectory() as d:
             curves[name].append(losses)
             per_step[name] = tokens_per_step
         print(f"repeat {run + 1}/{a.repeats}: " + ", ".join(f"{k} {v[-1]:,.0f} tok/s" for k, v in runs.items()), flush=True)
-
-
-def cpu_description() -> str:
-    """The CPU model and the vector/matrix flags that decide fp32 and bf16 speed (machines differ per session)."""
-    text = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").exists() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
-    flags = set(next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []))
-    return f"{model}; " + " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
 
 
 def tail_stats(losses: list[float]) -> tuple[float, float]:
