@@ -27,8 +27,6 @@ CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ M
          ("gemma_flan", "+ NIV2 (full)")]
 GEMMA_FLAN = ROOT / "benchmarks" / "results" / "gemma_flan"  # the full-mixture run's committed copies
 RUNS = ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot")
-SHOWN = [("mmlu", "direct"), ("bbh", "direct"), ("bbh_cot", "cot"), ("mmlu_0shot", "direct"), ("bbh_0shot", "direct"),
-         ("tydiqa", "direct")]
 
 
 def main() -> None:
@@ -54,8 +52,7 @@ def main() -> None:
         rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
                        "train": training(run), "normalized_average": cmp["normalized_average"],
-                       **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("b", "change", "ci95")}
-                          for b, m in SHOWN if (b, m) in rows}})
+                       **entries(rows)})
         prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
         if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
             copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
@@ -67,14 +64,15 @@ def main() -> None:
         sh("compare", str(run_files(runs, lo["run"])["eval_after"]), str(run_files(runs, hi["run"])["eval_after"]),
            "--names", f"{lo['label']},{hi['label']}", "-o", str(out))
         rows = {(r["benchmark"], r["mode"]): r for r in json.loads(out.read_text())["rows"]}
-        steps.append({"from": lo["run"], "to": hi["run"], "tasks": [lo["tasks"], hi["tasks"]],
-                      **{f"{b} {m}": {k: rows[(b, m)][k] for k in ("a", "b", "change", "ci95")}
-                         for b, m in SHOWN if (b, m) in rows}})
+        steps.append({"from": lo["run"], "to": hi["run"], "from_label": lo["label"], "to_label": hi["label"],
+                      "tasks": [lo["tasks"], hi["tasks"]],
+                      "normalized_average": cmp_avg(out), **entries(rows)})
     # A curve with a point missing is written all the same, labelled, so a finished run is never left unreported.
     curve = {"complete": not missing, "points": points, "steps": steps, "missing_runs": missing}
     (RESULTS / "tasks_curve.json").write_text(json.dumps(curve, indent=1))
     if points:
         plot(points, missing, RESULTS / "tasks_curve.png")
+        (RESULTS / "tasks_curve.md").write_text(table(points, steps, missing))
     nocot = runs / "gemma_flan_nocot"
     if finished(run_files(runs, "gemma_flan_nocot")):
         sh("compare", str(nocot / "eval_after"), str(GEMMA_FLAN / "eval_after"),
@@ -90,6 +88,36 @@ def main() -> None:
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
     print(f"tasks curve: {len(points)} of {len(CURVE)} points" + (f" (missing: {', '.join(missing)})" if missing
                                                                   else ""))
+
+
+def entries(rows: dict) -> dict:
+    """A comparison's rows keyed 'benchmark mode': both scores, n, the change and its paired 95% CI."""
+    return {f"{b} {m}": {k: r[k] for k in ("n", "a", "b", "change", "ci95")} for (b, m), r in rows.items()}
+
+
+def cmp_avg(path) -> dict:
+    return json.loads(path.read_text())["normalized_average"]
+
+
+def table(points: list[dict], steps: list[dict], missing: list[str]) -> str:
+    """The curve as markdown: the base model, each point, and each step's paired change (the README's table)."""
+    pm = lambda v: f"{v:+.1f}"  # noqa: E731
+    head = ["eval set (n)", "base"] + [f"{p['label']} ({p['tasks']:,} tasks)" for p in points]
+    head += [f"{st['to_label']} − {st['from_label']}, paired 95% CI" for st in steps]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = [k for k in points[0] if isinstance(points[0][k], dict) and "n" in points[0][k]]
+    for k in keys + ["normalized_average"]:
+        first = points[0][k]
+        name = "normalized average (6 entries)" if k == "normalized_average" else f"{k} ({first['n']})"
+        cells = [name, f"{first['a']:.1f}"] + [f"{p[k]['b']:.1f}" for p in points]
+        cells += [f"{pm(st[k]['change'])} [{pm(st[k]['ci95'][0])}, {pm(st[k]['ci95'][1])}]" for st in steps]
+        lines.append("| " + " | ".join(cells) + " |")
+    train = "; ".join(f"{p['label']}: {p['train']['precision']}, {p['train']['steps']} steps, final loss "
+                      f"{p['train']['final_loss']:.3f}, {p['train']['seconds']:,.0f} s" for p in points)
+    lines += ["", f"Training: {train}."]
+    if missing:
+        lines += ["", f"PARTIAL: not finished: {', '.join(missing)}."]
+    return "\n".join(lines) + "\n"
 
 
 def finished(files: dict) -> bool:
