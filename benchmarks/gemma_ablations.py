@@ -56,6 +56,7 @@ def main() -> None:
         prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
         if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
             copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
+            copy(files["run"], RESULTS / f"run_{name}.json")  # its timings and peak RSS
             copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
     # Each step along the curve, paired on the same items: does adding these tasks change the score?
     steps = []
@@ -82,6 +83,7 @@ def main() -> None:
         prov["gemma_flan_nocot"] = {"commit": run.get("code", "not recorded"), "train": training(run),
                                     "command": "flanlab run examples/gemma_flan_nocot.yaml"}
         copy(nocot / "train" / "metrics.jsonl", RESULTS / "train_metrics_gemma_flan_nocot.jsonl")
+        copy(nocot / "run.json", RESULTS / "run_gemma_flan_nocot.json")
         copy_eval(nocot / "eval_after", RESULTS / "eval_after_nocot")
     else:
         (RESULTS / "cot_ablation.json").unlink(missing_ok=True)
