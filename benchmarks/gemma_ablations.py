@@ -55,9 +55,7 @@ def main() -> None:
                        **entries(rows)})
         prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
         if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
-            copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
-            copy(files["run"], RESULTS / f"run_{name}.json")  # its timings and peak RSS
-            copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
+            publish(name, files)
     # Each step along the curve, paired on the same items: does adding these tasks change the score?
     steps = []
     for lo, hi in zip(points, points[1:]):
@@ -75,16 +73,14 @@ def main() -> None:
     if points:
         plot(points, missing, RESULTS / "tasks_curve.png")
         (RESULTS / "tasks_curve.md").write_text(table(points, steps, missing))
-    nocot = runs / "gemma_flan_nocot"
-    if finished(run_files(runs, "gemma_flan_nocot")):
-        sh("compare", str(nocot / "eval_after"), str(GEMMA_FLAN / "eval_after"),
+    nocot = run_files(runs, "gemma_flan_nocot")
+    if finished(nocot):
+        sh("compare", str(nocot["eval_after"]), str(GEMMA_FLAN / "eval_after"),
            "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
-        run = json.loads((nocot / "run.json").read_text())
+        run = json.loads(nocot["run"].read_text())
         prov["gemma_flan_nocot"] = {"commit": run.get("code", "not recorded"), "train": training(run),
                                     "command": "flanlab run examples/gemma_flan_nocot.yaml"}
-        copy(nocot / "train" / "metrics.jsonl", RESULTS / "train_metrics_gemma_flan_nocot.jsonl")
-        copy(nocot / "run.json", RESULTS / "run_gemma_flan_nocot.json")
-        copy_eval(nocot / "eval_after", RESULTS / "eval_after_nocot")
+        publish("gemma_flan_nocot", nocot)
     else:
         (RESULTS / "cot_ablation.json").unlink(missing_ok=True)
         prov["gemma_flan_nocot"] = "not finished: no cot_ablation.json"
@@ -131,9 +127,12 @@ def training(run: dict) -> dict:
     return {k: t.get(k) for k in ("precision", "steps", "final_loss", "seconds")}
 
 
-def copy_eval(src, dest) -> None:
+def publish(name: str, files: dict) -> None:
+    """A finished run's committed copies: training log, run.json (timings, peak RSS), results and every prediction."""
+    copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
+    copy(files["run"], RESULTS / f"run_{name}.json")
     for f in ("results.json", "predictions.jsonl"):
-        copy(src / f, dest / f)
+        copy(files["eval_after"] / f, RESULTS / f"eval_after_{name}" / f)
 
 
 def run_files(runs, name: str) -> dict:
