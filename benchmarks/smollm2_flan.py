@@ -1,8 +1,9 @@
 """SmolLM2-135M-Instruct before/after an offline Flan 2022 finetune (Table 5's layout) and the CoT ablation, and
 every table and plot under benchmarks/results/smollm2_flan/ derived from them.
 
-    python benchmarks/smollm2_flan.py            # both runs (about 50 + 45 minutes on 2 cores), then the tables
+    python benchmarks/smollm2_flan.py            # both runs (each resumable; wall times in their run.json), then the tables
     python benchmarks/smollm2_flan.py --no-runs  # only re-derive the tables from finished runs under runs/
+                                                 # (with the no-CoT run unfinished: the before/after alone)
 
 Steps (each a flanlab CLI command, printed as it runs):
   flanlab run examples/smollm2_flan.yaml          -> runs/smollm2_flan (mix, LoRA finetune, eval before + after)
@@ -69,26 +70,50 @@ def report_plots(run: Path, dest: Path) -> None:
         copy(run / f, dest / f)
 
 
+# The old-preset run's own files (see STALE.md): replaced or removed once the re-run at the paper's rates finishes.
+STALE = ("STALE.md", "summary.md", "wall_time.txt", "interrupted_rerun_metrics.jsonl")
+
+
 def main() -> None:
     a = cli_args()
     runs = ROOT / a.runs_dir
-    prov = json.loads((RESULTS / "provenance.json").read_text()) if (RESULTS / "provenance.json").is_file() else {}
-    for name, config in RUNS.items():
-        if not a.no_runs:
+    prov = {"derived_by": {"commit": commit(), "command": "python benchmarks/smollm2_flan.py --no-runs"}}
+    if not a.no_runs:
+        for name, config in RUNS.items():
             sh("run", config, "--output", str(runs / name), "--no-progress")
-        code = json.loads((runs / name / "run.json").read_text()).get("code")  # the commit the run's code came from
-        prov[name] = {"commit": code or prov.get(name, {}).get("commit", "not recorded"),
-                      "command": f"flanlab run {config}"}
     main_run, nocot = runs / "smollm2_flan", runs / "smollm2_flan_nocot"
+    if not finished(main_run):
+        sys.exit(f"{main_run} has not finished (no eval_after/results.json or run.json): nothing derived")
     sh("compare", str(main_run / "eval_before"), str(main_run / "eval_after"), "--names", "before,after",
        "-o", str(RESULTS / "compare.json"))
-    sh("compare", str(nocot / "eval_after"), str(main_run / "eval_after"), "--names", "without CoT data,with CoT data",
-       "-o", str(RESULTS / "cot_ablation.json"))
     copy_run(main_run, RESULTS)
-    copy_run(nocot, RESULTS, "_nocot")
     report_plots(main_run, RESULTS)
-    prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/smollm2_flan.py --no-runs"}
+    for f in STALE:
+        (RESULTS / f).unlink(missing_ok=True)
+    prov["smollm2_flan"] = provenance(main_run, RUNS["smollm2_flan"])
+    # The CoT ablation is written only from a finished run; otherwise no file of an older one is left beside it.
+    if finished(nocot):
+        sh("compare", str(nocot / "eval_after"), str(main_run / "eval_after"), "--names",
+           "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
+        copy_run(nocot, RESULTS, "_nocot")
+        prov["smollm2_flan_nocot"] = provenance(nocot, RUNS["smollm2_flan_nocot"])
+    else:
+        for f in ("cot_ablation.json", "run_nocot.json", "mixture_manifest_nocot.json", "train_metrics_nocot.jsonl"):
+            (RESULTS / f).unlink(missing_ok=True)
+        shutil.rmtree(RESULTS / "eval_after_nocot", ignore_errors=True)
+        prov["smollm2_flan_nocot"] = "not finished: no cot_ablation.json"
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
+
+
+def finished(run: Path) -> bool:
+    """A run counts once its evaluation after finetuning has written its results (run.json comes after it)."""
+    return (run / "eval_after" / "results.json").is_file() and (run / "run.json").is_file()
+
+
+def provenance(run: Path, config: str) -> dict:
+    """The commit a run's code came from (its run.json), and the command that made it."""
+    code = json.loads((run / "run.json").read_text()).get("code", "not recorded")
+    return {"commit": code, "command": f"flanlab run {config}"}
 
 
 if __name__ == "__main__":
