@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 
-from smollm2_flan import ROOT, cli_args, commit, copy, sh
+from smollm2_flan import ROOT, cli_args, commit, copy, finished, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
 CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
@@ -41,7 +41,7 @@ def main() -> None:
     points, missing = [], []
     for name, label in CURVE:
         files = run_files(runs, name)
-        if not finished(files):
+        if not finished(files["eval_after"], files["run"]):
             missing.append(name)
             continue
         out = RESULTS / f"vs_base_{name}.json"
@@ -74,7 +74,7 @@ def main() -> None:
         plot(points, missing, RESULTS / "tasks_curve.png")
         (RESULTS / "tasks_curve.md").write_text(table(points, steps, missing))
     nocot = run_files(runs, "gemma_flan_nocot")
-    if finished(nocot):
+    if finished(nocot["eval_after"], nocot["run"]):
         sh("compare", str(nocot["eval_after"]), str(GEMMA_FLAN / "eval_after"),
            "--names", "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
         run = json.loads(nocot["run"].read_text())
@@ -113,11 +113,6 @@ def table(points: list[dict], steps: list[dict], missing: list[str]) -> str:
     if missing:
         lines += ["", f"PARTIAL: not finished: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
-
-
-def finished(files: dict) -> bool:
-    """A run counts once its evaluation after finetuning has written its results (run.json comes after it)."""
-    return (files["eval_after"] / "results.json").is_file() and files["run"].is_file()
 
 
 def training(run: dict) -> dict:

@@ -82,7 +82,7 @@ def main() -> None:
         for name, config in RUNS.items():
             sh("run", config, "--output", str(runs / name), "--no-progress")
     main_run, nocot = runs / "smollm2_flan", runs / "smollm2_flan_nocot"
-    if not finished(main_run):
+    if not finished(main_run / "eval_after", main_run / "run.json"):
         sys.exit(f"{main_run} has not finished (no eval_after/results.json or run.json): nothing derived")
     sh("compare", str(main_run / "eval_before"), str(main_run / "eval_after"), "--names", "before,after",
        "-o", str(RESULTS / "compare.json"))
@@ -92,7 +92,7 @@ def main() -> None:
         (RESULTS / f).unlink(missing_ok=True)
     prov["smollm2_flan"] = provenance(main_run, RUNS["smollm2_flan"])
     # The CoT ablation is written only from a finished run; otherwise no file of an older one is left beside it.
-    if finished(nocot):
+    if finished(nocot / "eval_after", nocot / "run.json"):
         sh("compare", str(nocot / "eval_after"), str(main_run / "eval_after"), "--names",
            "without CoT data,with CoT data", "-o", str(RESULTS / "cot_ablation.json"))
         copy_run(nocot, RESULTS, "_nocot")
@@ -105,9 +105,9 @@ def main() -> None:
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
 
 
-def finished(run: Path) -> bool:
+def finished(eval_after: Path, run_json: Path) -> bool:
     """A run counts once its evaluation after finetuning has written its results (run.json comes after it)."""
-    return (run / "eval_after" / "results.json").is_file() and (run / "run.json").is_file()
+    return (eval_after / "results.json").is_file() and run_json.is_file()
 
 
 def provenance(run: Path, config: str) -> dict:
