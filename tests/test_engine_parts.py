@@ -95,3 +95,19 @@ def test_bf16_engine_runs_forwards_under_autocast_and_caches_apart():
         assert seen and set(seen) == {precision == "bf16"}
     assert Engine(model, tok, fingerprint="m")._key("gen", 1) != Engine(model, tok, fingerprint="m",
                                                                          precision="bf16")._key("gen", 1)
+
+
+def test_bf16_engine_computes_logits_in_fp32():
+    """bf16 evaluation rounds nothing at the output: its option log-likelihoods stay within bf16's noise in the
+    hidden states of fp32's (rounding the logits to bf16 too gave 10x that here, and ties between options on
+    gemma-3-270m), and the head is back to its own forward once the engine is done."""
+    from flanlab.evaluate.engine import Engine
+    from flanlab.models.build import ModelSpec, build_model
+    model, tok = build_model(ModelSpec(preset="llama-1m"), seed=0)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(6.0)  # logits of a real model's scale (|logit| ~ 10-30): bf16's steps 1/16-1/8
+    reqs = [(f"Question {i}: is {i} odd? Answer:", [" A", " B", " C", " D", " yes", " no"]) for i in range(30)]
+    fp32, bf16 = (torch.tensor(Engine(model, tok, fingerprint="m", precision=p).loglik(reqs)) for p in ("fp32", "bf16"))
+    assert bf16.abs().mean() > 20  # the scale where rounding the logits would show
+    assert (fp32 - bf16).abs().max() < 0.03
+    assert "forward" not in vars(model.lm_head)

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from ..models.build import base_model
-from ..models.device import Processes, autocast
+from ..models.device import Processes, autocast, fp32_output_head
 from . import decoding, loglik as ll
 from .answer_cache import DiskCache, model_fingerprint
 from .decoding import nucleus
@@ -41,9 +41,11 @@ class Engine:
         self.model = model.eval()
         self.tok = tok
         self.encoder_decoder = bool(base_model(model).config.is_encoder_decoder)
-        # bf16: every forward under bfloat16 autocast; its answers are cached apart from fp32's
+        # bf16: every forward under bfloat16 autocast but the output head (fp32 logits); its answers are cached apart
+        # from fp32's
         self.precision = precision
-        self.fp = fingerprint if precision == "fp32" else f"{fingerprint}/{precision}"
+        self.head = base_model(model).get_output_embeddings() if precision == "bf16" else None
+        self.fp = fingerprint if precision == "fp32" else f"{fingerprint}/{precision}+fp32-logits"
         self.procs = processes or Processes()
         self.cache = DiskCache(cache_path, writer=self.procs.rank == 0)
         self.planner = Planner(batch_tokens, max_batch_rows, min_fill, min_shared_prefix)
@@ -78,7 +80,7 @@ class Engine:
         world, rank = self.procs.world, self.procs.rank
         for start in range(0, len(units), world):
             round_ = units[start:start + world]
-            with autocast(self.precision, self.lm.device()):
+            with autocast(self.precision, self.lm.device()), fp32_output_head(self.head, self.lm.device()):
                 part = round_[rank].compute() if rank < len(round_) else None
             parts = self.procs.gather(part)
             for unit, part in zip(round_, parts):

@@ -74,3 +74,31 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def fp32_output_head(head: torch.nn.Module | None, device: torch.device):
+    """The output head (hidden states -> logits) outside autocast, in its weights' dtype (fp32), while the block is
+    open. Why: under bf16 autocast every logit is rounded to bf16's 8-bit mantissa - steps of 0.125 at gemma-3's
+    logit scale of 16-32 - so multiple-choice options (and greedy tokens) that fp32 tells apart tie: 287 of 1,140
+    MMLU items did in a bf16 evaluation of gemma-3-270m, their answer then set by the options' order. Evaluation
+    keeps only a few positions' logits per row, so the head's share of the compute is small. `head` None: nothing."""
+    if head is None:
+        yield
+        return
+    own = vars(head).get("forward")  # an instance-level forward (e.g. a hook library's) is put back as it was
+    forward = head.forward
+    dtype = getattr(head, "weight", torch.empty(0)).dtype
+
+    def fp32_forward(x, *args, **kwargs):
+        with torch.autocast(device_type=device.type, enabled=False):
+            return forward(x.to(dtype), *args, **kwargs)
+
+    head.forward = fp32_forward
+    try:
+        yield
+    finally:
+        if own is None:
+            del head.forward
+        else:
+            head.forward = own
