@@ -23,7 +23,7 @@ import json
 from smollm2_flan import ROOT, cli_args, commit, copy, finished, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
-CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin, T0-SF"),
+CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin + T0-SF"),
          ("gemma_flan", "+ NIV2 (full)")]
 GEMMA_FLAN = ROOT / "benchmarks" / "results" / "gemma_flan"  # the full-mixture run's committed copies
 RUNS = ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot")
