@@ -11,10 +11,11 @@ Steps:
   flanlab run examples/gemma_flan_tasks_cot.yaml      -> the 7 CoT tasks only
   flanlab run examples/gemma_flan_tasks_nonniv2.yaml  -> CoT + Muffin + T0-SF (~170 tasks)
   flanlab run examples/gemma_flan_nocot.yaml          -> the full mixture without CoT data
-  flanlab compare GEMMA_FLAN/eval_before RUN/eval_after    (each point vs the base model) -> tasks_curve.json/png
+  flanlab compare BASE RUN/eval_after                      (each point vs the base model) -> tasks_curve.json/png
   flanlab compare POINT/eval_after NEXT_POINT/eval_after   (each step along the curve)   -> step_*.json
   flanlab compare runs/gemma_flan_nocot/eval_after GEMMA_FLAN/eval_after                    -> cot_ablation.json
-(GEMMA_FLAN = benchmarks/results/gemma_flan)
+(GEMMA_FLAN = benchmarks/results/gemma_flan; BASE = the base model's evaluation: gemma_flan's re-run one once it
+ has finished, copied to eval_base/, else GEMMA_FLAN/eval_before)
 """
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ RUNS = ("gemma_flan_tasks_cot", "gemma_flan_tasks_nonniv2", "gemma_flan_nocot")
 def main() -> None:
     a = cli_args()
     runs = ROOT / a.runs_dir
-    base = GEMMA_FLAN / "eval_before"
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not a.no_runs:
         for name in RUNS:
             sh("run", f"examples/{name}.yaml", "--output", str(runs / name), "--no-progress")
     prov = {"derived_by": {"commit": commit(), "command": "python benchmarks/gemma_ablations.py --no-runs"}}
+    base, prov["base"] = base_eval(runs)
     points, missing = [], []
     for name, label in CURVE:
         files = run_files(runs, name)
@@ -51,7 +52,8 @@ def main() -> None:
         run = json.loads(files["run"].read_text())
         rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
-                       "train": training(run), "normalized_average": cmp["normalized_average"],
+                       "train": training(run), "eval_precision": eval_precision(files["eval_after"]),
+                       "normalized_average": cmp["normalized_average"],
                        **entries(rows)})
         prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
         if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
@@ -68,11 +70,11 @@ def main() -> None:
                       "tasks": [lo["tasks"], hi["tasks"]],
                       "normalized_average": cmp["normalized_average"], **entries(rows)})
     # A curve with a point missing is written all the same, labelled, so a finished run is never left unreported.
-    curve = {"complete": not missing, "points": points, "steps": steps, "missing_runs": missing}
+    curve = {"complete": not missing, "base": prov["base"], "points": points, "steps": steps, "missing_runs": missing}
     (RESULTS / "tasks_curve.json").write_text(json.dumps(curve, indent=1))
     if points:
         plot(points, missing, RESULTS / "tasks_curve.png")
-        (RESULTS / "tasks_curve.md").write_text(table(points, steps, missing))
+        (RESULTS / "tasks_curve.md").write_text(table(points, steps, missing, prov["base"]["precision"]))
     nocot = run_files(runs, "gemma_flan_nocot")
     if finished(nocot["eval_after"], nocot["run"]):
         sh("compare", str(nocot["eval_after"]), str(GEMMA_FLAN / "eval_after"),
@@ -94,10 +96,10 @@ def entries(rows: dict) -> dict:
     return {f"{b} {m}": {k: r[k] for k in ("n", "a", "b", "change", "ci95")} for (b, m), r in rows.items()}
 
 
-def table(points: list[dict], steps: list[dict], missing: list[str]) -> str:
+def table(points: list[dict], steps: list[dict], missing: list[str], base_precision: str) -> str:
     """The curve as markdown: the base model, each point, and each step's paired change (the README's table)."""
     pm = lambda v: f"{v:+.1f}"  # noqa: E731
-    head = ["eval set (n)", "base"] + [f"{p['label']} ({p['tasks']:,} tasks)" for p in points]
+    head = ["eval set (n)", f"base (evaluated in {base_precision})"] + [f"{p['label']} ({p['tasks']:,} tasks)" for p in points]
     head += [f"{st['to_label']} − {st['from_label']}, paired 95% CI" for st in steps]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keys = [k for k in points[0] if isinstance(points[0][k], dict) and "n" in points[0][k]]
@@ -108,11 +110,34 @@ def table(points: list[dict], steps: list[dict], missing: list[str]) -> str:
         cells += [f"{pm(st[k]['change'])} [{pm(st[k]['ci95'][0])}, {pm(st[k]['ci95'][1])}]" for st in steps]
         lines.append("| " + " | ".join(cells) + " |")
     train = "; ".join(f"{p['label']}: {p['train']['precision']}, {p['train']['steps']} steps, final loss "
-                      f"{p['train']['final_loss']:.3f}, {p['train']['seconds']:,.0f} s" for p in points)
+                      f"{p['train']['final_loss']:.3f}, {p['train']['seconds']:,.0f} s; evaluated in {p['eval_precision']}"
+                      for p in points)
     lines += ["", f"Training: {train}."]
     if missing:
         lines += ["", f"PARTIAL: not finished: {', '.join(missing)}."]
     return "\n".join(lines) + "\n"
+
+
+def base_eval(runs) -> tuple:
+    """The base model's evaluation every point is compared with, and where it came from: gemma_flan's re-run
+    evaluation of it once finished (runs/gemma_flan/eval_before, which `flanlab eval examples/gemma_flan.yaml -c
+    gemma3-270m -o runs/gemma_flan/eval_before` can make ahead of the run; copied to eval_base/ here), else the
+    committed copy, else gemma_flan's committed eval_before."""
+    fresh, dest = runs / "gemma_flan" / "eval_before", RESULTS / "eval_base"
+    if (fresh / "results.json").is_file():
+        for f in ("results.json", "predictions.jsonl"):
+            copy(fresh / f, dest / f)
+    if (dest / "results.json").is_file():
+        res = json.loads((dest / "results.json").read_text())
+        return dest, {"eval": "eval_base/", "commit": res.get("code"), "precision": res.get("precision"),
+                      "command": "flanlab eval examples/gemma_flan.yaml -c gemma3-270m"}
+    return GEMMA_FLAN / "eval_before", {"eval": "../gemma_flan/eval_before/", "precision": eval_precision(
+        GEMMA_FLAN / "eval_before")}
+
+
+def eval_precision(eval_dir) -> str:
+    """The precision an evaluation ran in (results.json; older ones predate the field)."""
+    return json.loads((eval_dir / "results.json").read_text()).get("precision") or "not recorded"
 
 
 def training(run: dict) -> dict:
