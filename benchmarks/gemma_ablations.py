@@ -125,8 +125,7 @@ def base_eval(runs) -> tuple:
     committed copy, else gemma_flan's committed eval_before."""
     fresh, dest = runs / "gemma_flan" / "eval_before", RESULTS / "eval_base"
     if (fresh / "results.json").is_file():
-        for f in ("results.json", "predictions.jsonl"):
-            copy(fresh / f, dest / f)
+        copy_eval(fresh, dest)
     if (dest / "results.json").is_file():
         res = json.loads((dest / "results.json").read_text())
         return dest, {"eval": "eval_base/", "commit": res.get("code"), "precision": res.get("precision"),
@@ -151,8 +150,13 @@ def publish(name: str, files: dict) -> None:
     """A finished run's committed copies: training log, run.json (timings, peak RSS), results and every prediction."""
     copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
     copy(files["run"], RESULTS / f"run_{name}.json")
+    copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
+
+
+def copy_eval(src, dest) -> None:
+    """An evaluation's committed copy: its results and every prediction (what flanlab compare pairs)."""
     for f in ("results.json", "predictions.jsonl"):
-        copy(files["eval_after"] / f, RESULTS / f"eval_after_{name}" / f)
+        copy(src / f, dest / f)
 
 
 def run_files(runs, name: str) -> dict:
