@@ -56,7 +56,7 @@ def main() -> None:
                        "normalized_average": cmp["normalized_average"],
                        **entries(rows)})
         prov[name] = {"commit": run.get("code", "not recorded"), "command": f"flanlab run examples/{name}.yaml"}
-        if name != "gemma_flan":  # that one's results and training log are committed in benchmarks/results/gemma_flan
+        if files["run"].parent == runs / name:  # a finished run's files, not already committed copies
             publish(name, files)
     # Each step along the curve, paired on the same items: does adding these tasks change the score?
     steps = []
@@ -82,7 +82,8 @@ def main() -> None:
         run = json.loads(nocot["run"].read_text())
         prov["gemma_flan_nocot"] = {"commit": run.get("code", "not recorded"), "train": training(run),
                                     "command": "flanlab run examples/gemma_flan_nocot.yaml"}
-        publish("gemma_flan_nocot", nocot)
+        if nocot["run"].parent == runs / "gemma_flan_nocot":
+            publish("gemma_flan_nocot", nocot)
     else:
         (RESULTS / "cot_ablation.json").unlink(missing_ok=True)
         prov["gemma_flan_nocot"] = "not finished: no cot_ablation.json"
@@ -150,6 +151,7 @@ def publish(name: str, files: dict) -> None:
     """A finished run's committed copies: training log, run.json (timings, peak RSS), results and every prediction."""
     copy(files["metrics"], RESULTS / f"train_metrics_{name}.jsonl")
     copy(files["run"], RESULTS / f"run_{name}.json")
+    copy(files["manifest"], RESULTS / f"mixture_manifest_{name}.json")
     copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
 
 
@@ -160,13 +162,18 @@ def copy_eval(src, dest) -> None:
 
 
 def run_files(runs, name: str) -> dict:
-    """What a curve point is read from: a finished run under runs/, or gemma_flan's committed copies."""
+    """What a curve point is read from: a finished run under runs/, else its committed copies (gemma_flan's in
+    benchmarks/results/gemma_flan, the others' here), so a clone without the runs re-derives every table."""
     if name == "gemma_flan":
         return {"eval_after": GEMMA_FLAN / "eval_after", "manifest": GEMMA_FLAN / "mixture_manifest.json",
                 "run": GEMMA_FLAN / "run.json", "metrics": GEMMA_FLAN / "train_metrics.jsonl"}
     run = runs / name
-    return {"eval_after": run / "eval_after", "manifest": run / "mixture" / "manifest.json", "run": run / "run.json",
-            "metrics": run / "train" / "metrics.jsonl"}
+    files = {"eval_after": run / "eval_after", "manifest": run / "mixture" / "manifest.json", "run": run / "run.json",
+             "metrics": run / "train" / "metrics.jsonl"}
+    if finished(files["eval_after"], files["run"]):
+        return files
+    return {"eval_after": RESULTS / f"eval_after_{name}", "manifest": RESULTS / f"mixture_manifest_{name}.json",
+            "run": RESULTS / f"run_{name}.json", "metrics": RESULTS / f"train_metrics_{name}.jsonl"}
 
 
 def plot(points: list[dict], missing: list[str], path) -> None:
