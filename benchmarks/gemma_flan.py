@@ -27,8 +27,6 @@ from smollm2_flan import ROOT, cli_parser, commit, copy_run, report_plots, sh
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_flan"
 CONFIG = "examples/gemma_flan.yaml"
 CHECKPOINT = "gemma3-270m"  # CONFIG's train.model.checkpoint: what "before" evaluates
-# What decides an evaluation's answers besides the model: the evaluation code and the config's eval section.
-EVAL_INPUTS = ("src/flanlab", CONFIG)
 
 
 def fail(msg: str, file: Path) -> None:
@@ -36,11 +34,25 @@ def fail(msg: str, file: Path) -> None:
     sys.exit(2)
 
 
+def eval_section(commit_: str) -> dict | None:
+    """CONFIG's eval section at a commit, without its precision (the precision an evaluation actually ran in is in
+    its results.json: bf16 falls back to fp32 on a CPU without it)."""
+    import yaml
+    text = subprocess.run(["git", "show", f"{commit_}:{CONFIG}"], cwd=ROOT, capture_output=True, text=True)
+    if text.returncode:
+        return None
+    section = dict(yaml.safe_load(text.stdout).get("eval", {}))
+    section.pop("precision", None)
+    return section
+
+
 def same_eval_inputs(code: str, ref: str) -> bool:
-    """Whether commits `code` and `ref` hold the same evaluation code and config (a "-dirty" one never does)."""
+    """Whether commits `code` and `ref` hold the same evaluation code (src/flanlab) and CONFIG eval section but for
+    its precision (a "-dirty" commit never does)."""
     if code.endswith("-dirty") or ref.endswith("-dirty"):
         return False
-    return subprocess.run(["git", "diff", "--quiet", code, ref, "--", *EVAL_INPUTS], cwd=ROOT).returncode == 0
+    same_src = subprocess.run(["git", "diff", "--quiet", code, ref, "--", "src/flanlab"], cwd=ROOT).returncode == 0
+    return same_src and eval_section(code) is not None and eval_section(code) == eval_section(ref)
 
 
 def check_before(before: Path, ref: str, precision: str | None = None) -> dict:
@@ -54,8 +66,8 @@ def check_before(before: Path, ref: str, precision: str | None = None) -> dict:
         fail(f"field checkpoint is {res.get('checkpoint')!r}, not {CHECKPOINT!r} (the base model {CONFIG} finetunes)",
              before / "results.json")
     if not same_eval_inputs(res.get("code", "not recorded"), ref):
-        fail(f"field code {res.get('code')!r}: its {' / '.join(EVAL_INPUTS)} differ from those at {ref} (or are not "
-             "a commit): evaluate the base model again instead", before / "results.json")
+        fail(f"field code {res.get('code')!r}: its src/flanlab or {CONFIG} eval section differ from those at {ref} "
+             "(or it is not a commit): evaluate the base model again instead", before / "results.json")
     if precision is not None and res.get("precision") != precision:
         fail(f"field precision is {res.get('precision')!r} but the evaluation after finetuning ran in {precision!r}: "
              "a paired comparison needs both in one precision", before / "results.json")
