@@ -18,6 +18,7 @@ Steps (each a flanlab CLI command, printed as it runs; an interrupted one resume
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,15 +94,20 @@ def main() -> None:
         sh("eval", "examples/gemma_flan_sc.yaml", "-c", str(final), "--output", str(sc))
     prov = {"gemma_flan": {"commit": json.loads((run / "run.json").read_text()).get("code", "not recorded"),
                            "command": f"flanlab run {CONFIG}"},
-            "eval_before": before_provenance(run / "eval_before"),
-            "eval_sc": {"commit": json.loads((sc / "results.json").read_text()).get("code", "not recorded"),
-                        "seconds": json.loads((sc / "results.json").read_text()).get("seconds"),
-                        "command": f"flanlab eval examples/gemma_flan_sc.yaml -c {final.relative_to(ROOT)}"}}
+            "eval_before": before_provenance(run / "eval_before")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     sh("compare", str(run / "eval_before"), str(run / "eval_after"), "--names", "before,after",
        "-o", str(RESULTS / "compare.json"))
-    sh("compare", str(sc), str(sc), "--modes", "cot,cot_sc", "--names", "greedy CoT,self-consistency (k=8)",
-       "-o", str(RESULTS / "self_consistency.json"))
+    if (sc / "results.json").is_file():
+        res = json.loads((sc / "results.json").read_text())
+        prov["eval_sc"] = {"commit": res.get("code", "not recorded"), "seconds": res.get("seconds"),
+                           "command": "flanlab eval examples/gemma_flan_sc.yaml -c runs/gemma_flan/train/final"}
+        sh("compare", str(sc), str(sc), "--modes", "cot,cot_sc", "--names", "greedy CoT,self-consistency (k=8)",
+           "-o", str(RESULTS / "self_consistency.json"))
+    else:  # not finished: no file of an older run is left to be read as this one's
+        prov["eval_sc"] = "not finished: no self_consistency.json"
+        (RESULTS / "self_consistency.json").unlink(missing_ok=True)
+        shutil.rmtree(RESULTS / "eval_sc", ignore_errors=True)
     copy_run(run, RESULTS, stages=("eval_before", "eval_after", "eval_sc"))
     report_plots(run, RESULTS)
     prov["derived_by"] = {"commit": commit(), "command": "python benchmarks/gemma_flan.py --no-runs"}

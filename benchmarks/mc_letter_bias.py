@@ -19,7 +19,7 @@ import numpy as np
 from smollm2_flan import ROOT, commit
 
 RESULTS = ROOT / "benchmarks" / "results"
-DEFAULT = ["gemma_flan/eval_before", "gemma_flan/eval_after", "gemma_ablations/eval_base",
+DEFAULT = ["gemma_flan/eval_after", "gemma_flan/eval_after_bf16", "gemma_ablations/eval_base",
            "gemma_ablations/eval_after_gemma_flan_tasks_cot", "gemma_ablations/eval_after_gemma_flan_tasks_nonniv2",
            "gemma_ablations/eval_after_gemma_flan_nocot"]
 
