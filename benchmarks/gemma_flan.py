@@ -28,6 +28,8 @@ from smollm2_flan import ROOT, cli_parser, commit, copy_run, report_plots, sh
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_flan"
 CONFIG = "examples/gemma_flan.yaml"
 CHECKPOINT = "gemma3-270m"  # CONFIG's train.model.checkpoint: what "before" evaluates
+# The code an evaluation's answers come from: all of flanlab but what only reads finished evaluations.
+EVAL_CODE = ("src/flanlab", ":(exclude)src/flanlab/experiments/report.py", ":(exclude)src/flanlab/experiments/compare.py")
 
 
 def fail(msg: str, file: Path) -> None:
@@ -48,11 +50,11 @@ def eval_section(commit_: str) -> dict | None:
 
 
 def same_eval_inputs(code: str, ref: str) -> bool:
-    """Whether commits `code` and `ref` hold the same evaluation code (src/flanlab) and CONFIG eval section but for
+    """Whether commits `code` and `ref` hold the same evaluation code (EVAL_CODE) and CONFIG eval section but for
     its precision (a "-dirty" commit never does)."""
     if code.endswith("-dirty") or ref.endswith("-dirty"):
         return False
-    same_src = subprocess.run(["git", "diff", "--quiet", code, ref, "--", "src/flanlab"], cwd=ROOT).returncode == 0
+    same_src = subprocess.run(["git", "diff", "--quiet", code, ref, "--", *EVAL_CODE], cwd=ROOT).returncode == 0
     return same_src and eval_section(code) is not None and eval_section(code) == eval_section(ref)
 
 

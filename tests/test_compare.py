@@ -168,3 +168,21 @@ def test_table_footnotes_only_for_what_is_in_it(tmp_path):
     plain = comparison_table(compare(write_eval(tmp_path / "c", {("bbh", "direct"): items}),
                                      write_eval(tmp_path / "d", {("bbh", "direct"): items})))
     assert "accuracy" in plain and "Toxicity" not in plain and "descriptive" not in plain
+
+
+def test_report_of_a_run_without_its_own_baseline_compares_a_copied_in_before(tmp_path):
+    # `flanlab run ... baseline=false` with the base model's evaluation made elsewhere and copied to eval_before/
+    # (benchmarks/gemma_flan.py --before): the report pairs the two and plots them, as for a run with a baseline.
+    from flanlab.experiments.report import report
+    run = tmp_path / "run"
+    a_items = [(f"t{i % 2}/{i}", f"t{i % 2}", 0.0) for i in range(6)]
+    b_items = [(i, g, 1.0 if n < 3 else 0.0) for n, (i, g, _) in enumerate(a_items)]
+    write_eval(run / "eval_before", {("bbh", "direct"): a_items}, meta={"bbh": {"ci95": [0.0, 0.0]}})
+    after = write_eval(run / "eval_after", {("bbh", "direct"): b_items}, meta={"bbh": {"ci95": [16.7, 83.3]}})
+    (run / "run.json").write_text(json.dumps({"results": {"after": json.loads((after / "results.json").read_text())}}))
+    out = report(run)
+    cmp = json.loads((run / "compare.json").read_text())
+    (row,) = cmp["rows"]
+    assert (row["a"], row["b"], row["change"]) == (0.0, 50.0, 50.0)
+    assert str(run / "before_after.png") in out["plots"]
+    assert "+50.0" in (run / "report.md").read_text()

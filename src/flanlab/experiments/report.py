@@ -233,14 +233,20 @@ def report(path: str | Path) -> dict:
     elif (path / "run.json").is_file():
         from .run import run_table
         data = json.loads((path / "run.json").read_text())
-        old = data.get("comparison")
-        if old and (path / "eval_before").is_dir() and (path / "eval_after").is_dir():
+        old = data.get("comparison") or {}
+        stages = {s: path / f"eval_{s}" / "results.json" for s in ("before", "after")}
+        if all(f.is_file() for f in stages.values()):
             # recomputed from the evaluations, so the report carries this code's statistics, not those stored when
-            # the run finished (the same resamples and seed; compare.json is rewritten to match)
+            # the run finished (the same resamples and seed; compare.json is rewritten to match) - also for a run
+            # without its own baseline whose "before" was evaluated elsewhere and copied into eval_before/
             from .compare import compare, write_comparison
-            data["comparison"] = compare(path / "eval_before", path / "eval_after", names=tuple(old["names"]),
+            data["comparison"] = compare(path / "eval_before", path / "eval_after",
+                                         names=tuple(old.get("names", ("before", "after"))),
                                          samples=old.get("samples", 2000), seed=old.get("seed", 0))
             write_comparison(data["comparison"], path / "compare.json")
+            results = data.setdefault("results", {})
+            for s, f in stages.items():
+                results.setdefault(s, json.loads(f.read_text()))
         eff, pngs = [], _run_plots(data, path)
         md = ["# flanlab run report", "", run_table(data)]
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] if pngs else []
