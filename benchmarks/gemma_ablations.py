@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 
-from smollm2_flan import ROOT, cli_args, commit, copy, finished, sh
+from smollm2_flan import ROOT, cli_args, commit, copy, copy_eval, finished, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_ablations"
 CURVE = [("gemma_flan_tasks_cot", "CoT only"), ("gemma_flan_tasks_nonniv2", "+ Muffin + T0-SF"),
@@ -153,12 +153,6 @@ def publish(name: str, files: dict) -> None:
     copy(files["run"], RESULTS / f"run_{name}.json")
     copy(files["manifest"], RESULTS / f"mixture_manifest_{name}.json")
     copy_eval(files["eval_after"], RESULTS / f"eval_after_{name}")
-
-
-def copy_eval(src, dest) -> None:
-    """An evaluation's committed copy: its results and every prediction (what flanlab compare pairs)."""
-    for f in ("results.json", "predictions.jsonl"):
-        copy(src / f, dest / f)
 
 
 def run_files(runs, name: str) -> dict:

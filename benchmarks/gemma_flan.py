@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smollm2_flan import ROOT, cli_parser, commit, copy_run, report_plots, sh
+from smollm2_flan import ROOT, cli_parser, commit, copy_eval, copy_run, report_plots, sh
 
 RESULTS = ROOT / "benchmarks" / "results" / "gemma_flan"
 CONFIG = "examples/gemma_flan.yaml"
@@ -55,7 +55,10 @@ def same_eval_inputs(code: str, ref: str) -> bool:
     if code.endswith("-dirty") or ref.endswith("-dirty"):
         return False
     same_src = subprocess.run(["git", "diff", "--quiet", code, ref, "--", *EVAL_CODE], cwd=ROOT).returncode == 0
-    return same_src and eval_section(code) is not None and eval_section(code) == eval_section(ref)
+    if not same_src:
+        return False
+    section = eval_section(code)
+    return section is not None and section == eval_section(ref)
 
 
 def check_before(before: Path, ref: str, precision: str | None = None) -> dict:
@@ -118,9 +121,7 @@ def main() -> None:
 
 def adopt_before(src: Path, dest: Path) -> None:
     """The checked base-model evaluation as the run's eval_before, with a note of where it came from."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in ("results.json", "predictions.jsonl"):
-        (dest / f).write_bytes((src / f).read_bytes())
+    copy_eval(src, dest)
     (dest / "origin.json").write_text(json.dumps({"copied_from": str(src.resolve().relative_to(ROOT)),
                                                   "checked_by": "benchmarks/gemma_flan.py check_before"}))
 

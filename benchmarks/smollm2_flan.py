@@ -43,6 +43,12 @@ def copy(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
 
+def copy_eval(src: Path, dest: Path) -> None:
+    """An evaluation's committed copy: its results and every prediction (what flanlab compare pairs)."""
+    for f in ("results.json", "predictions.jsonl"):
+        copy(src / f, dest / f)
+
+
 def cli_parser() -> argparse.ArgumentParser:
     """--no-runs (derive the tables from finished runs only) and --runs-dir, shared by the experiment scripts."""
     ap = argparse.ArgumentParser()
