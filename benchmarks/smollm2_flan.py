@@ -80,10 +80,6 @@ def report_plots(run: Path, dest: Path) -> None:
         copy(run / f, dest / f)
 
 
-# The old-preset run's own files (see STALE.md): replaced or removed once the re-run at the paper's rates finishes.
-STALE = ("STALE.md", "summary.md", "wall_time.txt", "interrupted_rerun_metrics.jsonl")
-
-
 def main() -> None:
     a = cli_args()
     runs = ROOT / a.runs_dir
@@ -98,8 +94,6 @@ def main() -> None:
        "-o", str(RESULTS / "compare.json"))
     copy_run(main_run, RESULTS)
     report_plots(main_run, RESULTS)
-    for f in STALE:
-        (RESULTS / f).unlink(missing_ok=True)
     prov["smollm2_flan"] = provenance(main_run, RUNS["smollm2_flan"])
     # The CoT ablation is written only from a finished run; otherwise no file of an older one is left beside it.
     if finished(nocot / "eval_after", nocot / "run.json"):
