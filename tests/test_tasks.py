@@ -1,10 +1,15 @@
 import json
+import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
 from flanlab.errors import FlanlabError
 from flanlab.tasks.registry import TaskRegistry, load_task_file
 from flanlab.tasks.synthetic import CATEGORIES, DEFAULT_HELD_OUT_CATEGORIES, build_synthetic_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_suite_size_templates_and_rationales():
@@ -160,3 +165,47 @@ def test_bigbench_installed_package_and_bbh_flag():
     assert len(names) >= 150 and "arithmetic/1_digit_addition" in names
     reg = TaskRegistry.default(bigbench_tasks=["navigate", "arithmetic/1_digit_addition"])
     assert reg["bigbench:navigate"].benchmark and not reg["bigbench:arithmetic/1_digit_addition"].benchmark
+
+
+@pytest.fixture
+def without_bigbench_package(monkeypatch):
+    """As on a fresh install: PyPI no longer serves bigbench 1.0.0, so `import bigbench` fails."""
+    from flanlab.tasks.sources.bigbench import list_bigbench_tasks
+    monkeypatch.setitem(sys.modules, "bigbench", None)  # makes the import raise ModuleNotFoundError
+    list_bigbench_tasks.cache_clear()
+    yield
+    list_bigbench_tasks.cache_clear()
+
+
+def test_bigbench_shipped_subset_without_the_package(without_bigbench_package):
+    from flanlab.tasks.sources.bigbench import SHIPPED_ROOT, list_bigbench_tasks
+    names = list_bigbench_tasks()
+    leaves = [f for f in SHIPPED_ROOT.rglob("task.json") if not any(f.parent.glob("*/task.json"))]
+    assert sorted(names) == sorted(f.parent.relative_to(SHIPPED_ROOT).as_posix() for f in leaves)
+    for cfg in ("examples/flan2022.yaml", "src/flanlab/jobs/main_packages.yaml"):  # every task the configs name
+        want = yaml.safe_load((ROOT / cfg).read_text())["mix"]["registry"]["bigbench_tasks"]
+        reg = TaskRegistry.default(bigbench_tasks=want)
+        assert {t.name.split("/")[0] for t in reg if t.name.startswith("bigbench:")} == {f"bigbench:{w}" for w in want}
+    reg = TaskRegistry.default(bigbench_tasks=["navigate", "arithmetic/1_digit_addition"])
+    assert reg["bigbench:navigate"].benchmark and not reg["bigbench:arithmetic/1_digit_addition"].benchmark
+    with pytest.raises(FlanlabError, match=r"no BIG-bench task matches 'hindu_knowledge' \(without the bigbench "
+                                           r"package flanlab has only the \d+ tasks it ships"):
+        TaskRegistry.default(bigbench_tasks=["hindu_knowledge"])
+
+
+def test_bigbench_shipped_files_match_their_manifest():
+    import hashlib
+    from flanlab.tasks.sources.bigbench import SHIPPED_ROOT
+    rows = [r.split("\t") for r in (SHIPPED_ROOT / "MANIFEST.tsv").read_text().splitlines()[1:]]
+    assert sorted(r[0] for r in rows) == sorted(f.relative_to(SHIPPED_ROOT).as_posix()
+                                                for f in SHIPPED_ROOT.rglob("task.json"))
+    for path, size, sha in rows:
+        data = (SHIPPED_ROOT / path).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (int(size), sha), path
+    try:  # where the package is installed, the shipped copies are its files byte for byte
+        import importlib.resources
+        pkg = importlib.resources.files("bigbench") / "benchmark_tasks"
+    except ModuleNotFoundError:
+        return
+    for path, _, _ in rows:
+        assert (pkg / path).read_bytes() == (SHIPPED_ROOT / path).read_bytes(), path

@@ -414,12 +414,12 @@ def load_gsm8k(path, shots: int = 8, limit: int | None = None) -> Benchmark:
 def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None = None) -> Benchmark:
     """BIG-bench JSON tasks, evaluated on their test split only (the content-hash split that mixtures never train
     on), with few-shot exemplars from the train split."""
-    from ..tasks.sources.bigbench import bigbench_task, list_bigbench_tasks
+    from ..tasks.sources.bigbench import bigbench_task, list_bigbench_tasks, missing_task_hint
     import fnmatch
     avail = list_bigbench_tasks(str(root) if root else None)
     names = [n for pat in tasks for n in avail if fnmatch.fnmatch(n, pat)]
     if not names:
-        raise FlanlabError(f"no BIG-bench task matches {tasks}", field="tasks")
+        raise FlanlabError(f"no BIG-bench task matches {tasks}{missing_task_hint(root)}", field="tasks")
     items = []
     for name in names:
         t = bigbench_task(name, root)

@@ -175,13 +175,14 @@ class TaskRegistry:
             for t in load_task_file(f):
                 reg.add(t, file=f)
         if bigbench_tasks:
-            from .sources.bigbench import bigbench_task, list_bigbench_tasks
+            from .sources.bigbench import bigbench_task, list_bigbench_tasks, missing_task_hint
             avail = list_bigbench_tasks(str(bigbench_root) if bigbench_root else None)
             for pat in bigbench_tasks:
                 # a parent name matches all its subtasks
                 hits = [n for n in avail if fnmatch.fnmatch(n, pat) or n.startswith(pat + "/")]
                 if not hits:
-                    raise FlanlabError(f"no BIG-bench task matches '{pat}'", field="bigbench_tasks")
+                    raise FlanlabError(f"no BIG-bench task matches '{pat}'{missing_task_hint(bigbench_root)}",
+                                       field="bigbench_tasks")
                 for n in hits:
                     reg.add(bigbench_task(n, bigbench_root, held_out=False))
         return reg

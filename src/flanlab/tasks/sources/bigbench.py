@@ -16,7 +16,13 @@ navigate object_counting penguins_in_a_table reasoning_about_colored_objects rui
 snarks sports_understanding temporal_sequences tracking_shuffled_objects web_of_lies word_sorting""".split())
 
 
+# the BIG-bench tasks flanlab's shipped configs name, copied unchanged from bigbench 1.0.0 (see its README.md):
+# PyPI no longer serves that package, so a fresh install has only these
+SHIPPED_ROOT = Path(__file__).resolve().parent.parent / "data" / "bigbench"
+
+
 def _root(root: str | Path | None):
+    """The given directory, else the installed bigbench package's tasks (all of them), else the shipped subset."""
     if root is not None:
         p = Path(root)
         if not p.is_dir():
@@ -24,10 +30,18 @@ def _root(root: str | Path | None):
         return p
     try:
         import importlib.resources as res
-        return res.files("bigbench") / "benchmark_tasks"
+        tasks = res.files("bigbench") / "benchmark_tasks"
     except ModuleNotFoundError:
-        raise FlanlabError("the 'bigbench' package is not installed (pip install --no-deps bigbench==1.0.0) "
-                           "and no BIG-bench directory was given", field="bigbench_root") from None
+        return SHIPPED_ROOT
+    # PyPI's bigbench 0.0.1 (what `pip install bigbench` now gets) has no tasks
+    return tasks if tasks.is_dir() else SHIPPED_ROOT
+
+
+def missing_task_hint(root) -> str:
+    if root is None and _root(None) == SHIPPED_ROOT:
+        return (f" (without the bigbench package flanlab has only the {len(list_bigbench_tasks())} tasks it ships; "
+                "give a BIG-bench benchmark_tasks directory as bigbench_root for the others)")
+    return ""
 
 
 @lru_cache(maxsize=8)
@@ -53,7 +67,8 @@ def load_task_json(name: str, root: str | Path | None = None) -> tuple[dict, obj
         f = f / part
     f = f / "task.json"
     if not f.is_file():
-        raise FlanlabError(f"no BIG-bench JSON task named '{name}'", file=str(f), field="bigbench_task")
+        raise FlanlabError(f"no BIG-bench JSON task named '{name}'{missing_task_hint(root)}", file=str(f),
+                           field="bigbench_task")
     try:
         return json.loads(read_text(f)), f
     except json.JSONDecodeError as e:
