@@ -193,6 +193,20 @@ def test_bigbench_shipped_subset_without_the_package(without_bigbench_package):
         TaskRegistry.default(bigbench_tasks=["hindu_knowledge"])
 
 
+def test_bigbench_package_without_tasks_falls_back_to_the_shipped_subset(tmp_path, monkeypatch):
+    """`pip install bigbench` now gets 0.0.1, a package with no benchmark_tasks: the shipped tasks are read."""
+    from flanlab.tasks.sources.bigbench import SHIPPED_ROOT, _root, list_bigbench_tasks
+    (tmp_path / "bigbench").mkdir()
+    (tmp_path / "bigbench" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "bigbench", raising=False)
+    list_bigbench_tasks.cache_clear()
+    try:
+        assert _root(None) == SHIPPED_ROOT and "navigate" in list_bigbench_tasks()
+    finally:
+        list_bigbench_tasks.cache_clear()
+
+
 def test_bigbench_shipped_files_match_their_manifest():
     import hashlib
     from flanlab.tasks.sources.bigbench import SHIPPED_ROOT
