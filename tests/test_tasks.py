@@ -203,7 +203,8 @@ def test_bigbench_package_without_tasks_falls_back_to_the_shipped_subset(tmp_pat
     list_bigbench_tasks.cache_clear()
     try:
         assert _root(None) == SHIPPED_ROOT and "navigate" in list_bigbench_tasks()
-    finally:
+    finally:  # the stand-in package must not outlive the test (monkeypatch restores a real one, if any)
+        sys.modules.pop("bigbench", None)
         list_bigbench_tasks.cache_clear()
 
 
@@ -220,6 +221,8 @@ def test_bigbench_shipped_files_match_their_manifest():
         import importlib.resources
         pkg = importlib.resources.files("bigbench") / "benchmark_tasks"
     except ModuleNotFoundError:
+        return
+    if not pkg.is_dir():  # PyPI's 0.0.1 has no tasks
         return
     for path, _, _ in rows:
         assert (pkg / path).read_bytes() == (SHIPPED_ROOT / path).read_bytes(), path
