@@ -38,6 +38,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=
 OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's).")
 tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.", cls=Group)
 app.add_typer(tasks_app, name="tasks")
+data_app = typer.Typer(no_args_is_help=True, help="Where datasets come from; fetch them from the Hugging Face Hub.",
+                       cls=Group)
+app.add_typer(data_app, name="data")
 # soft_wrap: long lines are never hard-wrapped at the terminal width (or at 80 columns when piped)
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -287,9 +290,17 @@ def main_job() -> Path:
         log_line(f"[run] built-in main job ({jobs / 'main.yaml'}): SmolLM2-135M-Instruct, the offline Flan 2022 "
                  f"collection and MMLU/BBH from {root}")
         return jobs / "main.yaml"
-    log_line(f"[run] no real data (../shared/data absent, FLANLAB_DATA unset): running the built-in job on what the "
-             f"installed packages ship ({jobs / 'main_packages.yaml'}: BIG-bench tasks, the built-in suite); for the "
-             "Flan collection, MMLU and BBH point FLANLAB_DATA at the data (README: Data)")
+    from .data.catalog import COLLECTION_FILES, FLAN2022_REPOS
+    from .data.hub import cached
+    if all(cached(repo, [(COLLECTION_FILES,)]) for repo, _ in FLAN2022_REPOS.values()):
+        log_line(f"[run] built-in main job ({jobs / 'main.yaml'}): SmolLM2-135M-Instruct, the Flan 2022 collection "
+                 "from the Hugging Face cache, MMLU/BBH from the Hub")
+        return jobs / "main.yaml"
+    log_line(f"[run] no local data (../shared/data absent, FLANLAB_DATA unset) and the Flan 2022 collection is not in "
+             f"the Hugging Face cache: running the built-in job on what the installed packages ship "
+             f"({jobs / 'main_packages.yaml'}: BIG-bench tasks, the built-in suite). The collection is on the Hub "
+             f"({FLAN2022_REPOS['flan2021'][0]} alone is {FLAN2022_REPOS['flan2021'][1]}; five repos): "
+             "`flanlab data fetch flan2022` downloads it, then `flanlab run` trains on it (README: Data)")
     return jobs / "main_packages.yaml"
 
 
@@ -387,6 +398,51 @@ def report(path: Path = typer.Argument(..., help="A run, sweep or evaluation out
         r = make_report(path)
     out.print(Path(r["markdown"]).read_text(), markup=False, highlight=False)
     out.print(f"wrote {r['markdown']} and {r['html']}", markup=False, highlight=False)
+
+
+@data_app.command("list", cls=Command)
+def data_list():
+    """Every dataset flanlab reads: Hub repo, revision, size, license, and where it is read from here."""
+    from .data.catalog import BENCHMARKS, FLAN2022_LICENSE, FLAN2022_REPOS
+    from .datapaths import data_root
+    root = data_root()
+    rows = [(b.name, b.repo, b.revision, b.size, b.license,
+             str(root / b.local) if root is not None and (root / b.local).exists() else "Hub")
+            for b in BENCHMARKS.values()]
+    rows += [(f"flan2022/{k}", repo, "main", size, FLAN2022_LICENSE, "FLANLAB_DATA (offline part)" if root else "Hub")
+             for k, (repo, size) in FLAN2022_REPOS.items()]
+    print("\t".join(("name", "hub repo", "revision", "size", "license", "read from")))
+    for r in rows:
+        print("\t".join(r))
+
+
+@data_app.command("fetch", cls=Command)
+def data_fetch(name: str = typer.Argument(..., help="A benchmark (mmlu, bbh, mgsm, tydiqa, gsm8k, "
+                                                    "realtoxicityprompts), 'benchmarks' (all of them) or 'flan2022'."),
+               configs: str = typer.Option("", "--configs", help="Comma-separated subjects/tasks/languages "
+                                                                 "(default: all)."),
+               revision: Optional[str] = typer.Option(None, "--revision", help="Hub branch, tag or commit.")):
+    """Download into the Hugging Face cache what flanlab reads, so later runs work offline (HF_HUB_OFFLINE=1)."""
+    from .data.catalog import BENCHMARKS, COLLECTION_FILES, FLAN2022_REPOS
+    from .data import hub
+    from .data.resolve import describe, resolve_benchmark
+    with guard():
+        if name == "flan2022":
+            for key, (repo, size) in FLAN2022_REPOS.items():
+                log_line(f"[data] flan2022/{key}: {repo} ({size})")
+                snap = hub.fetch(repo, [COLLECTION_FILES], [(COLLECTION_FILES,)], revision=revision or "main",
+                                 name="flan2022")
+                log_line(f"[data] flan2022/{key}: {snap.source}")
+            return
+        names = list(BENCHMARKS) if name == "benchmarks" else [name]
+        for n in names:
+            if n not in BENCHMARKS:
+                from .config import did_you_mean
+                raise FlanlabError(f"unknown dataset '{n}'{did_you_mean(n, [*BENCHMARKS, 'benchmarks', 'flan2022'])}",
+                                   field="name")
+            _, prov = resolve_benchmark(n, configs=[c for c in configs.split(",") if c] or None, source="hub",
+                                        revision=revision)
+            log_line(f"[data] {n}: {describe(prov)}")
 
 
 def main():  # pragma: no cover

@@ -1,7 +1,7 @@
 """Where the real data lives: one setting, `FLANLAB_DATA` (a directory in ../shared/data's layout: mmlu/, bbh/,
 mgsm/, gsm8k/, tydiqa/, train/, rtp/), defaulting to ../shared/data beside the checkout or the working directory
-when it exists. Outside this workspace there is none unless the user points FLANLAB_DATA at a copy; then benchmarks
-come from the hub when online (evaluate/hub.py), and the tests that need real files skip, saying why."""
+when it exists; `FLANLAB_DATA=hub` means none. Without one, benchmarks and the Flan collection come from the Hugging
+Face Hub (flanlab.data), and the tests that need these real files skip, saying why."""
 from __future__ import annotations
 
 import os
@@ -21,6 +21,11 @@ def data_root(required: bool = False) -> Path | None:
     """FLANLAB_DATA if set (it must exist), else the first ../shared/data found; None (or, `required`, an error that
     says how to provide one) when there is none."""
     env = os.environ.get(ENV)
+    if env and env.strip().lower() == "hub":  # no local copy: every dataset from the Hugging Face Hub
+        if required:
+            raise FlanlabError(f"{ENV}=hub: this config names a local data file; give it no path (benchmarks then "
+                               "come from the Hub) or point FLANLAB_DATA at a copy", field=ENV)
+        return None
     if env:
         p = Path(env).expanduser()
         if not p.is_dir():

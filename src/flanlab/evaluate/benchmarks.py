@@ -48,6 +48,7 @@ class Benchmark:
     items: list[EvalItem]
     aggregate: Literal["micro", "macro"] = "macro"
     notes: list[str] = field(default_factory=list)
+    source: dict | None = None  # where its files came from (flanlab.data.resolve): a path, or Hub repo@commit
 
 
 def _existing(path) -> Path:

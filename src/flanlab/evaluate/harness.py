@@ -47,8 +47,11 @@ class BenchmarkSpec(StrictModel):
     exemplars: Literal["native", "en"] = "native"  # MGSM: native-language CoT exemplars (the paper's) or English
     # built-in tasks: few-shot prompts of bare input/answer pairs, no template text (the paper's Figure 3 format)
     exemplar_only: bool = False
-    # hub dataset to fetch when no local 'path' is given (default per benchmark, see evaluate/hub.py)
-    hub: str | None = None
+    # where the data comes from without a `path`: auto = FLANLAB_DATA if it holds this benchmark, else the Hugging
+    # Face Hub (flanlab.data.catalog names each benchmark's repo, revision and configs); local / hub = only that one
+    source: Literal["auto", "local", "hub"] = "auto"
+    hub: str | None = None  # another Hub repo in the same published schema
+    revision: str | None = None  # a Hub branch, tag or commit (default: the catalog's)
     # realtoxicityprompts and generation: sampling (unset: the RTP protocol's k=25, T=1, p=0.9, 20 new tokens; for
     # generation one greedy response of up to 256 tokens), and for RTP a toxicity scorer
     samples: int | None = Field(None, gt=0)
@@ -90,7 +93,7 @@ class EvalConfig(StrictModel):
     # rows of one batch (a sampled request's n samples are n rows): wider batches decode faster on a CPU (RTP's
     # 25 samples per prompt: 150 rows sampled 1.7x as fast as 32 in bf16)
     max_batch_rows: int = Field(32, gt=0)
-    hub_cache: str = "~/.cache/flanlab/hub"  # where hub downloads are written in the upstream layouts
+    hub_cache: str = "~/.cache/flanlab/hub"  # Hub files converted to the upstream layouts (downloads: HF_HOME)
     # instruct models: wrap each prompt as one user turn of the tokenizer's chat template (the paper and lm-eval
     # evaluate with plain prompts; off by default)
     chat_template: bool = False
@@ -108,43 +111,53 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
     where = f"benchmarks[{idx}]"
 
     def need_path():
-        if not spec.path:  # no local copy: fetch from the hub (works when online) into the upstream layout
-            from .hub import HUB, fetch
-            repo = spec.hub or HUB[spec.name]
-            try:
-                return fetch(spec.name, Path(hub_cache).expanduser() / repo.replace("/", "__"), repo=repo,
-                             configs=spec.tasks or spec.languages)
-            except FlanlabError as e:
-                raise FlanlabError(f"no local 'path' given, and fetching {repo} failed: {e.message}",
-                                   field=f"{where}.path") from None
-        p = resolve_path(spec.path, base)
-        if not p.exists():  # a local path: say so at once (no hub fallback)
-            from .hub import HUB
-            raise FlanlabError("benchmark data not found (the real data: ../shared/data, or a copy FLANLAB_DATA points "
-                               f"to; without `path`, {spec.hub or HUB.get(spec.name, 'the hub copy')} is fetched when "
-                               "online)", file=p, field=f"{where}.path")
-        return p
-    n = spec.name
-    if n == "mmlu":
-        return load_mmlu(need_path(), shots, spec.tasks, spec.limit)
-    if n == "bbh":
-        return load_bbh(need_path(), shots, spec.tasks, spec.limit)
-    if n == "tydiqa":
-        return load_tydiqa(need_path(), shots, spec.languages, spec.limit)
-    if n == "mgsm":
-        return load_mgsm(need_path(), shots, spec.languages, spec.limit, spec.exemplars)
-    if n == "gsm8k":
-        return load_gsm8k(need_path(), shots, spec.limit)
-    if n == "realtoxicityprompts":
-        from .rtp import load_rtp
-        return load_rtp(need_path(), spec.limit, spec.subsets)
-    if n == "generation":
-        from .generation import load_prompts
+        from ..data.resolve import resolve_benchmark
+        try:
+            path, source = resolve_benchmark(spec.name, path=spec.path, configs=spec.tasks or spec.languages,
+                                             base=base, source=spec.source, repo=spec.hub, revision=spec.revision,
+                                             cache=hub_cache)
+        except FlanlabError as e:
+            raise FlanlabError(e.message, file=e.file, field=f"{where}.{e.field or 'path'}") from None
+        sources.append(source)
+        return path
+    sources: list[dict] = []
+    bench = _load(spec, need_path, shots, where, registry_spec, base)
+    if sources:
+        bench.source = sources[0]
+    return bench
+
+
+def _rtp(spec, path, shots):
+    from .rtp import load_rtp
+    return load_rtp(path, spec.limit, spec.subsets)
+
+
+def _generation(spec, path, shots):
+    from .generation import load_prompts
+    return load_prompts(path, spec.limit)
+
+
+# benchmark name -> its loader (spec, files, shots); where the files come from is flanlab.data.catalog's
+FILE_LOADERS = {
+    "mmlu": lambda spec, path, shots: load_mmlu(path, shots, spec.tasks, spec.limit),
+    "bbh": lambda spec, path, shots: load_bbh(path, shots, spec.tasks, spec.limit),
+    "tydiqa": lambda spec, path, shots: load_tydiqa(path, shots, spec.languages, spec.limit),
+    "mgsm": lambda spec, path, shots: load_mgsm(path, shots, spec.languages, spec.limit, spec.exemplars),
+    "gsm8k": lambda spec, path, shots: load_gsm8k(path, shots, spec.limit),
+    "realtoxicityprompts": _rtp,
+}
+
+
+def _load(spec: BenchmarkSpec, need_path, shots: int, where: str, registry_spec: RegistrySpec,
+          base: Path | None) -> Benchmark:
+    if spec.name in FILE_LOADERS:
+        return FILE_LOADERS[spec.name](spec, need_path(), shots)
+    if spec.name == "generation":  # the user's own prompts: a path, no other source
         if not spec.path:
             raise FlanlabError("generation needs 'path' (a JSONL file of {\"id\", \"prompt\"} lines)",
                                field=f"{where}.path")
-        return load_prompts(resolve_path(spec.path, base), spec.limit)
-    if n == "bigbench":
+        return _generation(spec, resolve_path(spec.path, base), shots)
+    if spec.name == "bigbench":  # shipped with flanlab (or an installed bigbench package)
         if not spec.tasks:
             raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
         return load_bigbench(spec.tasks, spec.path, shots, spec.limit)
@@ -408,6 +421,11 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     if procs.rank != 0:
         progress = None
     benches = load_benchmarks(cfg, file, base, procs)
+    if progress is not None:  # where every benchmark's files came from (also in results.json: data)
+        from ..data.resolve import describe
+        for spec, bench in benches:
+            if bench.source is not None:
+                progress.log(f"[{stage}] data {spec.label or spec.name}: {describe(bench.source)}")
     scorers = build_scorers(cfg, file)  # before any model work: a scorer that cannot run says so now
     if model is None:
         model, tok, fp = load_eval_model(cfg)
@@ -421,7 +439,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
                     precision=precision)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),
                "threads": {**THREADING, "torch": threads}, "precision": precision,
-               "benchmarks": {}, "notes": {}}
+               "benchmarks": {}, "data": {}, "notes": {}}
     all_preds = []
     t0 = time.time()
     for i, (spec, bench) in enumerate(benches):
@@ -430,6 +448,8 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
         for res in r.values():  # what the paper's normalized average needs to recognise its six entries
             res.update(benchmark=spec.name, shots=spec.shots if spec.shots is not None else DEFAULT_SHOTS[spec.name])
         results["benchmarks"][label] = r
+        if bench.source is not None:
+            results["data"][label] = bench.source
         if bench.notes:
             results["notes"][label] = bench.notes
         all_preds += [{**x, "benchmark": label} for x in p]

@@ -16,14 +16,14 @@ from pydantic import Field
 
 from ..config import StrictModel
 from ..errors import FlanlabError
-from ..utils import resolve_path
 
 _WORD = re.compile(r"\w+")
 
 
 class BenchmarkFiles(StrictModel):
     name: Literal["mmlu", "bbh", "mgsm", "gsm8k", "tydiqa"]
-    path: str
+    path: str | None = None  # unset: FLANLAB_DATA's copy, else the Hub's (flanlab.data.resolve)
+    source: Literal["auto", "local", "hub"] = "auto"
 
 
 class DecontaminationSpec(StrictModel):
@@ -44,6 +44,7 @@ class NgramIndex:
         self.grams: dict[int, str] = {}
         self.lengths: set[int] = set()  # gram lengths present (n, and those of whole short items)
         self.items: dict[str, int] = {}
+        self.sources: dict[str, dict] = {}  # benchmark -> where its files came from
 
     def add(self, benchmark: str, text: str) -> None:
         w = words(text)
@@ -71,14 +72,16 @@ class NgramIndex:
 
 
 def build_index(spec: DecontaminationSpec, base: Path | None = None, *, file: object = "<mix config>") -> NgramIndex:
+    from ..data.resolve import resolve_benchmark
     from ..evaluate.benchmarks import load_bbh, load_gsm8k, load_mgsm, load_mmlu, load_tydiqa
     loaders = {"mmlu": load_mmlu, "bbh": load_bbh, "mgsm": load_mgsm, "gsm8k": load_gsm8k, "tydiqa": load_tydiqa}
     index = NgramIndex(spec.ngram, spec.min_words)
     for i, b in enumerate(spec.benchmarks):
-        path = resolve_path(b.path, base)
-        if not path.exists():
-            raise FlanlabError(f"benchmark data not found: {path}", file=file,
-                               field=f"decontamination.benchmarks[{i}].path")
+        try:
+            path, index.sources[b.name] = resolve_benchmark(b.name, path=b.path, base=base, source=b.source)
+        except FlanlabError as e:
+            raise FlanlabError(e.message if e.file is None else f"{e.file}: {e.message}", file=file,
+                               field=f"decontamination.benchmarks[{i}].{e.field or 'path'}") from None
         for item in loaders[b.name](path, shots=0).items:
             index.add(b.name, item.text)
     return index

@@ -45,7 +45,8 @@ def unknown_submixture(name: str) -> str:
 
 def list_name(unit: str, names: set[str]) -> str | None:
     """The task list's name for one of our tasks' datasets (or NIV2 task / T0 template), None if it has none."""
-    for cand in (unit, LIST_ALIASES.get(unit), *(p + unit for p in COT_PREFIXES)):
+    bare = next((unit[len(p):] for p in COT_PREFIXES if unit.startswith(p)), unit)  # cot_aqua <-> stream_aqua
+    for cand in (unit, LIST_ALIASES.get(unit), *(p + bare for p in COT_PREFIXES)):
         if cand in names:
             return cand
     return None

@@ -40,9 +40,22 @@ class RegistrySpec(StrictModel):
     bigbench_root: str | None = None
     seed: int = 0
 
+    def resolved_task_files(self, base: Path | None = None) -> list[Path]:
+        """The task files, with `@flan2022` = the Flan 2022 collection: the offline sources in FLANLAB_DATA when there
+        is one (jobs/flan_tasks.yaml), else the Hub's export of the whole collection (jobs/flan_hub_tasks.yaml)."""
+        jobs = Path(__file__).resolve().parents[1] / "jobs"
+        out = []
+        for f in self.task_files:
+            if f == "@flan2022":
+                from ..datapaths import data_root
+                out.append(jobs / ("flan_tasks.yaml" if data_root() is not None else "flan_hub_tasks.yaml"))
+            else:
+                out.append(resolve_path(f, base))
+        return out
+
     def build(self, base: Path | None = None, *, file: object = None, field: str = "registry") -> TaskRegistry:
         try:
-            return TaskRegistry.default(self.held_out_categories, [str(resolve_path(f, base)) for f in self.task_files],
+            return TaskRegistry.default(self.held_out_categories, [str(f) for f in self.resolved_task_files(base)],
                                         self.bigbench_tasks,
                                         str(resolve_path(self.bigbench_root, base)) if self.bigbench_root else None,
                                         seed=self.seed)
@@ -127,13 +140,14 @@ def _largest_remainder(total: int, weights: list[float]) -> list[int]:
 def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix config>") -> dict:
     """Decide how many examples each task contributes.
     Returns {collections, tasks: [(task, n, collection)], excluded}."""
-    excluded = []
-    per_coll = []
+    excluded, per_coll, present = [], [], []
     for ci, coll in enumerate(cfg.collections):
         chosen = []
         for pat in coll.tasks:
             hits = registry.select([pat])
             if not hits:
+                if coll.flan_submixture and _is_glob(pat):  # a submixture this source lacks (Dialog offline)
+                    continue
                 raise FlanlabError(f"pattern '{pat}' matches no task", file=file, field=f"collections[{ci}].tasks")
             for t in hits:
                 if t.held_out or t.benchmark or t.excluded:
@@ -148,19 +162,32 @@ def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix
                     continue
                 if t not in chosen:
                     chosen.append(t)
+        if not chosen and coll.flan_submixture and not registry.select(coll.tasks):
+            continue  # reported as a missing submixture; the others' rates are renormalised
         if not chosen:
             names = {t.name for t in registry.select(coll.tasks)}
             why = "; ".join(f"{e['task']}: {e['reason']}" for e in excluded if e["task"] in names)
             raise FlanlabError(f"collection '{coll.name}' has no trainable task (all excluded: {why})", file=file,
                                field=f"collections[{ci}].tasks")
         per_coll.append(chosen)
-    coll_n = _largest_remainder(cfg.total_examples, [c.weight for c in cfg.collections])
+        present.append(coll)
+    if not present:
+        raise FlanlabError("no collection has a task", file=file, field="collections")
+    coll_n = _largest_remainder(cfg.total_examples, [c.weight for c in present])
     plan = []
-    for coll, chosen, n in zip(cfg.collections, per_coll, coll_n):
+    for coll, chosen, n in zip(present, per_coll, coll_n):
         eff = [min(t.size("train"), coll.cap) for t in chosen]
         for t, k, e in zip(chosen, _largest_remainder(n, eff), eff):
             plan.append({"task": t, "n": k, "collection": coll.name, "effective_size": e})
-    return {"tasks": plan, "excluded": excluded}
+    return {"tasks": plan, "excluded": excluded, "collections": present}
+
+
+SHIPPED_TASK_LIST = Path(__file__).resolve().parents[1] / "tasks" / "data" / "flan_collection_info.csv"
+
+
+def flan_task_list_path(value: str, base: Path | None) -> Path:
+    """`@flan2022`: the Flan 2022 task list flanlab ships (FLAN v2's flan_collection_info.csv, byte-identical)."""
+    return SHIPPED_TASK_LIST if value == "@flan2022" else resolve_path(value, base)
 
 
 def contamination_keys(registry: TaskRegistry) -> set[str]:
@@ -181,11 +208,24 @@ def _seed_for(*parts) -> int:
     return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:8], "big")
 
 
+def _streamed(task: Task) -> bool:
+    return getattr(task.dataset.source, "streamed", False)
+
+
+def _draw_rows(seed: int, p: dict) -> np.ndarray:
+    """A task's rows in the order its draws use them: a fixed permutation of its training examples; for a streamed
+    task (millions of rows) only the first min(n, size) of one, so memory does not grow with the collection."""
+    rng = np.random.default_rng(_seed_for(seed, "perm", p["task"].name))
+    size = p["task"].size("train")
+    if _streamed(p["task"]) and p["n"] < size:
+        return rng.choice(size, p["n"], replace=False)
+    return rng.permutation(size)
+
+
 def _mixing_order(seed: int, tasks: list[dict]):
-    """Per task a fixed permutation of its training examples; every record's (task, k-th draw) in a seeded
-    shuffled order: (perms, owner task per record, k per record, the order)."""
-    perms = [np.random.default_rng(_seed_for(seed, "perm", p["task"].name)).permutation(p["task"].size("train"))
-             for p in tasks]
+    """Per task its rows in draw order; every record's (task, k-th draw) in a seeded shuffled order: (perms, owner
+    task per record, k per record, the order)."""
+    perms = [_draw_rows(seed, p) for p in tasks]
     owner = (np.concatenate([np.full(p["n"], i, dtype=np.int32) for i, p in enumerate(tasks)]) if tasks
              else np.zeros(0, np.int32))
     kth = np.concatenate([np.arange(p["n"], dtype=np.int64) for p in tasks]) if tasks else np.zeros(0, np.int64)
@@ -217,6 +257,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
     formats = {c.name: cfg.formats.model_copy(update=c.formats.model_dump(exclude_unset=True)) if c.formats
                else cfg.formats for c in cfg.collections}
     perms, owner, kth, order = _mixing_order(cfg.seed, tasks)
+    from ..tasks.sources.flan_collection import prefetch_streamed
+    prefetch_streamed([p["task"] for p in tasks], perms)  # the drawn rows of streamed tasks, one pass per file set
     for j in order:
         p = tasks[owner[j]]
         fm = formats[p["collection"]]
@@ -227,6 +269,11 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         ex = task.get("train", idx)
         if banned and _ckey(ex) in banned:
             stats["dropped_contaminated"] += 1
+            continue
+        if _streamed(task):  # rendered upstream in its format: written as it is
+            rec = _streamed_record(task, ex, idx, ngrams, stats)
+            if rec is not None:
+                yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"], "template": 0, **rec}
             continue
         rng = random.Random(_seed_for(cfg.seed, task.name, k))
         templates = task.get_templates()
@@ -250,6 +297,17 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
                "template": ti, **rec}
+
+
+def _streamed_record(task: Task, ex, idx: int, ngrams: NgramIndex | None, stats: dict) -> dict | None:
+    rec = {"inputs": ex.fields["prompt"], "targets": ex.answer, "format": task.dataset.source.format_name(idx),
+           "n_exemplars": None}
+    hit = ngrams.match(rec["inputs"] + "\n" + rec["targets"]) if ngrams is not None else None
+    if hit is not None:
+        per = stats["ngram_contaminated"].setdefault(task.name, {})
+        per[hit] = per.get(hit, 0) + 1
+        return None
+    return rec
 
 
 def _write_shard(path: Path, rows: list[dict], fmt: str) -> str:
@@ -328,7 +386,7 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
         return cached
     registry = registry or cfg.registry.build(base, file=file)
     plan = plan_mixture(cfg, registry, file=file)
-    flan_list = (read_flan_task_list(str(resolve_path(cfg.flan_task_list, base))) if cfg.flan_task_list else None)
+    flan_list = read_flan_task_list(str(flan_task_list_path(cfg.flan_task_list, base))) if cfg.flan_task_list else None
     t_index = time.time()
     ngrams = build_index(cfg.decontamination, base, file=file) if cfg.decontamination.benchmarks else None
     index_seconds = time.time() - t_index
@@ -347,10 +405,11 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
             "dropped_contaminated": stats["dropped_contaminated"], "excluded": plan["excluded"],
             "ngram_decontamination": ngram_report(cfg, ngrams, stats, index_seconds),
             "length_unit": f"tokens of {cfg.tokenizer}" if cfg.tokenizer else "bytes",
-            "flan2022": coverage(plan, cfg.collections, written["per_collection"], written["per_task"], flan_list),
+            "flan2022": coverage(plan, plan["collections"], written["per_collection"], written["per_task"], flan_list),
             "plan": [{"task": p["task"].name, "collection": p["collection"], "planned": p["n"],
                       "effective_size": p["effective_size"]} for p in plan["tasks"]],
             "held_out_tasks": sorted(t.name for t in registry if t.held_out),
+            "data": training_sources(plan, cfg, base),
             "warnings": repetition_warnings(plan), "config": cfg.model_dump(),
             **{k: written[k] for k in ("per_task", "per_format", "per_collection", "shards")},
         }
@@ -360,6 +419,17 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
         raise
     _publish(tmp, out)
     return manifest
+
+
+def training_sources(plan: dict, cfg: MixConfig, base: Path | None) -> dict:
+    """Where the training rows came from: each streamed submixture's repo@commit (or path), the task files."""
+    streamed = {}
+    for p in plan["tasks"]:
+        if _streamed(p["task"]):
+            sub = p["task"].dataset.source.submix
+            streamed.setdefault(sub.label, {**sub.origin, "rows": sub.rows, "row_groups_scanned": len(sub.groups),
+                                            "row_groups_read": sub.read_groups})
+    return {"task_files": [str(f) for f in cfg.registry.resolved_task_files(base)], "collections": streamed}
 
 
 def _existing_output(out: Path, cfg: MixConfig, file: object) -> dict | None:
@@ -437,7 +507,8 @@ def ngram_report(cfg: MixConfig, ngrams: NgramIndex | None, stats: dict, index_s
     for hits in per_task.values():
         for b, k in hits.items():
             per_bench[b] = per_bench.get(b, 0) + k
-    return {"ngram": cfg.decontamination.ngram, "benchmark_items": ngrams.items, "indexed_ngrams": len(ngrams.grams),
+    return {"ngram": cfg.decontamination.ngram, "benchmark_items": ngrams.items, "sources": ngrams.sources,
+            "indexed_ngrams": len(ngrams.grams),
             "index_seconds": round(index_seconds, 2), "dropped": sum(per_bench.values()), "per_benchmark": per_bench,
             "per_task": {t: per_task[t] for t in sorted(per_task)}}
 

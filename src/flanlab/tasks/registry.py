@@ -18,7 +18,7 @@ GENERIC_TEMPLATES = (Template("{question}"), Template("Question: {question}\nAns
 
 
 class SourceSpec(StrictModel):
-    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench", "rendered", "niv2"]
+    type: Literal["jsonl", "csv", "tsv", "parquet", "cot_tsv", "hf", "bigbench", "rendered", "niv2", "flan_collection"]
     path: str | None = None
     splits: dict[str, str] | None = None
     fields: dict[str, str] = Field(default_factory=lambda: {"question": "question", "answer": "answer"})
@@ -35,6 +35,8 @@ class SourceSpec(StrictModel):
     where: dict[str, str | list[str]] | None = None
     # niv2 (task metadata, one line per task): only the tasks on this Flan 2022 task list's NIV2 rows count
     task_list: str | None = None
+    # flan_collection (the Flan 2022 export, streamed): a Hub repo (hf_path) at this revision, or local parquet (path)
+    revision: str = "main"
 
 
 RENDERED_FIELDS = {"prompt": "prompt", "answer": "completion"}
@@ -133,16 +135,45 @@ def _niv2_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Task]:
                       collection=spec.collection)
 
 
+def _collection_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[Task]:
+    from .sources.flan_collection import collection_tasks
+    src, where = spec.source, f"tasks[{idx}].source"
+    if src.path:
+        p = resolve_path(src.path, base)
+        files = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+        if not p.exists() or not files:
+            raise FlanlabError("no parquet files here", file=p, field=f"{where}.path")
+        origin = {"source": "path", "path": str(p)}
+    elif src.hf_path:
+        from ..data import hub
+        from ..data.catalog import COLLECTION_FILES
+        try:
+            snap = hub.fetch(src.hf_path, [COLLECTION_FILES], [(COLLECTION_FILES,)], revision=src.revision,
+                             name=spec.dataset)
+        except FlanlabError as e:
+            raise FlanlabError(e.message, file=file, field=f"{where}.hf_path") from None
+        files = sorted(snap.path.glob(COLLECTION_FILES))
+        origin = {"source": "hub", "repo": snap.repo, "revision": snap.revision, "commit": snap.commit}
+    else:
+        raise FlanlabError("needs 'hf_path' (a Hub repo of the Flan collection export) or 'path' (parquet files)",
+                           file=file, field=f"{where}.hf_path")
+    tasks = collection_tasks(files, label=spec.dataset, category=spec.category, collection=spec.collection)
+    if tasks:
+        tasks[0].dataset.source.submix.origin = origin
+    return tasks
+
+
 def load_task_file(path: str | Path) -> list[Task]:
     path = Path(path)
     tf = validate(TaskFile, read_yaml(path), file=path)
     tasks = []
     for i, spec in enumerate(tf.tasks):
-        if spec.source.type in ("rendered", "niv2"):
+        if spec.source.type in ("rendered", "niv2", "flan_collection"):
             if spec.templates:
                 raise FlanlabError(f"{spec.source.type} tasks come with their own templates; remove `templates`",
                                    file=path, field=f"tasks[{i}].templates")
-            tasks += (_rendered_tasks if spec.source.type == "rendered" else _niv2_tasks)(spec, path.parent, path, i)
+            read = {"rendered": _rendered_tasks, "niv2": _niv2_tasks, "flan_collection": _collection_tasks}
+            tasks += read[spec.source.type](spec, path.parent, path, i)
             continue
         templates = tuple(Template(t.input, t.target) for t in spec.templates) or GENERIC_TEMPLATES
         name = spec.name or f"{spec.category}:{spec.dataset}"
