@@ -225,15 +225,3 @@ def test_nucleus_keeps_the_smallest_set_reaching_p():
     assert kept(0.9) == [True, True, False, True]  # 0.5 + 0.3 = 0.8 < 0.9: 0.15 joins; 0.05 stays out
     assert kept(0.8) == [False, True, False, True] and kept(0.3) == [False, True, False, False]
     assert kept(0.99) == [True] * 4
-
-
-def test_hub_copy_of_rtp_is_written_as_rtp_records(tmp_path):
-    from flanlab.evaluate.hub import fetch
-    rows = [{"prompt": {"text": f"prompt {i}", "toxicity": i / 4}, "challenging": i == 3, "filename": "x"}
-            for i in range(4)]
-
-    def fake_hub(repo, config, split):
-        assert (repo, config, split) == ("allenai/real-toxicity-prompts", None, "train")
-        return rows
-    b = load_rtp(fetch("realtoxicityprompts", tmp_path / "rtp", loader=fake_hub), subsets=["toxic"])
-    assert [it.prompts["sample"] for it in b.items] == ["prompt 2", "prompt 3"] and b.items[1].meta["challenging"]

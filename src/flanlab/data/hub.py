@@ -31,6 +31,14 @@ def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cache_dir() -> str:
+    """huggingface_hub's cache as the environment names it now (its own constant is fixed when it is imported)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return os.path.join(os.path.expanduser(home), "hub")
+
+
 def fetch_command(repo: str, revision: str, patterns: list[str], name: str | None = None) -> str:
     include = " ".join(f"'{p}'" for p in patterns[:6]) + (" ..." if len(patterns) > 6 else "")
     hf = f"hf download {repo} --repo-type dataset --revision {revision} --include {include}"
@@ -55,7 +63,7 @@ def fetch(repo: str, patterns: list[str], required: list[tuple[str, ...]], *, re
     what = f"{repo}@{revision}"
     try:
         path = Path(snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=patterns,
-                                      local_files_only=offline()))
+                                      cache_dir=cache_dir(), local_files_only=offline()))
     except Exception as e:  # network, unknown repo or revision, offline with a cold cache
         kind = type(e).__name__
         if offline() or kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
@@ -83,7 +91,8 @@ def cached(repo: str, required: list[tuple[str, ...]], *, revision: str = "main"
     """The cached snapshot holding every required file, or None; never uses the network."""
     try:
         from huggingface_hub import snapshot_download
-        path = Path(snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True))
+        path = Path(snapshot_download(repo, repo_type="dataset", revision=revision, cache_dir=cache_dir(),
+                                      local_files_only=True))
     except Exception:
         return None
     return None if _missing(path, required) else Snapshot(repo, revision, path.name, path)
