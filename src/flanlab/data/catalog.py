@@ -171,7 +171,7 @@ class BenchmarkData:
     repo: str
     revision: str
     license: str
-    size: str  # what a full fetch downloads, as the Hub reports it
+    size: str  # what a full fetch downloads
     local: str  # folder under FLANLAB_DATA
     configs: tuple[str, ...]  # all configs; a spec's tasks/languages select some
     splits: tuple[str, ...]
@@ -202,19 +202,19 @@ class BenchmarkData:
 
 
 BENCHMARKS: dict[str, BenchmarkData] = {b.name: b for b in (
-    BenchmarkData("mmlu", "cais/mmlu", "main", "MIT", "about 8 MB (57 subjects, dev + test)", "mmlu",
+    BenchmarkData("mmlu", "cais/mmlu", "main", "MIT", "small (57 subjects, dev + test)", "mmlu",
                   tuple(MMLU_SUBJECTS), ("dev", "test"), _mmlu),
-    BenchmarkData("bbh", "lukaemon/bbh", "refs/convert/parquet", "MIT", "about 1 MB (27 tasks)", "bbh",
+    BenchmarkData("bbh", "lukaemon/bbh", "refs/convert/parquet", "MIT", "small (27 tasks)", "bbh",
                   tuple(BBH_TASKS), ("test",), _bbh),
-    BenchmarkData("mgsm", "juletxara/mgsm", "refs/convert/parquet", "CC-BY-SA-4.0", "about 1 MB (11 languages)",
+    BenchmarkData("mgsm", "juletxara/mgsm", "refs/convert/parquet", "CC-BY-SA-4.0", "small (11 languages)",
                   "mgsm", MGSM_LANGS, ("train", "test"), _mgsm),
     BenchmarkData("tydiqa", "google-research-datasets/tydiqa", "main", "Apache-2.0",
-                  "about 30 MB (GoldP train + validation)", "tydiqa", ("secondary_task",), ("train", "validation"),
+                  "small (GoldP train + validation)", "tydiqa", ("secondary_task",), ("train", "validation"),
                   _tydiqa, fixed_config="secondary_task"),
-    BenchmarkData("gsm8k", "openai/gsm8k", "main", "MIT", "about 1 MB (test)", "gsm8k", ("main",), ("test",),
+    BenchmarkData("gsm8k", "openai/gsm8k", "main", "MIT", "small (test)", "gsm8k", ("main",), ("test",),
                   _gsm8k, fixed_config="main"),
     BenchmarkData("realtoxicityprompts", "allenai/real-toxicity-prompts", "main", "Apache-2.0",
-                  "about 70 MB (99,442 prompts)", "rtp", ("default",), (), _rtp, fixed_config="default"),
+                  "small (99,442 prompts)", "rtp", ("default",), (), _rtp, fixed_config="default"),
 )}
 
 

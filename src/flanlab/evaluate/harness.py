@@ -256,8 +256,10 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
         key = "direct" if mode == "direct" else "cot"
         items = [it for it in bench.items if key in it.prompts]
         if not items:
-            raise FlanlabError(f"{bench.name} has no {key} prompts (no exemplars with reasoning); drop mode '{mode}'",
-                               field=f"{where}.modes")
+            hint = (" - its Flan CoT exemplars come from lm-eval's task files: pip install 'flanlab[prompts]' (or "
+                    "pip install --no-deps lm-eval==0.4.13)" if bench.name in ("mmlu", "bbh") else "")
+            raise FlanlabError(f"{bench.name} has no {key} prompts (no exemplars with reasoning){hint}; or drop mode "
+                               f"'{mode}'", field=f"{where}.modes")
         t0 = time.time()
         lls = None
         if mode == "direct" and mc_scoring == "loglik" and all(it.options for it in items):
