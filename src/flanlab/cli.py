@@ -220,8 +220,16 @@ def mix_summary(man: dict) -> list[str]:
         for m in cov.get("missing", []):
             lines.append(f"  {m['submixture']:<8} missing: no source ({m.get('list_tasks', m['paper_tasks']) or '?'} "
                          f"tasks, paper rate {m['paper_rate']})")
+    data = man.get("data") or {}
+    for label, src in data.get("collections", {}).items():  # where the training rows came from
+        where = f"{src['repo']}@{src['commit'][:12]}" if src.get("source") == "hub" else src.get("path")
+        lines.append(f"data {label}: {where} ({src['rows']:,} rows scanned, {src['row_groups_read']} of "
+                     f"{src['row_groups_scanned']} row groups read)")
     dec = man.get("ngram_decontamination")
     if dec:
+        from .data.resolve import describe
+        for b, src in sorted((dec.get("sources") or {}).items()):
+            lines.append(f"decontamination data {b}: {describe(src)}")
         per = ", ".join(f"{b} {k}" for b, k in sorted(dec["per_benchmark"].items())) or "none"
         lines.append(f"{dec['ngram']}-gram decontamination: {dec['dropped']} examples dropped ({per}); "
                      f"{dec['indexed_ngrams']:,} n-grams from {sum(dec['benchmark_items'].values()):,} benchmark items")
