@@ -108,7 +108,7 @@ def test_a_file_deleted_from_the_cache_is_named(home, tmp_path, monkeypatch):
     monkeypatch.setenv("FLANLAB_DATA", "hub")
     with pytest.raises(FlanlabError, match=r"lacks anatomy/dev-\*\.parquet .*flanlab data fetch mmlu") as e:
         _load("mmlu", tmp_path / "conv", tasks=["anatomy"])
-    assert e.value.field == "benchmarks[0].mmlu" and not (tmp_path / "conv").exists()
+    assert e.value.field == "benchmarks[0].source" and not (tmp_path / "conv").exists()
 
 
 def test_a_network_error_mid_download_is_one_line_and_nothing_is_converted(tmp_path, monkeypatch):
@@ -270,3 +270,16 @@ def test_example_configs_read_every_dataset_from_the_hub_cache_offline(name, hub
         plan = plan_mixture(mix, mix.registry.build(f.parent))
         streamed = {p["collection"] for p in plan["tasks"] if getattr(p["task"].dataset.source, "streamed", False)}
         assert {"muffin", "t0sf", "niv2", "cot"} <= streamed
+
+
+@needs_data
+def test_main_job_trains_on_the_collection_once_it_is_in_the_hugging_face_cache(hub_env, home, monkeypatch, capsys,
+                                                                                 tmp_path):
+    from flanlab import cli
+    assert cli.main_job().name == "main.yaml"  # all five submixtures cached
+    shutil.copytree(home, tmp_path / "home", symlinks=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    shutil.rmtree(tmp_path / "home" / "hub" / "datasets--DataProvenanceInitiative--dialog_submix_original")
+    assert cli.main_job().name == "main_packages.yaml"  # one missing: no download started, the command said
+    text = " ".join(capsys.readouterr().err.split())
+    assert "flanlab data fetch flan2022" in text and "5.49 GB" in text

@@ -261,11 +261,14 @@ def test_eval_cache_resumes_after_interruption(tmp_path):
     assert all(len(p["outputs"]) == 3 and p["answer"] == majority_vote(p["answers"]) for p in sc)
 
 
-def test_eval_bad_config_names_field(tmp_path):
+def test_eval_bad_config_names_field(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLANLAB_DATA", "hub")  # no local copy, and an empty Hugging Face cache offline
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), benchmarks=[BenchmarkSpec(name="mmlu")])
-    with pytest.raises(FlanlabError) as ei:
+    with pytest.raises(FlanlabError, match="cais/mmlu@main is not in the hub cache") as ei:
         run_eval(cfg, file="eval.yaml")
-    assert ei.value.field == "benchmarks[0].path" and ei.value.file == "eval.yaml"
+    assert ei.value.field == "benchmarks[0].source" and ei.value.file == "eval.yaml"
     squad = {"data": [{"paragraphs": [{"context": "c", "qas": [{"id": "english-1", "question": "q", "answers": [{"text": "c"}]}]}]}]}
     (tmp_path / "tydiqa-goldp-v1.1-dev.json").write_text(json.dumps(squad))
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), benchmarks=[BenchmarkSpec(name="tydiqa", path=str(tmp_path), modes=["cot"])])

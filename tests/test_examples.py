@@ -44,7 +44,8 @@ def test_flan_configs_validate_and_the_collection_plans(tmp_path, monkeypatch):
         assert {k: len(v) for k, v in tasks.items()} == {"muffin": 16, "t0sf": 148, "niv2": 1556, "cot": 7, "bigbench": 36,
                                                          "builtin": 60}
     from flanlab.tasks.registry import TaskFile
-    validate(TaskFile, read_yaml(EX / "flan" / "hub_tasks.yaml"), file="hub_tasks.yaml")  # valid, not loaded (online)
+    hub = EX.parent / "src" / "flanlab" / "jobs" / "flan_hub_tasks.yaml"  # @flan2022 without local data
+    assert [t.source.type for t in validate(TaskFile, read_yaml(hub), file=hub).tasks] == ["flan_collection"] * 5
 
 
 def test_main_job_is_a_real_finetune_with_or_without_the_data(tmp_path, monkeypatch):
@@ -60,9 +61,12 @@ def test_main_job_is_a_real_finetune_with_or_without_the_data(tmp_path, monkeypa
         assert {b.name for b in cfg.eval.benchmarks} == {"mmlu", "bbh", "synthetic"} and cfg.baseline
         plan = plan_mixture(cfg.mix, cfg.mix.registry.build(job.parent))
         assert {p["collection"] for p in plan["tasks"]} == {"muffin", "t0sf", "niv2", "cot"}
-    # where there is no real data: the packages-only job, said plainly, never a traceback
+    # where there is no real data and no Flan collection in the Hugging Face cache: the packages-only job, said
+    # plainly, never a traceback and never a multi-GB download
     monkeypatch.delenv("FLANLAB_DATA", raising=False)
     monkeypatch.setattr(datapaths, "candidates", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     job = cli.main_job()
     cfg = validate(RunConfig, read_yaml(job), file=job)
     assert job.name == "main_packages.yaml" and cfg.train.model.checkpoint == "smollm2-135m"
@@ -70,4 +74,6 @@ def test_main_job_is_a_real_finetune_with_or_without_the_data(tmp_path, monkeypa
     assert not [t for p in plan_mixture(cfg.mix, reg)["tasks"] if (t := p["task"]).benchmark or t.held_out]
     from test_cli import cli as run_cli
     code, text = run_cli("mix", EX / "flan2022.yaml", "-o", tmp_path / "m")
-    assert code == 2 and "this config reads ${FLANLAB_DATA}: no real data directory: set FLANLAB_DATA" in text
+    text = " ".join(text.split())
+    assert code == 2 and "DataProvenanceInitiative/flan2021_submix_original@main is not in the hub cache" in text
+    assert "flanlab data fetch flan2022" in text and not (tmp_path / "m").exists()

@@ -38,8 +38,11 @@ def resolve_benchmark(name: str, *, path: str | None = None, configs: list[str] 
                                "`path`, or use source: hub", field="source")
     chosen = entry.chosen(configs)
     repo = repo or entry.repo
-    snap = hub.fetch(repo, entry.patterns(chosen), entry.required(chosen), revision=revision or entry.revision,
-                     name=name)
+    try:
+        snap = hub.fetch(repo, entry.patterns(chosen), entry.required(chosen), revision=revision or entry.revision,
+                         name=name)
+    except FlanlabError as e:  # the config field that chose the Hub
+        raise FlanlabError(e.message, field="source") from None
     dest = Path(cache).expanduser() / repo.replace("/", "--") / snap.commit
     entry.convert(snap.path, chosen, dest)
     return dest, {"source": "hub", "repo": repo, "revision": snap.revision, "commit": snap.commit,

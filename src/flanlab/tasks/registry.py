@@ -146,10 +146,11 @@ def _collection_tasks(spec: TaskSpec, base: Path, file: Path, idx: int) -> list[
         origin = {"source": "path", "path": str(p)}
     elif src.hf_path:
         from ..data import hub
-        from ..data.catalog import COLLECTION_FILES
+        from ..data.catalog import COLLECTION_FILES, FLAN2022_REPOS
+        known = src.hf_path in {repo for repo, _ in FLAN2022_REPOS.values()}  # `flanlab data fetch flan2022` gets it
         try:
             snap = hub.fetch(src.hf_path, [COLLECTION_FILES], [(COLLECTION_FILES,)], revision=src.revision,
-                             name=spec.dataset)
+                             name="flan2022" if known else None)
         except FlanlabError as e:
             raise FlanlabError(e.message, file=file, field=f"{where}.hf_path") from None
         files = sorted(snap.path.glob(COLLECTION_FILES))
