@@ -47,7 +47,6 @@ class SubmixFiles:
     """One submixture's parquet files: scanned once for per-row-group task counts; rows read on demand."""
 
     def __init__(self, files: list[Path], label: str, cot: bool = False):
-        import pyarrow.parquet as pq
         self.label, self.cot, self.files = label, cot, list(files)
         self.names: list[str] = []  # task id -> task_name
         self._ids: dict[str, int] = {}
@@ -56,18 +55,6 @@ class SubmixFiles:
         self.rows = 0
         self.read_groups = 0
         self.origin: dict = {"source": "path", "path": str(self.files[0].parent) if self.files else ""}
-        self._pf = []
-        for f in self.files:
-            try:
-                pf = pq.ParquetFile(f)
-            except Exception as e:  # truncated, not parquet, deleted underneath
-                raise FlanlabError(f"not a readable parquet file ({type(e).__name__}: {str(e)[:160]})",
-                                   file=f) from None
-            missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
-            if missing:
-                raise FlanlabError(f"lacks column(s) {missing} of the Flan collection export (has "
-                                   f"{pf.schema_arrow.names})", file=f, field=missing[0])
-            self._pf.append(pf)
         self._scan()
 
     def _id(self, name: str) -> int:
@@ -76,9 +63,25 @@ class SubmixFiles:
             self.names.append(name)
         return self._ids[name]
 
+    def _open(self, fi: int):
+        """A file's reader, opened only while it is read: a reader keeps its last row group's buffers, so holding one
+        per file would grow memory with the collection."""
+        import pyarrow.parquet as pq
+        f = self.files[fi]
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as e:  # truncated, not parquet, deleted underneath
+            raise FlanlabError(f"not a readable parquet file ({type(e).__name__}: {str(e)[:160]})", file=f) from None
+        missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
+        if missing:
+            raise FlanlabError(f"lacks column(s) {missing} of the Flan collection export (has "
+                               f"{pf.schema_arrow.names})", file=f, field=missing[0])
+        return pf
+
     def _scan(self) -> None:
         import pyarrow.compute as pc
-        for fi, pf in enumerate(self._pf):
+        for fi in range(len(self.files)):
+            pf = self._open(fi)
             for rg in range(pf.num_row_groups):
                 try:
                     col = pf.read_row_group(rg, columns=["task_name"]).column(0)
@@ -93,6 +96,7 @@ class SubmixFiles:
                 counts = vc.field("counts").to_numpy().astype(np.int64)
                 self.groups.append((fi, rg, ids, counts))
                 self.rows += int(counts.sum())
+            pf.close()
 
     def sizes(self) -> np.ndarray:
         out = np.zeros(len(self.names), np.int64)
@@ -106,6 +110,7 @@ class SubmixFiles:
         import pyarrow as pa
         wanted = {t: np.unique(np.asarray(r, np.int64)) for t, r in wanted.items() if len(r)}
         seen = np.zeros(len(self.names), np.int64)
+        pf, open_fi = None, -1
         for fi, rg, ids, counts in self.groups:
             picks = []
             for t, c in zip(ids.tolist(), counts.tolist()):
@@ -117,7 +122,11 @@ class SubmixFiles:
                 seen[t] += c
             if not picks:
                 continue
-            table = self._pf[fi].read_row_group(rg, columns=list(COLUMNS))
+            if fi != open_fi:
+                if pf is not None:
+                    pf.close()
+                pf, open_fi = self._open(fi), fi
+            table = pf.read_row_group(rg, columns=list(COLUMNS))
             self.read_groups += 1
             enc = pa.chunked_array(table.column("task_name").chunks).combine_chunks().dictionary_encode()
             local = np.array([self._ids.get(str(n), -1) for n in enc.dictionary.to_pylist()], np.int32)
@@ -134,6 +143,8 @@ class SubmixFiles:
                     raise FlanlabError(f"row group {rg}: a row of task '{self.names[key[0]]}' has no "
                                        f"{'inputs' if inp is None else 'targets'}", file=self.files[fi])
                 self._rows[key] = (inp, tgt, tt or "")
+        if pf is not None:
+            pf.close()
 
     def row(self, tid: int, rank: int) -> tuple[str, str, str]:
         try:
