@@ -135,9 +135,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,3,10")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--child")
+    ap.add_argument("--summarize", action="store_true", help="recompute the summary of the committed json")
     a = ap.parse_args()
     if a.child:
         return child(a.child)
+    if a.summarize:
+        out = ROOT / "benchmarks" / "results" / "hub_collection_scale.json"
+        res = json.loads(out.read_text())
+        res["marginal"] = marginal(res["sizes"])
+        out.write_text(json.dumps(res, indent=1) + "\n")
+        return print(json.dumps(res["marginal"]))
     sizes = [int(s) for s in a.sizes.split(",")]
     make_data(a.data, max(sizes))
     runs: dict[int, list[dict]] = {s: [] for s in sizes}
@@ -154,9 +161,22 @@ def main() -> None:
            "sizes": {f"{s}M": {"runs": runs[s], "median_seconds": float(np.median([x["seconds"] for x in runs[s]])),
                                "median_rows_per_second": float(np.median([x["rows_per_second"] for x in runs[s]])),
                                "max_peak_rss_gb": max(x["peak_rss_gb"] for x in runs[s])} for s in sizes}}
+    res["marginal"] = marginal(res["sizes"])
     out = ROOT / "benchmarks" / "results" / "hub_collection_scale.json"
     out.write_text(json.dumps(res, indent=1) + "\n")
-    print(json.dumps(res["sizes"], indent=1))
+    print(json.dumps(res["sizes"], indent=1), json.dumps(res["marginal"]))
+
+
+def marginal(sizes: dict) -> dict | None:
+    """Seconds per million rows between the smallest and the largest size (the fixed part - imports, the
+    decontamination index, rendering and writing 20,000 records - cancels out), and that fixed part."""
+    keys = sorted(sizes, key=lambda k: int(k[:-1]))
+    if len(keys) < 2:
+        return None
+    (m0, k0), (m1, k1) = [(int(k[:-1]), k) for k in (keys[0], keys[-1])]
+    slope = (sizes[k1]["median_seconds"] - sizes[k0]["median_seconds"]) / (m1 - m0)
+    return {"seconds_per_million_rows": round(slope, 2), "rows_per_second": round(1e6 / slope),
+            "fixed_seconds": round(sizes[k0]["median_seconds"] - slope * m0, 1), "between": [k0, k1]}
 
 
 if __name__ == "__main__":
