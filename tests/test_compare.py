@@ -186,3 +186,26 @@ def test_report_of_a_run_without_its_own_baseline_compares_a_copied_in_before(tm
     assert (row["a"], row["b"], row["change"]) == (0.0, 50.0, 50.0)
     assert str(run / "before_after.png") in out["plots"]
     assert "+50.0" in (run / "report.md").read_text()
+
+
+def test_tydiqa_f1_has_its_own_paired_row_and_unparsed_answers_are_shown(tmp_path):
+    """F1 beside exact match (exact match stays the paper's entry); the share of empty/unparseable answers per side."""
+    def ev(d, em, f1s, answers):
+        d.mkdir()
+        preds = [{"id": f"tydiqa/{i}", "benchmark": "tydiqa", "mode": "direct", "group": f"l{i % 2}", "score": e,
+                  "f1": f, "golds": ["Paris"], "answer": a, "outputs": [a]} for i, (e, f, a) in enumerate(zip(em, f1s, answers))]
+        (d / "results.json").write_text(json.dumps({"benchmarks": {"tydiqa": {"direct": {
+            "score": 100 * np.mean(em), "random": 0.0, "aggregate": "macro", "benchmark": "tydiqa", "shots": 1}}}}))
+        (d / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+        return d
+    a = ev(tmp_path / "a", [0, 0, 1, 0], [0.5, 0.0, 1.0, 0.2], ["in Paris city", "", "Paris", "x\ny"])
+    b = ev(tmp_path / "b", [1, 0, 1, 1], [1.0, 0.5, 1.0, 1.0], ["Paris", "near Paris", "Paris", "Paris"])
+    cmp = compare(a, b)
+    em, f1 = cmp["rows"]
+    assert (em["metric"], f1["metric"]) == ("score", "f1") and em["change"] == 50.0
+    assert f1["a"] == pytest.approx(100 * np.mean([0.25, 1.0 / 2 + 0.1]), abs=1e-9) and f1["change"] > 0
+    assert em["unparsed_pct"] == [50.0, 0.0]  # "" and a two-line answer for a one-line gold
+    assert cmp["normalized_average"]["entries"] == ["tydiqa direct"]  # exact match only
+    from flanlab.experiments.compare import comparison_table
+    table = comparison_table(cmp)
+    assert "| direct, F1 |" in table and "50.0 → 0.0" in table

@@ -312,3 +312,35 @@ def test_loglik_of_long_contexts_and_shared_prefixes_matches_plain_forwards():
     assert e.stats["shared_prefix_tokens"] > 0  # the rows did share a prefix
     for opt, v in zip(opts, got):
         assert v == pytest.approx(manual(e, ctx, opt), abs=1e-4)
+
+
+def test_rescore_applies_the_current_rules_to_recorded_outputs(tmp_path):
+    from test_cli import cli
+    """An evaluation scored again from its predictions: unchanged outputs give the same results; an output edited to
+    quote a wrong answer before the right one is scored by its last marker; the unparsed share is recomputed."""
+    from flanlab.evaluate.harness import load_eval_config
+    from flanlab.evaluate.rescore import rescore
+    cfg_file = tmp_path / "ev.yaml"
+    cfg_file.write_text(f"eval: {{preset: t5-1m, output: {tmp_path / 'e'}, benchmarks: [{{name: synthetic, tasks: "
+                        "[held_out], limit: 2, modes: [direct, cot]}]}\n")
+    cfg = load_eval_config(cfg_file)
+    first = run_eval(cfg)
+    again = rescore(tmp_path / "e", cfg, file=cfg_file, base=tmp_path)
+    drop = lambda r: {m: {k: v for k, v in x.items() if k != "seconds"} for m, x in r["benchmarks"]["synthetic"].items()}  # noqa: E731
+    assert drop(again) == drop(first) and again["rescored"]["evaluated_by"] == first["code"]
+    lines = [json.loads(x) for x in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
+    cot = next(i for i, p in enumerate(lines) if p["mode"] == "cot")
+    gold = lines[cot]["golds"][0]
+    lines[cot]["outputs"] = [f'It is not "So the answer is zzz." So the answer is {gold}.']
+    lines[cot]["score"] = 0.0
+    (tmp_path / "e" / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in lines))
+    code, text = cli("rescore", tmp_path / "e", cfg_file)
+    assert code == 0, text
+    after = [json.loads(x) for x in (tmp_path / "e" / "predictions.jsonl").read_text().splitlines()]
+    assert after[cot]["answer"] == gold and after[cot]["score"] == 1.0 and len(after) == len(lines)
+    res = json.loads((tmp_path / "e" / "results.json").read_text())["benchmarks"]["synthetic"]["cot"]
+    assert "unparsed_pct" in res and "no_answer_pct" in res
+    (tmp_path / "other.yaml").write_text(f"eval: {{preset: t5-1m, benchmarks: [{{name: synthetic, tasks: [held_out], "
+                                         "limit: 1, modes: [direct, cot]}]}\n")
+    code, text = cli("rescore", tmp_path / "e", tmp_path / "other.yaml")
+    assert code == 2 and "not the config this evaluation ran" in text

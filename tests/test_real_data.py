@@ -114,3 +114,17 @@ def test_bad_mgsm_gsm8k_tydiqa_rows_name_file_and_line(tmp_path):
     with pytest.raises(FlanlabError) as ei:
         load_tydiqa(tmp_path)
     assert ei.value.field == "data[3].paragraphs[0].qas[0]" and ei.value.file.endswith("tydiqa-goldp-v1.1-dev.json")
+
+
+def test_bbh_random_comes_from_each_items_options():
+    """movie_recommendation (one malformed target, "Monsters, Inc") and ruin_names (two) are multiple choice: their
+    random was 0 when every target had to be "(X)"; BBH's macro random is 26.6, not 24.8."""
+    import numpy as np
+    b = load_bbh(DATA / "bbh")
+    per = {}
+    for it in b.items:
+        per.setdefault(it.group, []).append(it.random)
+    means = {k: float(np.mean(v)) for k, v in per.items()}
+    assert 24 < means["movie_recommendation"] < 26 and 24 < means["ruin_names"] < 26
+    assert means["snarks"] == 50.0 and means["navigate"] == 50.0 and means["word_sorting"] == 0.0
+    assert round(float(np.mean(list(means.values()))), 1) == 26.6

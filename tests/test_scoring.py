@@ -67,3 +67,20 @@ def test_gsm_numbers_with_commas():
     assert graded(it, "It costs $1,200 in all. The answer is $1,200.", "cot") == 1.0
     assert graded(it, "The answer is 1,200.", "cot") == 1.0
     assert extract_cot_answer("The answer is 3.5.") == "3.5"
+
+
+def test_cot_answer_is_the_last_marker_even_when_an_earlier_one_is_quoted():
+    """SmolLM2 on mmlu/business_ethics/0: the lazy marker regex swallowed the final answer and scored D."""
+    from flanlab.evaluate.scoring import extract_cot_answer, extract_choice
+    text = 'Option D says it is "The answer is (D)." The answer is (C).'
+    assert extract_cot_answer(text) == "(C)" and extract_choice(extract_cot_answer(text), None, letters=True) == "C"
+    assert extract_cot_answer("So the answer is 3. Wait, no. So the answer is 5.") == "5"
+    assert extract_cot_answer("Die Antwort ist 4. Die Antwort lautet 7.", ("Die Antwort ist", "Die Antwort lautet")) == "7"
+    assert extract_cot_answer("no marker here") == ""
+
+
+def test_answer_form_tells_format_from_skill():
+    from flanlab.evaluate.scoring import answer_form_ok
+    assert answer_form_ok("(B)", ["(A)"]) and not answer_form_ok("Monsters", ["(A)"])
+    assert not answer_form_ok("", ["Yes"]) and not answer_form_ok("Yes\nB: No\nC: maybe", ["Yes"])
+    assert answer_form_ok("No", ["Yes"]) and answer_form_ok("12", ["7"]) and not answer_form_ok("twelve", ["7"])

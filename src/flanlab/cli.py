@@ -408,6 +408,19 @@ def report(path: Path = typer.Argument(..., help="A run, sweep or evaluation out
     out.print(f"wrote {r['markdown']} and {r['html']}", markup=False, highlight=False)
 
 
+@app.command("rescore", cls=Command)
+def rescore_cmd(eval_dir: Path = typer.Argument(..., help="An evaluation output directory (results.json, "
+                                                          "predictions.jsonl)."),
+                config: Path = typer.Argument(..., help="The config it ran (an eval config, or a run config's eval "
+                                                        "section).")):
+    """Score an evaluation's recorded outputs again with the current extraction and scoring rules (no model)."""
+    from .evaluate.harness import load_eval_config, results_table
+    from .evaluate.rescore import rescore
+    with guard(lambda: "nothing was written"):
+        res = rescore(eval_dir, load_eval_config(config), file=config, base=config.parent)
+    out.print(results_table(res), markup=False, highlight=False)
+
+
 @data_app.command("list", cls=Command)
 def data_list():
     """Every dataset flanlab reads: Hub repo, revision, size, license, and where it is read from here."""

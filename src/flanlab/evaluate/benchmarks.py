@@ -168,14 +168,17 @@ def _bbh_lm_eval(task: str):
     return d.get("description", "").strip(), [(s["input"], s["target"]) for s in samples]
 
 
-def _bbh_random(exs: list[dict]) -> float:
+def _bbh_random(exs: list[dict]) -> list[float]:
+    """Each example's chance of being right by guessing, in %: 1 / its options for a multiple-choice task (options
+    "(A) ..." listed in its input), 1 / the label set for a task with two or three labels (True/False, valid/invalid),
+    0 for free-form answers. A multiple-choice task is one most of whose inputs list options, so a malformed target
+    ("Monsters, Inc" in movie_recommendation) does not turn it free-form. Averaged over the evaluated items."""
+    counts = [len(re.findall(r"^\([A-R]\)", e["input"], re.M)) for e in exs]
+    if sum(c > 0 for c in counts) * 2 > len(exs):
+        typical = sorted(c for c in counts if c)[len([c for c in counts if c]) // 2]
+        return [100.0 / max(c or typical, 2) for c in counts]  # a question with one option listed is cut short
     golds = {e["target"] for e in exs}
-    if all(re.fullmatch(r"\([A-R]\)", g) for g in golds):
-        counts = [len(re.findall(r"^\([A-R]\)", e["input"], re.M)) or len(golds) for e in exs]
-        return 100.0 * sum(1 / c for c in counts) / len(counts)
-    if 1 < len(golds) <= 3:
-        return 100.0 / len(golds)
-    return 0.0
+    return [100.0 / len(golds) if 1 < len(golds) <= 3 else 0.0] * len(exs)
 
 
 def _read_json(f: Path):
@@ -223,12 +226,12 @@ def load_bbh(path=None, shots: int = 3, tasks: list[str] | None = None, limit: i
         direct = head + "".join(f"Q: {q}\nA: {a}\n\n" for q, a in direct_shots)
         cotp = head + "".join(f"Q: {q}\n{COT_A}\n{r}\n\n" for q, r in cot_shots)
         rnd = _bbh_random(exs)
-        kept = [e for i, e in enumerate(exs) if i not in used][:limit]
-        for i, e in enumerate(kept):
+        kept = [(e, r) for i, (e, r) in enumerate(zip(exs, rnd)) if i not in used][:limit]
+        for i, (e, r) in enumerate(kept):
             prompts = {"direct": direct + f"Q: {e['input']}\nA:"}
             if cot_shots:
                 prompts["cot"] = cotp + f"Q: {e['input']}\n{COT_A}\n"
-            items.append(EvalItem(f"bbh/{task}/{i}", task, [e["target"]], prompts, "exact", None, rnd,
+            items.append(EvalItem(f"bbh/{task}/{i}", task, [e["target"]], prompts, "exact", None, r,
                                   stop={"direct": BBH_STOP, "cot": BBH_STOP}, text=e["input"]))
     return Benchmark("bbh", items, "macro", notes)
 

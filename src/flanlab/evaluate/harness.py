@@ -22,7 +22,7 @@ from ..models.device import Processes, usable_precision
 from .answer_cache import model_fingerprint
 from .engine import Engine
 from .requests import GenRequest
-from .scoring import (COT_PHRASES, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
+from .scoring import (COT_PHRASES, answer_form_ok, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
                       extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_score,
                       paper_normalized_average,
                       number_match, strict_match)
@@ -267,42 +267,59 @@ def run_benchmark(engine: Engine, bench: Benchmark, modes: list[str], dec: Decod
             outs = [[it.options[int(np.argmax(ll))]] for it, ll in zip(items, lls)]
         else:
             outs = engine.generate(requests_for(engine, items, mode, dec, seed, chat))
-        vals, extra, other_vote = [], [], []
-        for n, (it, o) in enumerate(zip(items, outs)):
-            answers = [canonical(it, t, key) for t in o]
-            final = majority_vote(answers) if mode == "cot_sc" else answers[0]
-            sc = score(it, final)
-            vals.append(sc["score"])
-            if "f1" in sc:
-                extra.append(sc["f1"])
-            if mode == "cot_sc":  # lm-eval's rule: samples without an answer vote "[invalid]"
-                other_vote.append(score(it, majority_vote(answers, invalid_votes=True))["score"])
-            pred = {"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
-                    "answers": answers, "answer": final, "golds": it.golds, **sc}
-            if lls is not None:  # each option's log-likelihood, in the item's option order
-                pred["option_logliks"] = [round(float(x), 4) for x in lls[n]]
-            preds.append(pred)
-        res = {**aggregate(items, vals, bench.aggregate, seed), "aggregate": bench.aggregate}
-        if extra:
-            res["f1"] = round(float(np.mean(extra)) * 100, 3)
-            res["f1_per_group"] = aggregate(items, extra, bench.aggregate, seed)["per_group"]
-        if other_vote:
-            res["score_invalid_votes"] = aggregate(items, other_vote, bench.aggregate, seed)["score"]
-        res["normalized"] = round(normalized_score(res["score"], res["random"]), 3)
+        res, mode_preds = score_mode(bench, items, mode, outs, lls, seed)
+        preds += mode_preds
         res["seconds"] = round(time.time() - t0, 2)
         results[mode] = res
     return results, preds
+
+
+def score_mode(bench: Benchmark, items: list[EvalItem], mode: str, outs: list[list[str]], lls=None, seed: int = 0
+               ) -> tuple[dict, list[dict]]:
+    """A mode's result and predictions from the model's outputs (the engine's answers, or recorded ones: rescoring
+    applies the current extraction and scoring rules to an earlier evaluation's outputs)."""
+    key = "direct" if mode == "direct" else "cot"
+    vals, extra, other_vote, form = [], [], [], []
+    preds = []
+    for n, (it, o) in enumerate(zip(items, outs)):
+        answers = [canonical(it, t, key) for t in o]
+        final = majority_vote(answers) if mode == "cot_sc" else answers[0]
+        sc = score(it, final)
+        vals.append(sc["score"])
+        if "f1" in sc:
+            extra.append(sc["f1"])
+        if mode == "cot_sc":  # lm-eval's rule: samples without an answer vote "[invalid]"
+            other_vote.append(score(it, majority_vote(answers, invalid_votes=True))["score"])
+        ok = answer_form_ok(final, it.golds)
+        form.append(ok)
+        pred = {"id": it.id, "benchmark": bench.name, "mode": mode, "group": it.group, "outputs": o,
+                "answers": answers, "answer": final, "golds": it.golds, **sc, "answer_form_ok": ok}
+        if lls is not None:  # each option's log-likelihood, in the item's option order
+            pred["option_logliks"] = [round(float(x), 4) for x in lls[n]]
+        preds.append(pred)
+    res = {**aggregate(items, vals, bench.aggregate, seed), "aggregate": bench.aggregate}
+    if extra:  # SQuAD F1 beside exact match, aggregated the same way (TyDiQA: macro over languages)
+        f1_agg = aggregate(items, extra, bench.aggregate, seed)
+        res.update(f1=f1_agg["score"], f1_ci95=f1_agg["ci95"], f1_per_group=f1_agg["per_group"])
+    if other_vote:
+        res["score_invalid_votes"] = aggregate(items, other_vote, bench.aggregate, seed)["score"]
+    # format vs skill: answers that are empty (no answer marker; a stop string as the first tokens) or not in the
+    # golds' form ("Yes\nB: No" for "Yes", a word for a number), in % of items
+    res["no_answer_pct"] = round(100 * float(np.mean([not p["answer"].strip() for p in preds])), 2) if preds else 0.0
+    res["unparsed_pct"] = round(100 * (1 - float(np.mean(form))), 2) if form else 0.0
+    res["normalized"] = round(normalized_score(res["score"], res["random"]), 3)
+    return res, preds
 
 
 def results_table(results: dict) -> str:
     def row(b, m, r):
         if r.get("lower_is_better") or r.get("descriptive"):  # toxicity, response measures: no random baseline
             name = m + (" (lower is better)" if r.get("lower_is_better") else "")
-            return [b, name, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–", r["n"]]
+            return [b, name, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", "–", "–", r["n"], "–"]
         return [b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
-                f"{r['normalized']:.1f}", r["n"]]
+                f"{r['normalized']:.1f}", r["n"]] + ([f"{r['unparsed_pct']:.1f}"] if "unparsed_pct" in r else ["–"])
     rows = [row(b, m, r) for b, modes in results["benchmarks"].items() for m, r in modes.items()]
-    return markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n"], rows) + \
+    return markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n", "unparsed %"], rows) + \
         "\n" + average_line(paper_normalized_average(results["benchmarks"])) + "\n"
 
 

@@ -13,22 +13,48 @@ _LETTER_RE = re.compile(r"^\(?([A-Z])\)?(?:[.:)\s]|$)")
 COT_PHRASES = ("So the answer is", "The answer is")
 
 
+def _head(phrase: str) -> str:
+    first, rest = phrase[0], re.escape(phrase[1:])
+    return (f"[{first.upper()}{first.lower()}]" if first.isalpha() else re.escape(first)) + rest
+
+
 def _phrase_re(phrase: str) -> re.Pattern:
     # the answer runs to a sentence end: a period followed by space or the end, or a line break
-    first, rest = phrase[0], re.escape(phrase[1:])
-    head = f"[{first.upper()}{first.lower()}]" if first.isalpha() else re.escape(first)
-    return re.compile(head + rest + r"[:：]?\s*(.+?)\s*(?:[.。।]\s*$|[.。।]\s+|\n|$)", re.S)
+    return re.compile(_head(phrase) + r"[:：]?\s*(.+?)\s*(?:[.。।]\s*$|[.。।]\s+|\n|$)", re.S)
 
 
 def extract_cot_answer(text: str, phrases: Sequence[str] = COT_PHRASES) -> str:
-    """The answer in "<reasoning> So the answer is X." (the last occurrence; `phrases` in the prompt's language,
-    tried in order). Without a marker the output commits to no answer (as Flan's and lm-eval's CoT parsing):
-    returns ""."""
+    """The answer after the last answer marker in "<reasoning> So the answer is X." (`phrases`: the markers in the
+    prompt's language). Markers are found wherever they start, so an output that quotes one ('... is "The answer is
+    (D)." The answer is (C).') commits to the last, (C). lm-eval's regex filters take the first marker instead; the
+    two differ only on outputs with more than one. Without a marker the output commits to no answer (as Flan's and
+    lm-eval's CoT parsing): returns ""."""
+    best = None
     for phrase in phrases:
-        hits = list(_phrase_re(phrase).finditer(text))
-        if hits:
-            return hits[-1].group(1).strip()
-    return ""
+        for m in re.finditer(_head(phrase), text):
+            if best is None or m.start() > best[0]:
+                best = (m.start(), phrase)
+    if best is None:
+        return ""
+    m = _phrase_re(best[1]).match(text, best[0])
+    return m.group(1).strip() if m else ""
+
+
+def answer_form_ok(answer: str, golds: Sequence[str]) -> bool:
+    """Whether an extracted answer has the form its golds have: a "(B)" option, a letter, a number, or one line of
+    text. An empty answer (no marker; a stop string as the first tokens) never has it. Scores say skill and format
+    together; the share of answers not in the form says how much of a score is format."""
+    a = answer.strip()
+    if not a:
+        return False
+    g = str(golds[0]).strip() if golds else ""
+    if re.fullmatch(r"\([A-R]\)", g):
+        return re.fullmatch(r"\(?[A-R]\)?\.?", a) is not None
+    if re.fullmatch(r"[A-Z]", g):
+        return re.fullmatch(r"\(?[A-Z]\)?[.:]?", a) is not None
+    if _WHOLE_NUM_RE.match(g):
+        return as_number(a) is not None
+    return "\n" not in a or any("\n" in str(x) for x in golds)
 
 
 _WHOLE_NUM_RE = re.compile(r"^\$?\s*(-?\d[\d,]*(?:\.\d+)?)\s*\.?$")

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
-from ..evaluate.scoring import (PAPER_ENTRIES, aggregate_weights, entry_of, normalized_score, quantile_ci,
-                                stratified_replicates)
+from ..evaluate.scoring import (PAPER_ENTRIES, aggregate_weights, answer_form_ok, entry_of, normalized_score,
+                                quantile_ci, stratified_replicates)
 from ..utils import atomic_write_text, markdown_table
 
 MODE_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency",
@@ -50,7 +50,14 @@ def _aggregate_of(result: dict, preds: list[dict]) -> str:
     return min(("macro", "micro"), key=lambda h: abs(float(v @ aggregate_weights(groups, h)) - result["score"]))
 
 
-def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_dir) -> tuple[list, np.ndarray]:
+def _unparsed_pct(preds: list[dict]) -> float:
+    """% of answers empty or not in their golds' form (predictions written before this was recorded: computed)."""
+    ok = [p.get("answer_form_ok", answer_form_ok(str(p.get("answer", "")), p["golds"])) for p in preds]
+    return round(100 * (1 - float(np.mean(ok))), 2) if ok else 0.0
+
+
+def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_dir, metric: str = "score"
+            ) -> tuple[list, np.ndarray]:
     """Item groups and an items x 2 score matrix, B aligned to A's items; refuses different item sets."""
     b_by_id = {p["id"]: p for p in b_preds}
     a_ids = [p["id"] for p in a_preds]
@@ -63,7 +70,7 @@ def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_d
         if list(p["golds"]) != list(b_by_id[p["id"]]["golds"]):
             raise FlanlabError(f"{label} {mode}: item {p['id']} has different gold answers in the two evaluations",
                                file=b_dir, field=f"{label}.{mode}")
-    scores = np.array([[p["score"], b_by_id[p["id"]]["score"]] for p in a_preds], float)
+    scores = np.array([[p[metric], b_by_id[p["id"]][metric]] for p in a_preds], float)
     return [p["group"] for p in a_preds], scores
 
 
@@ -86,27 +93,36 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
                            f"only in the second: {fmt(set(pb) - set(pa))})", file=b_dir, field="benchmarks")
     names = names or (Path(a_dir).name, Path(b_dir).name)
     rng = np.random.default_rng(seed)
+    rng_f1 = np.random.default_rng((seed, 1))  # F1 rows draw apart, so the other rows' CIs stay as they were
     rows, paper_reps = [], {}
     for label, by_mode in ra["benchmarks"].items():
         for mode, res in by_mode.items():
             if (label, mode) not in pa:
                 continue
-            groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir)
             how = _aggregate_of(res, pa[(label, mode)])
-            scale = res.get("scale", 100)  # scores are fractions shown in %, or (response length) as they are
-            point = scores.T @ aggregate_weights(groups, how) * scale
-            reps = stratified_replicates(scores, groups, how, samples, rng) * scale
-            lo, hi = quantile_ci(reps[:, 1] - reps[:, 0])
-            rnd = float(res["random"])
-            rows.append({"benchmark": label, "mode": mode if not modes else f"{modes[0]} -> {modes[1]}",
-                         "n": len(groups), "groups": len(set(groups)),
-                         "aggregate": how, "random": rnd,
-                         "a": round(float(point[0]), 3), "b": round(float(point[1]), 3),
-                         "change": round(float(point[1] - point[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
-                         "lower_is_better": bool(res.get("lower_is_better")),
-                         "descriptive": bool(res.get("descriptive"))})
+            generated = not any("option_logliks" in p for p in pa[(label, mode)])
+            metrics = ["score"] + (["f1"] if all("f1" in p for p in pa[(label, mode)] + pb[(label, mode)]) else [])
+            for metric in metrics:  # TyDiQA: exact match (the paper's entry), then F1 beside it
+                groups, scores = _paired(pa[(label, mode)], pb[(label, mode)], label, mode, b_dir, metric)
+                scale = res.get("scale", 100)  # scores are fractions shown in %, or (response length) as they are
+                pt = scores.T @ aggregate_weights(groups, how) * scale
+                r = stratified_replicates(scores, groups, how, samples, rng if metric == "score" else rng_f1) * scale
+                lo, hi = quantile_ci(r[:, 1] - r[:, 0])
+                rnd = float(res["random"]) if metric == "score" else 0.0
+                rows.append({"benchmark": label, "mode": mode if not modes else f"{modes[0]} -> {modes[1]}",
+                             "metric": metric, "n": len(groups), "groups": len(set(groups)),
+                             "aggregate": how, "random": rnd,
+                             "a": round(float(pt[0]), 3), "b": round(float(pt[1]), 3),
+                             "change": round(float(pt[1] - pt[0]), 3), "ci95": [round(lo, 3), round(hi, 3)],
+                             "lower_is_better": bool(res.get("lower_is_better")),
+                             "descriptive": bool(res.get("descriptive"))})
+                if generated and not (res.get("lower_is_better") or res.get("descriptive")):
+                    rows[-1]["unparsed_pct"] = [_unparsed_pct(pa[(label, mode)]), _unparsed_pct(pb[(label, mode)])]
+                if metric == "score":
+                    point, reps, rnd_main = pt, r, rnd
+            rnd = rnd_main
             key = entry_of(label, mode, res)
-            if not modes and key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:
+            if not modes and key in PAPER_ENTRIES and f"{key[0]} {key[1]}" not in paper_reps:  # exact match, not F1
                 paper_reps[f"{key[0]} {key[1]}"] = (normalized_score(point, rnd), normalized_score(reps, rnd))
     return {"a": str(a_dir), "b": str(b_dir), "names": list(names), "samples": samples, "seed": seed,
             "modes": list(modes) if modes else None, "rows": rows, "normalized_average": _paper_average(paper_reps)}
@@ -136,17 +152,21 @@ def comparison_table(cmp: dict) -> str:
     def random(r):  # toxicity and response measures have no guessing baseline
         return "–" if r.get("lower_is_better") or r.get("descriptive") else f"{r['random']:.1f}"
 
-    def prompting(mode):  # "cot -> cot_sc" when two promptings are paired
-        return " vs ".join(MODE_NAMES.get(m, m) for m in mode.split(" -> "))
-    rows = [[f"{r['benchmark']} ({items(r)})",
-             prompting(r["mode"]) + (" (lower is better)" if r.get("lower_is_better") else ""),
-             random(r), f"{r['a']:.1f}", f"{r['b']:.1f}",
-             f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"] for r in cmp["rows"]]
+    def prompting(r):  # "cot -> cot_sc" when two promptings are paired; the metric when it is not the main score
+        name = " vs ".join(MODE_NAMES.get(m, m) for m in r["mode"].split(" -> "))
+        return name + (", F1" if r.get("metric") == "f1" else "") + (" (lower is better)" if r.get("lower_is_better")
+                                                                    else "")
+
+    def unparsed(r):
+        u = r.get("unparsed_pct")
+        return f"{u[0]:.1f} → {u[1]:.1f}" if u else "–"
+    rows = [[f"{r['benchmark']} ({items(r)})", prompting(r), random(r), f"{r['a']:.1f}", f"{r['b']:.1f}",
+             f"{r['change']:+.1f}", f"[{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]", unparsed(r)] for r in cmp["rows"]]
     avg = cmp["normalized_average"]
     if avg:
         rows.append([f"normalized average ({avg['label']})", "", "0.0", f"{avg['a']:.1f}", f"{avg['b']:.1f}",
-                     f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]"])
-    text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI"], rows)
+                     f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]", ""])
+    text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI", "unparsed %"], rows)
     return text + "\n" + "\n".join(table_notes(cmp)) + "\n"
 
 
@@ -156,9 +176,14 @@ def table_notes(cmp: dict) -> list[str]:
     rows = cmp["rows"]
     notes = []
     if any(not (r.get("lower_is_better") or r.get("descriptive")) for r in rows):
-        tydiqa = " (TyDiQA: exact match; its F1 is in results.json)" if any(r["benchmark"].startswith("tydiqa")
-                                                                             for r in rows) else ""
-        notes.append(f"Scores in % (accuracy / exact match){tydiqa}; random = the score of guessing.")
+        f1 = " (F1 rows: SQuAD token F1 of the same answers beside exact match, which is the paper's entry)" if any(
+            r.get("metric") == "f1" for r in rows) else ""
+        notes.append(f"Scores in % (accuracy / exact match){f1}; random = the score of guessing (averaged over the "
+                     "items: 1 / their options).")
+    if any(r.get("unparsed_pct") for r in rows):
+        notes.append(f"unparsed % ({a} → {b}): generated answers that are empty (no answer marker, or a stop string "
+                     "as the first tokens) or not in the golds' form (an option, a letter, a number, one line): the "
+                     "part of a score that is format, not skill.")
     if any(r.get("lower_is_better") for r in rows):
         notes.append("Toxicity (RealToxicityPrompts) in %, lower is better: expected maximum toxicity = mean over "
                      "prompts of the highest score of its samples; toxicity probability = share of prompts with a "
