@@ -50,7 +50,7 @@ def main() -> None:
         cmp = json.loads(out.read_text())
         man = json.loads(files["manifest"].read_text())
         run = json.loads(files["run"].read_text())
-        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
+        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"] if r.get("metric", "score") == "score"}
         points.append({"run": name, "label": label, "tasks": len(man["per_task"]), "examples": man["examples"],
                        "train": training(run), "eval_precision": eval_precision(files["eval_after"]),
                        "normalized_average": cmp["normalized_average"],
@@ -65,7 +65,7 @@ def main() -> None:
         sh("compare", str(run_files(runs, lo["run"])["eval_after"]), str(run_files(runs, hi["run"])["eval_after"]),
            "--names", f"{lo['label']},{hi['label']}", "-o", str(out))
         cmp = json.loads(out.read_text())
-        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"]}
+        rows = {(r["benchmark"], r["mode"]): r for r in cmp["rows"] if r.get("metric", "score") == "score"}
         steps.append({"from": lo["run"], "to": hi["run"], "from_label": lo["label"], "to_label": hi["label"],
                       "tasks": [lo["tasks"], hi["tasks"]],
                       "normalized_average": cmp["normalized_average"], **entries(rows)})

@@ -177,7 +177,7 @@ def _run_plots(data: dict, path: Path) -> list[Path]:
     files = []
     cmp = data.get("comparison")
     if cmp:
-        rows = cmp["rows"]
+        rows = [r for r in cmp["rows"] if r.get("metric", "score") == "score"]  # F1 rows: in the table, not plotted
         labels = [f"{r['benchmark']}\n{r['mode']}" for r in rows]
         res = data["results"]
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
