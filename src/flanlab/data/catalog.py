@@ -177,6 +177,7 @@ class BenchmarkData:
     splits: tuple[str, ...]
     convert: Callable[[Path, list[str], Path], None]
     fixed_config: str | None = None  # a benchmark read from one config whatever is asked (tydiqa, gsm8k)
+    files: tuple[str, ...] = ()  # a repo read as fixed files rather than config/split parquet (RTP's prompts.jsonl)
 
     def chosen(self, asked: list[str] | None) -> list[str]:
         if self.fixed_config is not None:
@@ -190,15 +191,14 @@ class BenchmarkData:
                                field="tasks")
         return list(asked)
 
-    def patterns(self, configs: list[str]) -> list[str]:
-        if self.name == "realtoxicityprompts":
-            return ["prompts.jsonl"]
-        return [g for c in configs for s in self.splits for g in _split_globs(c, s)]
-
     def required(self, configs: list[str]) -> list[tuple[str, ...]]:
-        if self.name == "realtoxicityprompts":
-            return [("prompts.jsonl",)]
+        """Per file the run needs, its alternative globs (one must match)."""
+        if self.files:
+            return [(f,) for f in self.files]
         return [_split_globs(c, s) for c in configs for s in self.splits]
+
+    def patterns(self, configs: list[str]) -> list[str]:
+        return [g for group in self.required(configs) for g in group]
 
 
 BENCHMARKS: dict[str, BenchmarkData] = {b.name: b for b in (
@@ -214,7 +214,8 @@ BENCHMARKS: dict[str, BenchmarkData] = {b.name: b for b in (
     BenchmarkData("gsm8k", "openai/gsm8k", "main", "MIT", "small (test)", "gsm8k", ("main",), ("test",),
                   _gsm8k, fixed_config="main"),
     BenchmarkData("realtoxicityprompts", "allenai/real-toxicity-prompts", "main", "Apache-2.0",
-                  "small (99,442 prompts)", "rtp", ("default",), (), _rtp, fixed_config="default"),
+                  "small (99,442 prompts)", "rtp", ("default",), (), _rtp, fixed_config="default",
+                  files=("prompts.jsonl",)),
 )}
 
 

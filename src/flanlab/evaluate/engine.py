@@ -67,7 +67,12 @@ class Engine:
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         return ll.encode_pair(self.encode_context, context, continuation)
 
-    def _cached(self, keys: list[str], plan: Callable[[list[int]], Iterator[Unit]]) -> list:
+    def _phase(self, name: str, seconds: float, tokens: int) -> None:
+        """Time and tokens computed per phase (loglik, prefill, decode): what a roofline compares with the ceiling."""
+        self.stats[f"{name}_seconds"] = self.stats.get(f"{name}_seconds", 0.0) + seconds
+        self.stats[f"{name}_tokens"] = self.stats.get(f"{name}_tokens", 0) + tokens
+
+    def _cached(self, keys: list[str], plan: Callable[[list[int]], Iterator[Unit]], phase: str | None = None) -> list:
         """Answer each key from the disk cache; plan(misses) gives the units of work, which processes take in
         rounds (unit k of a round runs in process k); each round's answers reach every process and are appended
         to the cache as they come."""
@@ -80,8 +85,11 @@ class Engine:
         world, rank = self.procs.world, self.procs.rank
         for start in range(0, len(units), world):
             round_ = units[start:start + world]
+            t_unit, tokens0 = time.perf_counter(), self.stats["prompt_tokens"]
             with autocast(self.precision, self.lm.device()), fp32_output_head(self.head, self.lm.device()):
                 part = round_[rank].compute() if rank < len(round_) else None
+            if phase:  # log-likelihood units: one forward over context + continuations
+                self._phase(phase, time.perf_counter() - t_unit, self.stats["prompt_tokens"] - tokens0)
             parts = self.procs.gather(part)
             for unit, part in zip(round_, parts):
                 chunk = unit.finish(part)
@@ -119,11 +127,16 @@ class Engine:
     def _generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]], prefix: list[int] = ()
                         ) -> list[list[str]]:
         rep = torch.tensor([r.n for r in reqs], device=self.lm.device())
+        t0, prompt0, gen0 = time.perf_counter(), self.stats["prompt_tokens"], self.stats["generated_tokens"]
         if self.encoder_decoder:
             rows = decoding.prefill_encoder_decoder(self.model, self.tok.pad_id, prompts, rep, self.stats)
         else:
             rows = decoding.prefill_decoder(self.lm, list(prefix), prompts, rep)
-        ids = iter(decoding.decode(self.model, self.tok, self.lm.kw, rows, reqs, self.stats))
+        t1 = time.perf_counter()
+        self._phase("prefill", t1 - t0, self.stats["prompt_tokens"] - prompt0)
+        out = decoding.decode(self.model, self.tok, self.lm.kw, rows, reqs, self.stats)
+        self._phase("decode", time.perf_counter() - t1, self.stats["generated_tokens"] - gen0)
+        ids = iter(out)
         return [[decoding.cut_at_stop(self.tok.decode(next(ids)), r.stop) for _ in range(r.n)] for r in reqs]
 
     # ------------------------------------------------------------------ log-likelihood ranking
@@ -134,7 +147,8 @@ class Engine:
         keys = [self._key("ll", [p, list(o)]) for p, o in prompt_options]
         if not self.encoder_decoder:
             return self._cached(keys, lambda todo: ll.decoder_units(prompt_options, todo, self.encode_context,
-                                                                    self.max_prompt_len, self.lm, self.planner))
+                                                                    self.max_prompt_len, self.lm, self.planner),
+                                phase="loglik")
 
         def plan(todo):
             work = {i: (self.encode_context(prompt_options[i][0]),
@@ -144,4 +158,4 @@ class Engine:
                 idx = [todo[j] for j in b]
                 yield Unit(lambda idx=idx: list(zip(idx, ll.encoder_decoder_scores(
                     self.model, self.tok, [work[i][0] for i in idx], [work[i][1] for i in idx], self.stats))))
-        return self._cached(keys, plan)
+        return self._cached(keys, plan, phase="loglik")

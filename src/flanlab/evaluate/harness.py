@@ -480,7 +480,8 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
     results["normalized_average_of"] = paper
     results["seconds"] = round(time.time() - t0, 2)
     stats = procs.gather({**engine.stats, "cache_hits": engine.cache.hits})  # work done, summed over processes
-    results["engine"] = {k: round(sum(s.get(k, 0) for s in stats), 2) for k in stats[0]}
+    keys = sorted({k for s in stats for k in s})  # phases a process did not run are 0 there
+    results["engine"] = {k: round(sum(s.get(k, 0) for s in stats), 2) for k in keys}
     if procs.world > 1:  # how the work was shared
         results["engine"]["per_process"] = [{k: s[k] for k in ("forward_calls", "prompt_tokens", "generated_tokens")}
                                             for s in stats]

@@ -287,12 +287,8 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
         kw = {"length": length} if length is not None else {}
         rec = render_example(task, ex, template, fmt, exemplars=exemplars, max_input_len=cfg.max_input_len, rng=rng,
                              **kw)
-        if ngrams is not None:
-            hit = ngrams.match(rec["inputs"] + "\n" + rec["targets"])
-            if hit is not None:
-                per = stats["ngram_contaminated"].setdefault(task.name, {})
-                per[hit] = per.get(hit, 0) + 1
-                continue
+        if _contaminated(rec, task, ngrams, stats):
+            continue
         if task.held_out or task.benchmark or task.excluded:  # final guard: never write held-out data
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
@@ -302,12 +298,16 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
 def _streamed_record(task: Task, ex, idx: int, ngrams: NgramIndex | None, stats: dict) -> dict | None:
     rec = {"inputs": ex.fields["prompt"], "targets": ex.answer, "format": task.dataset.source.format_name(idx),
            "n_exemplars": None}
+    return None if _contaminated(rec, task, ngrams, stats) else rec
+
+
+def _contaminated(rec: dict, task: Task, ngrams: NgramIndex | None, stats: dict) -> bool:
+    """Whether a record shares an n-gram with a benchmark item (counted per task and benchmark)."""
     hit = ngrams.match(rec["inputs"] + "\n" + rec["targets"]) if ngrams is not None else None
     if hit is not None:
         per = stats["ngram_contaminated"].setdefault(task.name, {})
         per[hit] = per.get(hit, 0) + 1
-        return None
-    return rec
+    return hit is not None
 
 
 def _write_shard(path: Path, rows: list[dict], fmt: str) -> str:
