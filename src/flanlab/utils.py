@@ -9,7 +9,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write via a temp file + rename, so readers never see a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

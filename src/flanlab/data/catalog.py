@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import FlanlabError
+from ..utils import atomic_write_text
 
 MMLU_SUBJECTS = (
     "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry "
@@ -75,9 +76,7 @@ def _files(snap: Path, globs: tuple[str, ...]) -> list[Path]:
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 # ------------------------------------------------------------------ the Hub's schema -> the upstream layout

@@ -29,9 +29,9 @@ def rescore(eval_dir: str | Path, cfg: EvalConfig, *, file: object, base: Path |
         spec, bench = benches[label]
         if spec.name in ("realtoxicityprompts", "generation"):
             continue
+        by_id = {it.id: it for it in bench.items}
         for mode, old in by_mode.items():
             recorded = preds.get((label, mode), [])
-            by_id = {it.id: it for it in bench.items}
             missing = [p["id"] for p in recorded if p["id"] not in by_id]
             if missing:
                 raise FlanlabError(f"{label} {mode}: {len(missing)} recorded item(s) not in the config's items (first: "
