@@ -1,7 +1,9 @@
 """Small shared helpers."""
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 from pathlib import Path
 
 
@@ -9,8 +11,79 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write via a temp file + rename, so readers never see a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Make a rename inside `path` durable (POSIX: the directory entry lives in the directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the OS or filesystem cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _aside(dest: Path) -> Path:
+    return dest.parent / f".{dest.name}.old-{os.getpid()}"
+
+
+def publish_dir(tmp: str | Path, dest: str | Path) -> None:
+    """Put a fully written directory `tmp` in place of `dest`: at every instant (and after a crash at any point)
+    `dest` is the old directory or the new one. Where the OS can swap two names atomically (Linux renameat2) that is
+    one step; elsewhere the old one is renamed aside first, and `recover_dir` puts it back if the process died
+    between the two renames. `tmp`'s files are fsynced first (durable before visible); the old copy goes last."""
+    tmp, dest = Path(tmp), Path(dest)
+    for f in sorted(tmp.rglob("*")):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    for d in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
+        fsync_dir(d)
+    if not dest.exists():
+        os.rename(tmp, dest)
+    elif _exchange(tmp, dest):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the old directory
+    else:
+        old = _aside(dest)
+        os.rename(dest, old)
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(dest.parent)
+
+
+def recover_dir(dest: str | Path) -> None:
+    """Undo a `publish_dir` that died between its two renames (no atomic swap on this OS): the old directory back."""
+    dest = Path(dest)
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
+    if olds and not dest.exists():
+        os.rename(olds[-1], dest)
+        olds = olds[:-1]
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_path(path: str | Path, base: str | Path | None) -> Path:

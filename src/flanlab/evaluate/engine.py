@@ -64,6 +64,11 @@ class Engine:
             return self.tok.encode(text)[-(n - 1):] + [self.tok.eos_id]
         return (self.tok.bos + self.tok.encode(text))[-n:]
 
+    def encode_contexts(self, texts: list[str], truncate: bool = False) -> list[list[int]]:
+        """encode_context of many texts (decoder-only) in one tokenizer call; untruncated unless asked."""
+        n = self.max_prompt_len if truncate else 1 << 62
+        return [(self.tok.bos + ids)[-n:] for ids in self.tok.encode_many(texts)]
+
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         return ll.encode_pair(self.encode_context, context, continuation)
 
@@ -111,7 +116,8 @@ class Engine:
             return Unit(lambda: list(zip(idx, self._generate_batch([requests[i] for i in idx], prompts, prefix))))
 
         def plan(todo):
-            prompts = {i: self.encode_context(requests[i].prompt) for i in todo}
+            prompts = (dict(zip(todo, self.encode_contexts([requests[i].prompt for i in todo], truncate=True)))
+                       if not self.encoder_decoder else {i: self.encode_context(requests[i].prompt) for i in todo})
             if self.encoder_decoder:
                 for b in self.planner.batches([len(prompts[i]) + requests[i].max_new_tokens for i in todo],
                                               [requests[i].n for i in todo]):
@@ -146,7 +152,7 @@ class Engine:
         each option is the decoder target followed by eos."""
         keys = [self._key("ll", [p, list(o)]) for p, o in prompt_options]
         if not self.encoder_decoder:
-            return self._cached(keys, lambda todo: ll.decoder_units(prompt_options, todo, self.encode_context,
+            return self._cached(keys, lambda todo: ll.decoder_units(prompt_options, todo, self.encode_contexts,
                                                                     self.max_prompt_len, self.lm, self.planner),
                                 phase="loglik")
 

@@ -12,18 +12,28 @@ from .planning import Planner
 from .requests import Unit
 
 
-def encode_pair(encode: Callable[..., list[int]], context: str, continuation: str) -> tuple[list[int], list[int]]:
+def split_pair(context: str, continuation: str) -> tuple[str, str]:
     """lm-evaluation-harness's split for decoder-only models: trailing whitespace of the context moves into the
-    continuation, the two are tokenized together, and the continuation is what follows the context's tokens.
-    `encode(text, truncate=False)` gives a context's tokens."""
+    continuation; the two are then tokenized together, and the continuation is what follows the context's tokens."""
     n = len(context) - len(context.rstrip())
-    if n:
-        context, continuation = context[:-n], context[-n:] + continuation
-    # untruncated here (truncating each separately would cut the continuation off a long context); the row built
-    # from the pair is cut to the longest prompt instead
-    whole = encode(context + continuation, truncate=False)
-    ctx = encode(context, truncate=False)
-    return ctx, whole[len(ctx):]
+    return (context[:-n], context[-n:] + continuation) if n else (context, continuation)
+
+
+def encode_pairs(encode_many: Callable[[list[str]], list[list[int]]], pairs: list[tuple[str, str]]
+                 ) -> list[tuple[list[int], list[int]]]:
+    """(context tokens, continuation tokens) of each pair, as lm-evaluation-harness encodes them; `encode_many`
+    gives contexts' tokens, untruncated (truncating each separately would cut the continuation off a long context:
+    the row built from the pair is cut to the longest prompt instead). One call for all: batch tokenization."""
+    split = [split_pair(c, o) for c, o in pairs]
+    contexts = list(dict.fromkeys(c for c, _ in split))
+    encoded = encode_many(contexts + [c + o for c, o in split])
+    ctx = dict(zip(contexts, encoded[:len(contexts)]))
+    return [(ctx[c], whole[len(ctx[c]):]) for (c, _), whole in zip(split, encoded[len(contexts):])]
+
+
+def encode_pair(encode: Callable[..., list[int]], context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """One pair (`encode(text, truncate=False)` gives a context's tokens); see encode_pairs."""
+    return encode_pairs(lambda texts: [encode(t, truncate=False) for t in texts], [(context, continuation)])[0]
 
 
 class _Rows:
@@ -31,14 +41,16 @@ class _Rows:
     continuation's tokens scored at the row's end. Options with equal rows (one-token continuations of one context,
     as MMLU's " A".." D") share the row, so it runs once."""
 
-    def __init__(self, prompt_options, todo: list[int], encode: Callable[..., list[int]], max_len: int):
+    def __init__(self, prompt_options, todo: list[int], encode_many: Callable[[list[str]], list[list[int]]],
+                 max_len: int):
         rows: dict[tuple[int, ...], int] = {}
         self.needs: dict[int, set[tuple[int, ...]]] = {}  # row -> continuations scored on it
         self.asked: dict[int, list[tuple[int, tuple[int, ...]]]] = {}  # request -> [(row, continuation)] per option
+        encoded = iter(encode_pairs(encode_many, [(prompt_options[i][0], o) for i in todo
+                                                  for o in prompt_options[i][1]]))
         for i in todo:
-            ctx, opts = prompt_options[i]
-            for o in opts:
-                c, cont = encode_pair(encode, ctx, o)
+            for o in prompt_options[i][1]:
+                c, cont = next(encoded)
                 if not cont:
                     raise ValueError(f"continuation {o!r} adds no token to its context")
                 seq = (c + cont)[-(max_len + 1):]
@@ -47,7 +59,11 @@ class _Rows:
                 self.asked.setdefault(i, []).append((r, tuple(cont)))
         self.ids = {r: list(key) for key, r in rows.items()}
         self.scores: dict[tuple[int, tuple[int, ...]], float] = {}
-        self.waiting = list(todo)
+        self.by_row: dict[int, list[int]] = {}  # row -> requests with an option on it
+        for i in todo:
+            for r in dict.fromkeys(r for r, _ in self.asked[i]):
+                self.by_row.setdefault(r, []).append(i)
+        self.left = {i: len(set(self.asked[i])) for i in todo}  # request -> its (row, continuation)s not yet scored
 
     def score(self, lm: PrefixLM, prefix: list[int], idx: list[int]) -> dict:
         """Scores of every continuation on rows `idx` (which share `prefix`), from one forward."""
@@ -62,18 +78,25 @@ class _Rows:
         return part
 
     def finish(self, part: dict) -> list[tuple[int, list[float]]]:
-        """The requests whose every option is now scored."""
-        self.scores.update(part)
-        done = [i for i in self.waiting if all(x in self.scores for x in self.asked[i])]
-        finished = set(done)
-        self.waiting = [i for i in self.waiting if i not in finished]
+        """The requests whose every option is now scored (only those with an option in `part` are looked at)."""
+        done = []
+        for x in part:
+            if x in self.scores:
+                continue
+            self.scores[x] = part[x]
+            for i in self.by_row[x[0]]:
+                if x in self.asked[i]:
+                    self.left[i] -= 1
+                    if self.left[i] == 0:
+                        done.append(i)
         return [(i, [self.scores[x] for x in self.asked[i]]) for i in done]
 
 
-def decoder_units(prompt_options, todo: list[int], encode: Callable[..., list[int]], max_len: int, lm: PrefixLM,
-                  planner: Planner) -> Iterator[Unit]:
-    """Units scoring the requests `todo` on a decoder-only model, rows sharing a prefix batched together."""
-    rows = _Rows(prompt_options, todo, encode, max_len)
+def decoder_units(prompt_options, todo: list[int], encode_many: Callable[[list[str]], list[list[int]]], max_len: int,
+                  lm: PrefixLM, planner: Planner) -> Iterator[Unit]:
+    """Units scoring the requests `todo` on a decoder-only model, rows sharing a prefix batched together;
+    `encode_many` gives untruncated context tokens of many texts."""
+    rows = _Rows(prompt_options, todo, encode_many, max_len)
     # a continuation's tokens are scored from the row's last positions, which must not fall in a shared prefix
     longest = {r: max(len(c) for c in cs) for r, cs in rows.needs.items()}
     for prefix, idx in planner.prefix_batches(rows.ids, lambda r: 0, lambda r: 1, keep=lambda r: longest[r]):

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..outlock import output_lock, process_alive
-from ..utils import resolve_path
+from ..utils import publish_dir, recover_dir, resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
 from ..tasks.flan_list import read_flan_task_list
@@ -343,8 +343,8 @@ def _remove_stale_partials(out: Path) -> None:
         pid = p.name.rsplit("-", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
-    for p in out.parent.glob(f".{out.name}.old-*") if out.parent.is_dir() else []:
-        shutil.rmtree(p, ignore_errors=True)
+    if out.parent.is_dir():
+        recover_dir(out)  # a publish killed between its renames: the old mixture back, not deleted
 
 
 def repetition_warnings(plan: dict, per_collection: int = 5) -> list[str]:
@@ -417,7 +417,7 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _publish(tmp, out)
+    publish_dir(tmp, out)
     return manifest
 
 
@@ -482,17 +482,6 @@ def write_shards(records: Iterator[dict], tmp: Path, cfg: MixConfig, progress: b
                         "examples_per_second": round(total / elapsed, 1) if elapsed > 0 else None},
             "per_task": dict(sorted(per_task.items())), "per_format": dict(sorted(per_format.items())),
             "per_collection": dict(sorted(per_coll.items())), "shards": shards}
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """The finished mixture in place of `out`: an existing one is replaced only now that the new one is complete."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
 
 
 def _dropped(stats: dict) -> int:

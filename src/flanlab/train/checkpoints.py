@@ -1,7 +1,7 @@
 """Checkpoints of a training run: atomic directories holding the trainer state (step, scheduler, every rank's RNG
 state, config fingerprint) and the model and optimizer - as HF-format weights (config, safetensors, tokenizer,
-LoRA adapter) plus a torch.save of the optimizer (strategy ddp: one process writes the full state), or as
-torch.distributed.checkpoint shards under sharded/ (strategy fsdp: every rank writes its own shard, and a run on
+LoRA adapter) plus the optimizer state as safetensors + JSON, never a pickle (train/safe_state.py; strategy ddp:
+one process writes the full state), or as torch.distributed.checkpoint shards under sharded/ (strategy fsdp: every rank writes its own shard, and a run on
 another number of processes reshards them on load). The newest ones kept, the latest named in `latest`; the final
 model published as final/ in HF format (consolidated from the shards under fsdp)."""
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch
 
 from ..errors import FlanlabError
 from ..models.build import save_pretrained
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, publish_dir, recover_dir
+from .safe_state import has_state, load_state, save_state
 
 
 def rng_state() -> dict:
@@ -35,21 +36,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def publish_dir(tmp: Path, dest: Path) -> None:
-    """Put a fully written directory in place of `dest` (readers see the old one or the new one)."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.rename(tmp, dest)
-
-
 class CheckpointStore:
     def __init__(self, out: Path, keep: int, fingerprint: str):
         self.out, self.keep, self.fingerprint = out, keep, fingerprint
 
     def remove_stale(self) -> None:
-        """Half-written checkpoints of a killed run (.tmp-*)."""
+        """Half-written checkpoints of a killed run (.tmp-*); a directory whose publish was killed midway restored."""
         for stale in self.out.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        for old in self.out.glob(".*.old-*"):
+            recover_dir(self.out / old.name[1:].rsplit(".old-", 1)[0])
 
     def save(self, step: int, model, tok, opt, sched, rng_states: list[dict]) -> Path:
         """Rank 0 writes; `rng_states` holds every rank's RNG state (index = rank)."""
@@ -60,10 +56,8 @@ class CheckpointStore:
         if hasattr(model, "peft_config"):
             model.save_pretrained(str(tmp / "adapter"))
         save_pretrained(model, tok, tmp)
-        torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states,
-                    "fingerprint": self.fingerprint}, tmp / "trainer_state.pt")
-        with open(tmp / "trainer_state.pt", "rb") as f:
-            os.fsync(f.fileno())
+        save_state({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states,
+                    "fingerprint": self.fingerprint}, tmp)
         publish_dir(tmp, final)
         atomic_write_text(self.out / "latest", final.name)
         self._prune()
@@ -85,11 +79,8 @@ class CheckpointStore:
         dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp / "sharded"))  # fsyncs each file
         if rank == 0:
             tok.save(tmp)
-            torch.save({"step": step, "scheduler": sched.state_dict(), "rng": rng_states,
-                        "fingerprint": self.fingerprint, "world_size": len(rng_states), "format": "sharded"},
-                       tmp / "trainer_state.pt")
-            with open(tmp / "trainer_state.pt", "rb") as f:
-                os.fsync(f.fileno())
+            save_state({"step": step, "scheduler": sched.state_dict(), "rng": rng_states,
+                        "fingerprint": self.fingerprint, "world_size": len(rng_states), "format": "sharded"}, tmp)
             publish_dir(tmp, final)
             atomic_write_text(self.out / "latest", final.name)
             self._prune()
@@ -107,7 +98,7 @@ class CheckpointStore:
         f = self.out / "latest"
         if f.is_file():
             p = self.out / f.read_text().strip()
-            if (p / "trainer_state.pt").is_file():
+            if has_state(p) or (p / "trainer_state.pt").is_file():  # an old pickle: restore() says why it is refused
                 return p
         return None
 
@@ -116,7 +107,7 @@ class CheckpointStore:
         """Load weights, optimizer, scheduler and this rank's RNG state; returns the step to continue from.
         `sharded` (strategy fsdp): `model` is the module the steps call and the checkpoint is read from sharded/
         (collective; resharded when it was written by another number of processes)."""
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        state = load_state(ckpt)
         if state["fingerprint"] != self.fingerprint:
             raise FlanlabError(f"{ckpt} was written by a different training config; use another output or "
                                "resume: false", file=file, field="output")
