@@ -7,7 +7,7 @@ must be set before torch loads its OpenMP runtime). Two workloads:
     python benchmarks/thread_contention.py [--workload generate|train] [--repeats 3] [--new-tokens 32] [--steps 5]
 
 ACTIVE: idle OpenMP threads spin (libgomp's default for a while after each parallel region);
-PASSIVE: they sleep. flanlab's CLI sets OMP_WAIT_POLICY=PASSIVE unless the user set it (flanlab/__init__.py).
+PASSIVE: they sleep. flanlab's commands choose OMP_WAIT_POLICY at entry unless the user set it (flanlab/runtime.py).
 The competing job is another process doing fp32 matmuls on as many threads as there are cores.
 """
 import argparse
@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# the environment before flanlab is imported here (importing it sets OMP_WAIT_POLICY in this process)
 BASE_ENV = dict(os.environ)
 
 CHILD = r"""

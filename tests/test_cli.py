@@ -1,5 +1,6 @@
 """A newcomer's first hour: clear errors instead of tracebacks, output that reads right, nothing destroyed."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -361,17 +362,28 @@ def test_final_loss_is_the_last_logged_line(tmp_path):
     assert s["last_step_loss"] != pytest.approx(s["final_loss"], abs=1e-6)  # one step alone is another quantity
 
 
+def test_importing_flanlab_leaves_the_environment_alone_and_a_command_chooses_the_policy(tmp_path):
+    code = ("import os; import flanlab, flanlab.cli, flanlab.evaluate.harness, flanlab.train.trainer, flanlab.mixture; "
+            "print('OMP_WAIT_POLICY' in os.environ)")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "False"
+    code = "import os; from flanlab.cli import app; app(['tasks', 'list'], standalone_mode=False); print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip().splitlines()[-1] in ("ACTIVE", "PASSIVE")
+
+
 def test_openmp_wait_policy_follows_the_load_and_the_user_wins(monkeypatch):
-    import flanlab
+    from flanlab import runtime as flanlab
     monkeypatch.setattr(flanlab, "_usable_cores", lambda: 2)
     for load, want in ((0.2, "ACTIVE"), (0.99, "ACTIVE"), (1.0, "PASSIVE"), (3.5, "PASSIVE")):
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
         monkeypatch.setattr(flanlab.os, "getloadavg", lambda load=load: (load, load, load))
-        got = flanlab._choose_wait_policy()
+        got = flanlab.choose_wait_policy()
         assert got["omp_wait_policy"] == want == flanlab.os.environ["OMP_WAIT_POLICY"]
         assert got["chosen_by"] == f"load average {load:.2f} on 2 usable cores"
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
-    assert flanlab._choose_wait_policy() == {"omp_wait_policy": "passive", "chosen_by": "OMP_WAIT_POLICY set by the user"}
+    assert flanlab.choose_wait_policy() == {"omp_wait_policy": "passive", "chosen_by": "OMP_WAIT_POLICY set by the user"}
 
 
 def test_a_failed_start_leaves_no_directories(tmp_path):

@@ -319,7 +319,7 @@ def test_rescore_applies_the_current_rules_to_recorded_outputs(tmp_path):
     """An evaluation scored again from its predictions: unchanged outputs give the same results; an output edited to
     quote a wrong answer before the right one is scored by its last marker; the unparsed share is recomputed."""
     from flanlab.evaluate.harness import load_eval_config
-    from flanlab.evaluate.rescore import rescore
+    from flanlab.experiments.rescore import rescore
     cfg_file = tmp_path / "ev.yaml"
     cfg_file.write_text(f"eval: {{preset: t5-1m, output: {tmp_path / 'e'}, benchmarks: [{{name: synthetic, tasks: "
                         "[held_out], limit: 2, modes: [direct, cot]}]}\n")

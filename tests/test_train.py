@@ -525,3 +525,33 @@ def test_chunked_target_loss_equals_the_whole_in_loss_and_gradients(monkeypatch)
     assert l2 == pytest.approx(l1, rel=1e-6)
     for k in g1:
         assert (g2[k] - g1[k]).abs().max() <= 1e-5 * g1[k].abs().max() + 1e-7, k
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_decaying_learning_rate_follows_transformers_schedules_and_is_logged(mixture, tmp_path, schedule):
+    """After warm-up the rate follows transformers' get_{linear,cosine}_schedule_with_warmup step for step and
+    reaches min_lr_ratio x lr at the last step; a decaying schedule ties the run to its step count."""
+    import transformers
+    from flanlab.train.optim import lr_factor
+    from flanlab.train.trainer import config_fingerprint
+    ref = getattr(transformers, f"get_{schedule}_schedule_with_warmup")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    hf = ref(opt, num_warmup_steps=3, num_training_steps=20)
+    hf_lrs = []
+    for _ in range(21):
+        hf_lrs.append(opt.param_groups[0]["lr"])
+        opt.step(), hf.step()
+    ours = lr_factor(schedule, 3, 20)
+    assert [ours(s) for s in range(3, 21)] == pytest.approx(hf_lrs[3:], abs=1e-12)
+    assert [ours(s) for s in range(3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert lr_factor(schedule, 0, 10, 0.1)(10) == pytest.approx(0.1)
+    assert lr_factor("constant", 2, 10)(9) == 1.0
+    base = TrainConfig(steps=10, lr_schedule=schedule)
+    assert config_fingerprint(base) != config_fingerprint(base.model_copy(update={"steps": 20}))
+    assert config_fingerprint(TrainConfig(steps=10)) == config_fingerprint(TrainConfig(steps=20))
+    s = train(TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=6, batch_size=4, log_every=1,
+                          tensorboard=False, model=ModelSpec(preset="t5-0.5m"), lr=0.01, lr_schedule=schedule,
+                          warmup_steps=2), progress=False)
+    lrs = [json.loads(l)["lr"] for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
+    f = lr_factor(schedule, 2, 6)
+    assert lrs == pytest.approx([0.01 * f(i) for i in range(6)]) and s["steps"] == 6

@@ -36,6 +36,15 @@ class Command(_HelpWithoutType, typer.core.TyperCommand):
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, cls=Group)
 OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Output directory (overrides the config's).")
+
+
+@app.callback()
+def _entry() -> None:
+    """Every command: OpenMP's wait policy chosen before anything loads torch (flanlab/runtime.py)."""
+    from .runtime import choose_wait_policy
+    choose_wait_policy()
+
+
 tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.", cls=Group)
 app.add_typer(tasks_app, name="tasks")
 data_app = typer.Typer(no_args_is_help=True, help="Where datasets come from; fetch them from the Hugging Face Hub.",
@@ -95,15 +104,28 @@ def _section(path: Path, name: str):
 
 
 def _registry(task_files: list[Path], bigbench: list[str]):
-    from .mixture import RegistrySpec
+    from .tasks.registry import RegistrySpec
     return RegistrySpec(task_files=[str(f) for f in task_files], bigbench_tasks=bigbench).build()
 
 
 @tasks_app.command("list", cls=Command)
 def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", help="Extra task YAML file(s)."),
                bigbench: list[str] = typer.Option([], "--bigbench", help="BIG-bench task name/glob to include."),
-               as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON list instead of a table.")):
+               as_json: bool = typer.Option(False, "--json", metavar="", help="One JSON list instead of a table."),
+               benchmarks: bool = typer.Option(False, "--benchmarks", metavar="",
+                                               help="The benchmarks `flanlab eval --tasks` takes, with their protocol.")):
     """List tasks: name, dataset, category, collection, held-out flag, train size."""
+    if benchmarks:
+        from .evaluate.harness import COMMAND_LINE_BENCHMARKS, DEFAULT_SHOTS
+        rows = [{"benchmark": n, "shots": DEFAULT_SHOTS[n], "modes": d.get("modes", ["direct"]),
+                 "scoring": d.get("mc_scoring", "generate")} for n, d in COMMAND_LINE_BENCHMARKS.items()]
+        if as_json:
+            out.print_json(json.dumps(rows))
+        else:
+            for r in rows:
+                out.print(f"{r['benchmark']}\t{r['shots']}-shot\t{','.join(r['modes'])}\t{r['scoring']}",
+                          markup=False, highlight=False)
+        return
     with guard():
         reg = _registry(task_file, bigbench)
     if as_json:
@@ -148,6 +170,8 @@ def tasks_show(name: str = typer.Argument(..., help="Task name, as `flanlab task
 
 @app.command(cls=Command)
 def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or under 'mix:')."),
+        overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. total_examples=5000 (after "
+                                                         "CONFIG)"),
         output: Optional[Path] = OUTPUT_OPTION,
         overwrite: bool = typer.Option(False, "--overwrite", metavar="",
                                        help="Replace an existing mixture built from another config (only once the new "
@@ -160,6 +184,9 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
                        "again"):
         data, sec = _section(config, "mix")
         cfg = validate(MixConfig, data, file=config, prefix=sec)
+        if overrides:
+            from .config import apply_overrides
+            cfg = validate(MixConfig, apply_overrides(cfg.model_dump(), overrides), file="<command line>")
         if output:
             cfg.output = str(output)
         if overwrite:
@@ -263,28 +290,70 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
     out.print_json(json.dumps(s))
 
 
+def _split_config(config: Optional[Path], overrides: Optional[list[str]]) -> tuple[Optional[Path], list[str]]:
+    """`flanlab CMD key=value …` without a config: the first override arrived as the config argument."""
+    if config is not None and "=" in str(config) and not config.exists():
+        return None, [str(config), *(overrides or [])]
+    return config, list(overrides or [])
+
+
+def _resolved_config(cfg, base: Path) -> Path:
+    """The command line's eval config as a file every torchrun process reads (relative paths made absolute)."""
+    import yaml
+    from .utils import atomic_write_text, resolve_path
+    d = cfg.model_dump()
+    for b in d["benchmarks"]:
+        if b.get("path"):
+            b["path"] = str(resolve_path(b["path"], base).absolute())
+    if d.get("checkpoint") and resolve_path(d["checkpoint"], base).exists():
+        d["checkpoint"] = str(resolve_path(d["checkpoint"], base).absolute())
+    d["registry"]["task_files"] = [f if f.startswith("@") else str(resolve_path(f, base).absolute())
+                                   for f in d["registry"]["task_files"]]
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "eval_config.yaml", yaml.safe_dump({"eval": d}, sort_keys=False))
+    return out / "eval_config.yaml"
+
+
+def _csv(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 @app.command("eval", cls=Command)
-def evaluate(config: Path = typer.Argument(..., help="Eval YAML (top level or under 'eval:')."),
+def evaluate(config: Optional[Path] = typer.Argument(None, help="Eval YAML (top level or under 'eval:'); optional "
+                                                                "with -c and --tasks."),
+             overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. batch_tokens=65536 "
+                                                              "precision=bf16 (after CONFIG)"),
              checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c",
                                                       help="Model: a checkpoint directory, a .gguf file or a packaged "
                                                            "model's name (overrides the config's)."),
+             tasks: Optional[str] = typer.Option(None, "--tasks", help="Benchmarks, comma-separated (mmlu,bbh,tydiqa,"
+                                                                        "mgsm,gsm8k): the paper's protocol for each; "
+                                                                        "replaces the config's."),
+             shots: Optional[int] = typer.Option(None, "--shots", min=0, help="Exemplars per prompt (every benchmark)."),
+             modes: Optional[str] = typer.Option(None, "--modes", help="Promptings, comma-separated: direct,cot,cot_sc."),
+             limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Items per MMLU subject / BBH task / "
+                                                                              "language (every benchmark)."),
              output: Optional[Path] = OUTPUT_OPTION,
              nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; each loads the "
                                                                  "model and takes its share of the batches).")):
-    """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, predictions.jsonl, results.md."""
+    """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, results_lm_eval.json, predictions.jsonl,
+    results.md. `flanlab eval -c smollm2-135m --tasks mmlu --limit 2` needs no YAML."""
     from .evaluate.harness import load_benchmarks, load_eval_config, results_table, run_eval
+    config, overrides = _split_config(config, overrides)
     cfg = None
-    with guard(lambda: _resume_eval(cfg.output, _command("eval", config, checkpoint and f"-c {checkpoint}",
-                                                         output and f"-o {output}"))
+    with guard(lambda: _resume_eval(cfg.output, _command("eval", config, *overrides, checkpoint and f"-c {checkpoint}",
+                                                         tasks and f"--tasks {tasks}", output and f"-o {output}"))
                if cfg else "nothing was written"):
-        cfg = load_eval_config(config, checkpoint, output)  # validated before any process is launched
+        cfg = load_eval_config(config, checkpoint, output, overrides, tasks=_csv(tasks), shots=shots,
+                               modes=_csv(modes), limit=limit)  # validated before any process is launched
+        base = config.parent if config else Path.cwd()
         if nproc > 1:
-            load_benchmarks(cfg, file=config, base=config.parent)  # data errors said once; hub downloads made once
-            args = [*(["--checkpoint", checkpoint] if checkpoint else []),
-                    *(["--output", str(output)] if output else [])]
-            raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(config), *args))
+            load_benchmarks(cfg, file=config, base=base)  # data errors said once; hub downloads made once
+            raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(_resolved_config(cfg, base))))
         from .evaluate.progress import EvalProgress
-        res = run_eval(cfg, file=config, base=config.parent, progress=EvalProgress(log_line, console=console))
+        res = run_eval(cfg, file=config or "<command line>", base=base,
+                       progress=EvalProgress(log_line, console=console))
     out.print(results_table(res), markup=False, highlight=False)
 
 
@@ -415,7 +484,7 @@ def rescore_cmd(eval_dir: Path = typer.Argument(..., help="An evaluation output 
                                                         "section).")):
     """Score an evaluation's recorded outputs again with the current extraction and scoring rules (no model)."""
     from .evaluate.harness import load_eval_config, results_table
-    from .evaluate.rescore import rescore
+    from .experiments.rescore import rescore
     with guard(lambda: "nothing was written"):
         res = rescore(eval_dir, load_eval_config(config), file=config, base=config.parent)
     out.print(results_table(res), markup=False, highlight=False)

@@ -1,4 +1,5 @@
-"""`flanlab eval`: run benchmarks x prompting modes, write results.json, predictions.jsonl, results.md."""
+"""`flanlab eval`: run benchmarks x prompting modes, write results.json, results_lm_eval.json (lm-evaluation-harness's
+schema), predictions.jsonl, results.md."""
 from __future__ import annotations
 
 import json
@@ -10,18 +11,19 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from .. import THREADING, configure_threads
+from ..runtime import configure_threads, threading_record
 from ..config import StrictModel
 from ..utils import atomic_write_text, code_version, markdown_table, resolve_path
 from ..errors import FlanlabError
 from ..outlock import output_lock
-from ..mixture import RegistrySpec
+from ..tasks.registry import RegistrySpec
 from .benchmarks import (Benchmark, EvalItem, load_bbh, load_bigbench, load_gsm8k, load_mgsm, load_mmlu, load_synthetic,
                          load_tydiqa)
 from ..models.device import Processes, usable_precision
 from .answer_cache import model_fingerprint
 from .engine import Engine
 from .requests import GenRequest
+from .lm_eval_format import to_lm_eval
 from .scoring import (COT_PHRASES, answer_form_ok, as_number, bootstrap_ci, exact_match, extract_choice, extract_cot_answer,
                       extract_direct_answer, extract_number, f1, letter_match, majority_vote, normalized_score,
                       paper_normalized_average,
@@ -335,16 +337,52 @@ def average_line(paper: dict) -> str:
     return text + "."
 
 
-def load_eval_config(path: Path, checkpoint: str | None = None, output: str | Path | None = None) -> EvalConfig:
-    """The eval config of a file (top level or under 'eval:'), validated, with the command line's checkpoint and
-    output directory in place of the file's."""
-    from ..config import read_section, validate
-    data, sec = read_section(path, "eval")
-    cfg = validate(EvalConfig, data, file=path, prefix=sec)
+# what `flanlab eval --tasks NAME` runs for a benchmark named on the command line: the paper's protocol, as
+# lm-evaluation-harness users know it (MMLU ranked by log-likelihood of the letter, MGSM and GSM8K with CoT)
+COMMAND_LINE_BENCHMARKS = {"mmlu": {"mc_scoring": "loglik"}, "bbh": {}, "tydiqa": {}, "mgsm": {"modes": ["cot"]},
+                           "gsm8k": {"modes": ["cot"]}, "realtoxicityprompts": {}}
+
+
+def command_line_benchmarks(names: list[str], shots: int | None, modes: list[str] | None,
+                            limit: int | None) -> list[dict]:
+    """Benchmark entries for `--tasks a,b` (each with the paper's shots and protocol unless --shots/--modes say)."""
+    from ..config import did_you_mean
+    out = []
+    for name in names:
+        if name not in COMMAND_LINE_BENCHMARKS:
+            raise FlanlabError(f"unknown benchmark '{name}'{did_you_mean(name, COMMAND_LINE_BENCHMARKS)} (flanlab "
+                               "tasks list --benchmarks names them)", field="--tasks")
+        entry = {"name": name, **COMMAND_LINE_BENCHMARKS[name]}
+        out.append({**entry, **({"shots": shots} if shots is not None else {}),
+                    **({"modes": modes} if modes else {}), **({"limit": limit} if limit else {})})
+    return out
+
+
+def load_eval_config(path: Path | None, checkpoint: str | None = None, output: str | Path | None = None,
+                     overrides: list[str] | None = None, *, tasks: list[str] | None = None, shots: int | None = None,
+                     modes: list[str] | None = None, limit: int | None = None) -> EvalConfig:
+    """The eval config of a file (top level or under 'eval:'; None: the defaults), validated, then the command line
+    on top: key=value overrides, --tasks (replaces the benchmarks), --shots/--modes/--limit (every benchmark), the
+    checkpoint and the output directory."""
+    from ..config import apply_overrides, read_section, validate
+    data, sec = read_section(path, "eval") if path is not None else ({}, "")
+    cfg = validate(EvalConfig, data, file=path or "<command line>", prefix=sec)
+    if overrides:
+        cfg = validate(EvalConfig, apply_overrides(cfg.model_dump(), overrides), file="<command line>")
+    d = cfg.model_dump()
+    if tasks:
+        d["benchmarks"] = command_line_benchmarks(tasks, shots, modes, limit)
+    elif shots is not None or modes or limit:
+        d["benchmarks"] = [{**b, **({"shots": shots} if shots is not None else {}), **({"modes": modes} if modes else {}),
+                            **({"limit": limit} if limit else {})} for b in d["benchmarks"]]
     if checkpoint:
-        cfg.checkpoint, cfg.preset = checkpoint, None
+        d["checkpoint"], d["preset"] = checkpoint, None
     if output:
-        cfg.output = str(output)
+        d["output"] = str(output)
+    cfg = validate(EvalConfig, d, file="<command line>")
+    if not cfg.checkpoint and not cfg.preset and path is None:
+        raise FlanlabError("no model: give -c MODEL (a checkpoint directory, a .gguf file or a packaged model's name, "
+                           "e.g. smollm2-135m) or a config", field="--checkpoint")
     return cfg
 
 
@@ -457,7 +495,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
                     max_prompt_len=cfg.max_prompt_len, max_batch_rows=cfg.max_batch_rows, processes=procs,
                     precision=precision)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),
-               "threads": {**THREADING, "torch": threads}, "precision": precision,
+               "threads": {**threading_record(), "torch": threads}, "precision": precision,
                "benchmarks": {}, "data": {}, "notes": {}}
     all_preds = []
     t0 = time.time()
@@ -489,5 +527,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
         return results
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
+    lm_eval = to_lm_eval(results, all_preds, f"pretrained={cfg.checkpoint or cfg.preset}")
+    atomic_write_text(out / "results_lm_eval.json", json.dumps(lm_eval, indent=1, ensure_ascii=False))
     atomic_write_text(out / "results.md", results_table(results))
     return results

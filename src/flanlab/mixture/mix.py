@@ -27,42 +27,10 @@ from ..utils import publish_dir, recover_dir, resolve_path
 from ..formats import Format, render_example
 from ..tasks.model import Task
 from ..tasks.flan_list import read_flan_task_list
-from ..tasks.registry import TaskRegistry
+from ..tasks.registry import RegistrySpec, TaskRegistry  # noqa: F401 (RegistrySpec: a mixture config's field)
 from ..tasks.synthetic import DEFAULT_HELD_OUT_CATEGORIES
 from .decontaminate import DecontaminationSpec, NgramIndex, build_index
 from .flan2022 import FLAN_2022, coverage, unknown_submixture
-
-
-class RegistrySpec(StrictModel):
-    held_out_categories: list[str] = Field(default_factory=lambda: list(DEFAULT_HELD_OUT_CATEGORIES))
-    task_files: list[str] = Field(default_factory=list)
-    bigbench_tasks: list[str] = Field(default_factory=list)
-    bigbench_root: str | None = None
-    seed: int = 0
-
-    def resolved_task_files(self, base: Path | None = None) -> list[Path]:
-        """The task files, with `@flan2022` = the Flan 2022 collection: the offline sources in FLANLAB_DATA when there
-        is one (jobs/flan_tasks.yaml), else the Hub's export of the whole collection (jobs/flan_hub_tasks.yaml)."""
-        jobs = Path(__file__).resolve().parents[1] / "jobs"
-        out = []
-        for f in self.task_files:
-            if f == "@flan2022":
-                from ..datapaths import data_root
-                out.append(jobs / ("flan_tasks.yaml" if data_root() is not None else "flan_hub_tasks.yaml"))
-            else:
-                out.append(resolve_path(f, base))
-        return out
-
-    def build(self, base: Path | None = None, *, file: object = None, field: str = "registry") -> TaskRegistry:
-        try:
-            return TaskRegistry.default(self.held_out_categories, [str(f) for f in self.resolved_task_files(base)],
-                                        self.bigbench_tasks,
-                                        str(resolve_path(self.bigbench_root, base)) if self.bigbench_root else None,
-                                        seed=self.seed)
-        except FlanlabError as e:
-            if e.file is None and file is not None:  # a registry field: name the config that set it
-                raise FlanlabError(e.message, file=file, field=f"{field}.{e.field}" if e.field else field) from None
-            raise
 
 
 class FormatMix(StrictModel):

@@ -33,6 +33,10 @@ class TrainConfig(StrictModel):
     optimizer: Literal["adafactor", "adamw", "sgd"] = "adafactor"  # sgd: plain, no momentum (tests, baselines)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
+    # the learning rate after warm-up: constant (the paper's), or decayed to min_lr_ratio x lr at the last step
+    # (`steps`), linearly or along a half cosine, as transformers' get_{linear,cosine}_schedule_with_warmup
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0
     save_every: int = Field(100, gt=0)

@@ -28,6 +28,20 @@ def build_optimizer(cfg, params: list, sharded: bool = False):
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def lr_factor(schedule: str, warmup: int, total: int, min_ratio: float = 0.0):
+    """The multiplier of the base learning rate at scheduler step s (0-based): a linear warm-up over `warmup` steps
+    ((s + 1) / warmup), then constant, or decayed from 1 at the end of warm-up to `min_ratio` at step `total`."""
+    def factor(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (s - warmup) / max(1, total - warmup))
+        shape = 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return min_ratio + (1.0 - min_ratio) * shape
+    return factor
+
+
 def _like(local: torch.Tensor, param, shape: tuple[int, ...], sharded: bool):
     """A DTensor on `param`'s mesh: sharded on dim 0 like the parameter, or replicated."""
     from torch.distributed.tensor import DTensor, Replicate, Shard

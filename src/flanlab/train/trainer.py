@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import THREADING, configure_threads
+from ..runtime import configure_threads, threading_record
 from ..errors import FlanlabError
 from ..outlock import output_lock
 from ..models.build import base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
@@ -30,7 +30,7 @@ from .checkpoints import CheckpointStore, full_state_dict, rng_state
 from .config import TrainConfig
 from .data import DataStream
 from .metrics import MetricsSink, trim_metrics
-from .optim import build_optimizer
+from .optim import build_optimizer, lr_factor
 
 
 def enable_activation_checkpointing(model, kwargs: dict) -> None:
@@ -71,7 +71,9 @@ def config_fingerprint(cfg: TrainConfig) -> str:
     d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every",
                                 "threads", "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
-    for key, default in (("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
+    if cfg.lr_schedule != "constant":  # a decaying rate depends on the last step: another `steps` is another run
+        d["steps"] = cfg.steps
+    for key, default in (("lr_schedule", "constant"), ("min_lr_ratio", 0.0), ("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
                          ("precision", "fp32"), ("attention_kernel", "auto"), ("frozen_weights", "fp32")):
         if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
             d.pop(key, None)
@@ -161,7 +163,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
     summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, **stats, "params": count_params(run.model),
                "world_size": procs.world, "encoder_decoder": run.encoder_decoder, "strategy": cfg.strategy,
                "precision": cfg.precision,
-               "frozen_weights": cfg.frozen_weights, "threads": {**THREADING, "torch": threads},
+               "frozen_weights": cfg.frozen_weights, "threads": {**threading_record(), "torch": threads},
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
                # what this process holds between steps (a sharded tensor counts its local shard)
                "param_bytes_per_rank": placement.resident_bytes(run.model.parameters()),
@@ -200,8 +202,8 @@ def setup(cfg: TrainConfig, procs: Processes, store: CheckpointStore) -> TrainRu
                                 cfg.precision, cfg.attention_kernel)
     params = [p for p in model.parameters() if p.requires_grad]  # after wrapping: FSDP's sharded parameters
     opt = build_optimizer(cfg, params, sharded=placement.is_sharded(step_model))
-    warm = cfg.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.lr_schedule, cfg.warmup_steps, cfg.steps,
+                                                             cfg.min_lr_ratio))
     return TrainRun(cfg, procs, store, device, model, tok, step_model, params, opt, sched, data, encoder_decoder)
 
 
@@ -231,6 +233,7 @@ def loop(run: TrainRun, start: int, *, progress: bool, log) -> dict:
                                                run.tok.pad_id, procs.rank, procs.world, run.device)
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(run.params, cfg.max_grad_norm)
+            lr = run.opt.param_groups[0]["lr"]  # the rate this step used (the scheduler moves on below)
             run.opt.step()
             run.sched.step()
             tokens_seen += tokens
@@ -238,7 +241,7 @@ def loop(run: TrainRun, start: int, *, progress: bool, log) -> dict:
             last_loss, done = loss / targets, step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 mean, seconds = window.close(done)
-                metrics.record(done, mean, run.sched.get_last_lr()[0], window_tokens, seconds)
+                metrics.record(done, mean, lr, window_tokens, seconds)
             metrics.advance(done)
             if done % cfg.save_every == 0 or done == cfg.steps:
                 save_checkpoint(run, done)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from ..errors import FlanlabError
 from ..utils import atomic_write_text, code_version
-from .harness import EvalConfig, load_benchmarks, results_table, score_mode
-from .scoring import paper_normalized_average
+from ..evaluate.harness import EvalConfig, load_benchmarks, results_table, score_mode
+from ..evaluate.scoring import paper_normalized_average
 
 KEPT = ("seconds", "benchmark", "shots")  # result fields that describe the run, not the scoring
 
 
 def rescore(eval_dir: str | Path, cfg: EvalConfig, *, file: object, base: Path | None) -> dict:
-    from ..experiments.compare import read_eval
+    from .compare import read_eval
     eval_dir = Path(eval_dir)
     results, preds = read_eval(eval_dir)
     benches = {spec.label or spec.name: (spec, bench) for spec, bench in load_benchmarks(cfg, file, base)}
