@@ -357,6 +357,26 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="Eval YAML (top 
     out.print(results_table(res), markup=False, highlight=False)
 
 
+@app.command("export", cls=Command)
+def export_model(run: Path = typer.Argument(..., help="A `flanlab train` output or a `flanlab run` directory."),
+                 dest: Path = typer.Argument(..., help="A new directory for the export."),
+                 adapter_only: bool = typer.Option(False, "--adapter", metavar="", help="Only the PEFT adapter."),
+                 merged_only: bool = typer.Option(False, "--merged", metavar="", help="Only the merged model."),
+                 dtype: str = typer.Option("fp32", "--dtype", help="The merged model's dtype: fp32 or bf16 (half the "
+                                                                   "size; rounds part of a LoRA update away)."),
+                 hub_repo: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload to this Hub model "
+                                                                                   "repo (created private).")):
+    """Export a finetuned model: PEFT adapter + merged model (+ model card), optionally to the Hugging Face Hub."""
+    from .train.export import export, push_to_hub
+    with guard(lambda: f"the export in {dest} may be incomplete: remove it and run again"):
+        if dtype not in ("fp32", "bf16"):
+            raise FlanlabError(f"dtype '{dtype}' is not fp32 or bf16", field="--dtype")
+        report = export(run, dest, adapter=not merged_only, merged=not adapter_only, dtype=dtype)
+        if hub_repo:
+            report["hub"] = push_to_hub(dest, hub_repo)
+    out.print_json(json.dumps(report))
+
+
 def main_job() -> Path:
     """The built-in job `flanlab run` runs without a config: the real-data job when the data is there, else the one
     built from what the installed packages ship (said on the console either way)."""

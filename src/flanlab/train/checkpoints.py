@@ -127,13 +127,18 @@ class CheckpointStore:
         set_rng_state(rngs[rank % len(rngs)])
         return state["step"]
 
-    def publish_final(self, model, tok, summary: dict, state_dict: dict | None = None) -> None:
-        """`state_dict`: the full weights gathered from shards, loaded into `model` (an unsharded copy) first."""
+    def publish_final(self, model, tok, summary: dict, state_dict: dict | None = None, card: str | None = None) -> None:
+        """final/: the merged model (fp32), a LoRA run's PEFT adapter under adapter/ (the exact result), the model
+        card. `state_dict`: the full weights gathered from shards, loaded into `model` (an unsharded copy) first."""
         tmp = self.out / f".tmp-final-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         if state_dict is not None:
             model.load_state_dict(state_dict)
         save_pretrained(model, tok, tmp)
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(str(tmp / "adapter"))
+        if card:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         publish_dir(tmp, self.out / "final")
         atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=1))
 

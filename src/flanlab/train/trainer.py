@@ -21,6 +21,7 @@ import torch
 
 from ..runtime import configure_threads, threading_record
 from ..errors import FlanlabError
+from ..utils import code_version
 from ..outlock import output_lock
 from ..models.build import base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
 from ..models.device import Processes, autocast, select_device, to_device, usable_precision
@@ -293,12 +294,18 @@ def save_checkpoint(run: TrainRun, done: int) -> None:
 def publish(run: TrainRun, summary: dict) -> None:
     """final/: one HF checkpoint (FSDP's shards gathered first), written by rank 0."""
     rank = run.procs.rank
+    from .export import model_card
+    try:
+        manifest = json.loads((Path(run.cfg.mixture) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    card = model_card(run.cfg, {**summary, "code": code_version()}, manifest)
     if placement.is_sharded(run.step_model):
         weights = full_state_dict(run.step_model)
         if rank == 0:
             run.store.publish_final(build_model(run.cfg.model, seed=run.cfg.seed)[0], run.tok, summary,
-                                    state_dict=weights)
+                                    state_dict=weights, card=card)
     elif rank == 0:
-        run.store.publish_final(run.model, run.tok, summary)
+        run.store.publish_final(run.model, run.tok, summary, card=card)
     if run.procs.dist is not None:
         run.procs.dist.barrier()
