@@ -4,17 +4,34 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def writing(path: str | Path):
+    """An OSError raised while writing `path` names it (a failed write() or fsync() - a full disk, an I/O error -
+    carries no file name of its own), so the one-line error says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, f"{e.strerror or e}: cannot write", str(path)) from e
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write via a temp file + rename, so readers never see a half-written file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with writing(path), open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the old file stays as it was
+        raise
     os.replace(tmp, path)
 
 
@@ -59,7 +76,7 @@ def publish_dir(tmp: str | Path, dest: str | Path) -> None:
     tmp, dest = Path(tmp), Path(dest)
     for f in sorted(tmp.rglob("*")):
         if f.is_file():
-            with open(f, "rb") as fh:
+            with writing(f), open(f, "rb") as fh:
                 os.fsync(fh.fileno())
     for d in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
         fsync_dir(d)

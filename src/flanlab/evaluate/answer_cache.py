@@ -67,9 +67,11 @@ class DiskCache:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fh = self.path.open("a", encoding="utf-8")
-            self._fh.write("".join(json.dumps({"k": k, "v": v}) + "\n" for k, v in items))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            from ..utils import writing
+            with writing(self.path):  # a full disk: the partial line is dropped when the run resumes
+                self._fh.write("".join(json.dumps({"k": k, "v": v}) + "\n" for k, v in items))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
 
     def close(self):
         if self._fh:

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..outlock import output_lock, process_alive
-from ..utils import publish_dir, recover_dir, resolve_path
+from ..utils import publish_dir, recover_dir, resolve_path, writing
 from ..formats import Format, render_example
 from ..tasks.model import Task
 from ..tasks.flan_list import read_flan_task_list
@@ -279,6 +279,11 @@ def _contaminated(rec: dict, task: Task, ngrams: NgramIndex | None, stats: dict)
 
 
 def _write_shard(path: Path, rows: list[dict], fmt: str) -> str:
+    with writing(path):
+        return _write_shard_file(path, rows, fmt)
+
+
+def _write_shard_file(path: Path, rows: list[dict], fmt: str) -> str:
     if fmt == "jsonl":
         data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode("utf-8")
         path.write_bytes(data)
@@ -381,7 +386,8 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
             "warnings": repetition_warnings(plan), "config": cfg.model_dump(),
             **{k: written[k] for k in ("per_task", "per_format", "per_collection", "shards")},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        with writing(tmp / "manifest.json"):
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import FlanlabError
 from ..models.build import save_pretrained
-from ..utils import atomic_write_text, publish_dir, recover_dir
+from ..utils import atomic_write_text, publish_dir, recover_dir, writing
 from .safe_state import has_state, load_state, save_state
 
 
@@ -53,11 +53,16 @@ class CheckpointStore:
         tmp = self.out / f".tmp-checkpoint-{step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        if hasattr(model, "peft_config"):
-            model.save_pretrained(str(tmp / "adapter"))
-        save_pretrained(model, tok, tmp)
-        save_state({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_states,
-                    "fingerprint": self.fingerprint}, tmp)
+        try:
+            with writing(tmp):
+                if hasattr(model, "peft_config"):
+                    model.save_pretrained(str(tmp / "adapter"))
+                save_pretrained(model, tok, tmp)
+            save_state({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "rng": rng_states, "fingerprint": self.fingerprint}, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk: the half-written copy goes, the last one stays
+            raise
         publish_dir(tmp, final)
         atomic_write_text(self.out / "latest", final.name)
         self._prune()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from ..errors import FlanlabError
 
@@ -63,11 +65,12 @@ def _decode(obj, tensors: dict, where: str):
 
 def save_state(state: dict, directory: Path, name: str = "trainer_state") -> None:
     """`name`.json + `name`.safetensors in `directory` (written and fsynced; the caller publishes the directory)."""
-    from safetensors.torch import save_file
+    from ..utils import writing
     tensors: dict = {}
     tree = _encode(state, tensors)
-    save_file(tensors, str(directory / f"{name}.safetensors"))
-    with open(directory / f"{name}.json", "w", encoding="utf-8") as f:
+    with writing(directory / f"{name}.safetensors"):
+        save_file(tensors, str(directory / f"{name}.safetensors"))
+    with writing(directory / f"{name}.json"), open(directory / f"{name}.json", "w", encoding="utf-8") as f:
         json.dump({"format": FORMAT, "state": tree}, f)
         f.flush()
         os.fsync(f.fileno())
@@ -79,8 +82,6 @@ def has_state(directory: Path, name: str = "trainer_state") -> bool:
 
 def load_state(directory: Path, name: str = "trainer_state") -> dict:
     """The state `save_state` wrote; a missing, truncated or foreign file is refused with its name (FlanlabError)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
     meta, blob = directory / f"{name}.json", directory / f"{name}.safetensors"
     if not has_state(directory, name):
         pickled = directory / f"{name}.pt"
