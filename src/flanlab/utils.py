@@ -8,10 +8,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_WRITES = [0]
+
+
+def write_point() -> None:
+    """Where flanlab makes a write visible or durable. Fault injection for benchmarks/crash_consistency.py:
+    FLANLAB_KILL_AT_WRITE=k makes the process SIGKILL itself at its k-th write point (kills land inside checkpoint,
+    manifest and cache writes, not only between them); FLANLAB_COUNT_WRITES=FILE records how many there were."""
+    kill_at, count_to = os.environ.get("FLANLAB_KILL_AT_WRITE"), os.environ.get("FLANLAB_COUNT_WRITES")
+    if kill_at is None and count_to is None:
+        return
+    _WRITES[0] += 1
+    if count_to:
+        with open(count_to, "w") as f:
+            f.write(str(_WRITES[0]))
+    if kill_at is not None and _WRITES[0] == int(kill_at):
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextmanager
 def writing(path: str | Path):
     """An OSError raised while writing `path` names it (a failed write() or fsync() - a full disk, an I/O error -
     carries no file name of its own), so the one-line error says which file could not be written."""
+    write_point()
     try:
         yield
     except OSError as e:
@@ -80,13 +100,16 @@ def publish_dir(tmp: str | Path, dest: str | Path) -> None:
                 os.fsync(fh.fileno())
     for d in [tmp, *(d for d in tmp.rglob("*") if d.is_dir())]:
         fsync_dir(d)
+    write_point()
     if not dest.exists():
         os.rename(tmp, dest)
     elif _exchange(tmp, dest):
+        write_point()
         shutil.rmtree(tmp, ignore_errors=True)  # now holds the old directory
     else:
         old = _aside(dest)
         os.rename(dest, old)
+        write_point()
         os.rename(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
     fsync_dir(dest.parent)
