@@ -25,7 +25,8 @@ BASE_ENV = dict(os.environ)
 
 CHILD = r"""
 import sys, time, torch
-from flanlab.evaluate.engine import Engine, GenRequest
+from flanlab.evaluate.engine import Engine
+from flanlab.evaluate.requests import GenRequest
 from flanlab.models.build import ModelSpec, build_model
 model, tok = build_model(ModelSpec(checkpoint="smollm2-135m"))
 model.eval(); model.config.use_cache = True

@@ -9,7 +9,8 @@ def test_checkpoint_with_its_own_tokenizer(tmp_path):
     trained on a mixture with the checkpoint's tokenizer, and decoded by the eval engine."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-    from flanlab.evaluate.engine import Engine, GenRequest
+    from flanlab.evaluate.engine import Engine
+    from flanlab.evaluate.requests import GenRequest
     from flanlab.mixture import MixConfig, build_mixture
     from flanlab.models.build import ModelSpec, build_config, build_model
     from flanlab.models.tokenizer import HFTokenizer

@@ -151,14 +151,14 @@ def test_errors_keep_brackets_and_name_full_field_paths(tmp_path):
 
 def test_unknown_names_suggest_the_nearest(tmp_path):
     code, text = cli("tasks", "show", "reverse_word:animal")
-    assert code == 2 and "did you mean reverse_word:animals" in text
+    assert code == 2 and "did you mean 'reverse_word:animals'" in text
     cfg = write(tmp_path / "t.yaml", "train: {mixture: x, model: {preset: t5-5n}}\n")
     code, text = cli("train", cfg)
-    assert code == 2 and "t.yaml: field 'train.model.preset'" in text and "did you mean t5-5m" in text
+    assert code == 2 and "t.yaml: field 'train.model.preset'" in text and "did you mean 't5-5m'" in text
     code, text = cli("train", write(tmp_path / "u.yaml", "train: {mixture: x}\n"), "model.preset=t5-5mm")
     assert code == 2 and "<command line>: field 'model.preset'" in text
     from flanlab.models.build import build_config
-    with pytest.raises(FlanlabError, match="did you mean t5-5m"):
+    with pytest.raises(FlanlabError, match="did you mean 't5-5m'"):
         build_config("t5-5n")
 
 

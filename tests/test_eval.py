@@ -6,7 +6,8 @@ import torch
 
 from flanlab.errors import FlanlabError
 from flanlab.evaluate.benchmarks import GSM_EXEMPLARS, load_bbh, load_gsm8k, load_mgsm, load_mmlu, load_tydiqa, parse_bbh_cot_prompt
-from flanlab.evaluate.engine import Engine, GenRequest
+from flanlab.evaluate.engine import Engine
+from flanlab.evaluate.requests import GenRequest
 from flanlab.evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, canonical, run_eval
 from flanlab.evaluate.scoring import (bootstrap_ci, exact_match, extract_cot_answer, extract_number, f1, majority_vote,
                                       normalized_average, normalized_score)
@@ -278,7 +279,7 @@ def test_eval_bad_config_names_field(tmp_path, monkeypatch):
 
 
 def test_unreadable_cache_lines_are_said_once(tmp_path):
-    from flanlab.evaluate.engine import DiskCache
+    from flanlab.evaluate.answer_cache import DiskCache
     f = tmp_path / "cache.jsonl"
     f.write_text('{"k": "a", "v": 1}\n{"k": "b", "v"\n{"x": 2}\n{"k": "c", "v": 3}\n')
     with pytest.warns(UserWarning, match="2 unreadable cache line"):

@@ -82,3 +82,23 @@ def test_export_refuses_a_non_empty_destination_and_an_offline_push_is_one_line(
     with pytest.raises(FlanlabError) as ei:
         push_to_hub(tmp_path / "x", "someone/flan-model")
     assert "someone/flan-model" in ei.value.message and "\n" not in ei.value.message
+
+
+def test_chat_template_training_wraps_inputs_as_a_user_turn_and_scores_the_assistant_turn(lora_run, tmp_path):
+    """The same wrapping as `chat_template: true` evaluation; loss on the assistant turn only; a tokenizer without
+    a template is refused by name."""
+    from flanlab.models.tokenizer import ByteTokenizer, load_tokenizer
+    from flanlab.train.packing import tokenize_pair
+    tok = load_tokenizer(lora_run / "base")
+    tok.tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+                             "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    ex = tokenize_pair(tok, "Name a prime.", "7", 256, 64, False, chat=True)
+    assert tok.decode(ex.inputs).replace(" ", "").startswith("<|user|>Nameaprime.")
+    assert tok.decode(ex.inputs).endswith("<|assistant|>") or "assistant" in tok.decode(ex.inputs[-6:])
+    assert ex.targets == tok.encode("7") + [tok.eos_id]  # the loss is on these tokens only (packing keeps that)
+    plain = tokenize_pair(tok, "Name a prime.", "7", 256, 64, False)
+    assert plain.inputs != ex.inputs and plain.targets == ex.targets
+    with pytest.raises(FlanlabError, match="no chat template"):
+        tokenize_pair(ByteTokenizer(), "x", "y", 64, 64, False, chat=True)
+    from flanlab.train.trainer import TrainConfig, config_fingerprint
+    assert config_fingerprint(TrainConfig(chat_template=True)) != config_fingerprint(TrainConfig())

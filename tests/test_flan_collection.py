@@ -180,7 +180,7 @@ def test_unknown_submixture_is_named_with_a_suggestion(tmp_path):
     with pytest.raises(FlanlabError) as e:
         validate(MixConfig, data, file=f, prefix=sec)
     msg = str(e.value)
-    assert str(f) in msg and "mix.collections[0].flan_submixture" in msg and "did you mean t0sf" in msg
+    assert str(f) in msg and "mix.collections[0].flan_submixture" in msg and "did you mean 't0sf'" in msg
 
 
 def test_failed_mix_leaves_the_existing_mixture_alone(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from flanlab.errors import FlanlabError
-from flanlab.evaluate.engine import Engine, GenRequest
+from flanlab.evaluate.engine import Engine
+from flanlab.evaluate.requests import GenRequest
 from flanlab.models import checkpoint as ckpt
 
 from test_real_data import DATA

@@ -219,7 +219,7 @@ def test_rtp_bad_input_fails_before_generation(tmp_path):
 
 def test_nucleus_keeps_the_smallest_set_reaching_p():
     import torch
-    from flanlab.evaluate.engine import nucleus
+    from flanlab.evaluate.decoding import nucleus
     lg = torch.log(torch.tensor([0.15, 0.5, 0.05, 0.3]))
     kept = lambda p: torch.isfinite(nucleus(lg, p)).tolist()  # noqa: E731
     assert kept(0.9) == [True, True, False, True]  # 0.5 + 0.3 = 0.8 < 0.9: 0.15 joins; 0.05 stays out

@@ -264,10 +264,8 @@ def mix_summary(man: dict) -> list[str]:
 
 
 def _torchrun(nproc: int, module: str, *args: str) -> int:
-    """Run `python -m module args` in `nproc` processes on this machine (torchrun); its exit code."""
-    import subprocess
-    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                            "--standalone", "-m", module, *args])
+    from .runtime import torchrun
+    return torchrun(nproc, module, *args)
 
 
 NPROC_HELP = "Processes (DDP/FSDP via torchrun; gloo on CPU); at least 1."

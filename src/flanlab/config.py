@@ -79,10 +79,13 @@ def _inner_model(annotation: Any) -> Any:
     return annotation
 
 
-def did_you_mean(name: str, known) -> str:
+def did_you_mean(name: str, known, *, n: int = 1, cutoff: float = 0.6, otherwise: str | None = None) -> str:
+    """"; did you mean 'x'?" for the closest of `known` (up to n), else `otherwise` (default: "; known: a, b, ...")."""
     import difflib
-    near = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    return f"; did you mean '{near[0]}'?" if near else f"; known: {', '.join(sorted(known))}"
+    near = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    if near:
+        return "; did you mean " + ", ".join(f"'{x}'" for x in near) + "?"
+    return otherwise if otherwise is not None else f"; known: {', '.join(sorted(map(str, known)))}"
 
 
 def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: str = "") -> T:
@@ -160,10 +163,3 @@ def read_section(path: str | Path, name: str) -> tuple[Any, str]:
     return data, ""
 
 
-def load_config(model: Type[T], path: str | Path, *, section: str | None = None) -> T:
-    data = read_yaml(path)
-    if section is not None:
-        if not isinstance(data, dict) or section not in data:
-            raise FlanlabError("missing section", file=path, field=section)
-        data = data[section]
-    return validate(model, data, file=path, prefix=section or "")

@@ -49,3 +49,11 @@ def configure_threads(threads: int | None = None) -> int:
     n = threads or min(torch.get_num_threads(), _usable_cores())
     torch.set_num_threads(n)
     return n
+
+
+def torchrun(nproc: int, module: str, *args: str) -> int:
+    """Run `python -m module args` in `nproc` processes on this machine (torchrun, standalone); its exit code."""
+    import subprocess
+    import sys
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                            "--standalone", "-m", module, *map(str, args)])

@@ -30,7 +30,6 @@ from .kv_cache import PrefixLM
 from .planning import Planner, shared_prefix_groups
 from .requests import GenRequest, Unit, cache_payload
 
-__all__ = ["Engine", "GenRequest", "Unit", "DiskCache", "model_fingerprint", "nucleus", "shared_prefix_groups"]
 
 
 class Engine:

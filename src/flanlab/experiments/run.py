@@ -70,13 +70,11 @@ def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> dict:
     """Train in this process, or in `nproc` torchrun processes from the resolved config written beside the output."""
     if nproc <= 1:
         return train(cfg, progress=progress, log=log)
-    import subprocess
-    import sys
     import yaml
+    from ..runtime import torchrun
     path = Path(cfg.output).parent / "train_config.yaml"
     path.write_text(yaml.safe_dump({"train": cfg.model_dump()}, sort_keys=False))
-    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                            "--standalone", "-m", "flanlab.train.launch", str(path)])
+    code = torchrun(nproc, "flanlab.train.launch", str(path))
     if code:
         raise FlanlabError(f"training in {nproc} processes failed (exit code {code}; its output is above)",
                            file=path)

@@ -37,10 +37,8 @@ COT_PREFIXES = ("cot_", "stream_")  # the list's CoT datasets: cot_gsm8k, stream
 
 
 def unknown_submixture(name: str) -> str:
-    import difflib
-    near = difflib.get_close_matches(name, list(FLAN_2022), n=1, cutoff=0.5)
-    hint = f"did you mean {near[0]}? " if near else ""
-    return f"unknown Flan 2022 submixture '{name}'; {hint}known: {', '.join(FLAN_2022)}"
+    from ..config import did_you_mean
+    return f"unknown Flan 2022 submixture '{name}'{did_you_mean(name, FLAN_2022, cutoff=0.5)}"
 
 
 def list_name(unit: str, names: set[str]) -> str | None:

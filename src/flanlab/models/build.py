@@ -50,10 +50,9 @@ class ModelSpec(StrictModel):
 
 
 def unknown_preset(name: str) -> str:
-    import difflib
-    near = difflib.get_close_matches(name, list(PRESETS), n=2, cutoff=0.5)
-    hint = f"did you mean {', '.join(near)}? " if near else ""
-    return f"unknown preset '{name}'; {hint}presets: {', '.join(PRESETS)}"
+    from ..config import did_you_mean
+    return f"unknown preset '{name}'{did_you_mean(name, PRESETS, n=2, cutoff=0.5, otherwise='')}; presets: " \
+        f"{', '.join(PRESETS)}"
 
 
 def base_model(model):

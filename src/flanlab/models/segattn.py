@@ -6,7 +6,7 @@ Lq*Lk against sum(qi*ki)). Here every segment is gathered out of the token strea
 slots of similar length are batched together (length buckets chosen by a small dynamic program that
 trades padding against the fixed cost of a call; each bucket is padded only to its own longest
 segment), attention runs per bucket with key padding / causal masks, and the outputs are scattered
-back. packing.py runs the rest of the model on the rows' tokens laid end to end without padding
+back. models/packed.py runs the rest of the model on the rows' tokens laid end to end without padding
 (one [1, T] stream), so no layer computes anything for padding.
 
 T5's relative position bias only depends on key - query distance, so the bias a segment needs is the

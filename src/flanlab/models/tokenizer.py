@@ -9,14 +9,14 @@ from pathlib import Path
 
 class ByteTokenizer:
     pad_id, eos_id, unk_id = 0, 1, 2
-    offset = 3
+    offset = 3  # ids below are the specials; byte b is id b + offset
     vocab_size = 384  # 3 specials + 256 bytes + 125 unused extra ids, as ByT5
     name = "byte"
     bos: list[int] = []  # tokens put before a decoder-only context (none)
     _warned = False  # undecodable ids were reported
 
     def encode(self, text: str) -> list[int]:
-        return [b + 3 for b in text.encode("utf-8")]
+        return [b + self.offset for b in text.encode("utf-8")]
 
     def encode_many(self, texts: list[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
@@ -31,7 +31,7 @@ class ByteTokenizer:
             logging.getLogger("flanlab").info(
                 "byte tokenizer: the model generated ids past the 256 bytes (ByT5's unused extra ids, e.g. %s); they "
                 "stand for no text and are dropped (said once per tokenizer)", [i for i in ids if i >= 259][:5])
-        return bytes(i - 3 for i in ids if 3 <= i < 259).decode("utf-8", errors="ignore")
+        return bytes(i - self.offset for i in ids if self.offset <= i < 256 + self.offset).decode("utf-8", errors="ignore")
 
     def chat_prompt(self, text: str) -> str:
         from ..errors import FlanlabError

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..config import StrictModel, read_yaml, validate
+from ..config import StrictModel, did_you_mean, read_yaml, validate
 from ..errors import FlanlabError
 from ..utils import resolve_path
 from .model import Dataset, Task, TaskCategory, Template
@@ -226,9 +226,7 @@ class TaskRegistry:
 
     def __getitem__(self, name: str) -> Task:
         if name not in self._tasks:
-            import difflib
-            near = difflib.get_close_matches(name, list(self._tasks), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(near)}?" if near else " (flanlab tasks list shows them all)"
+            hint = did_you_mean(name, self._tasks, n=3, cutoff=0.5, otherwise=" (flanlab tasks list shows them all)")
             raise FlanlabError(f"unknown task '{name}'{hint}", field="task")
         return self._tasks[name]
 

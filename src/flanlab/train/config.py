@@ -36,6 +36,9 @@ class TrainConfig(StrictModel):
     # the learning rate after warm-up: constant (the paper's), or decayed to min_lr_ratio x lr at the last step
     # (`steps`), linearly or along a half cosine, as transformers' get_{linear,cosine}_schedule_with_warmup
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    # decoder-only chat models: each example's inputs as one user turn of the tokenizer's chat template, the target
+    # as the assistant's turn (loss on it only); evaluate with the eval config's chat_template: true to match
+    chat_template: bool = False
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
     weight_decay: float = 0.0
     max_grad_norm: float | None = 1.0

@@ -21,7 +21,7 @@ class DataStream:
         if not recs:
             raise FlanlabError("mixture has no examples", file=cfg.mixture)
         self.examples = [tokenize_pair(tok, r["inputs"], r["targets"], cfg.max_input_len, cfg.max_target_len,
-                                       encoder_decoder) for r in recs]
+                                       encoder_decoder, cfg.chat_template) for r in recs]
         self.rows_per_step = cfg.batch_size * cfg.grad_accum
         self._rows: tuple[int, list] | None = None  # (epoch, rows): one epoch in memory
         self._steps_in_epoch: dict[int, int] = {}  # epoch -> whole steps it holds

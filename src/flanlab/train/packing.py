@@ -7,10 +7,14 @@ from ..models.packed import Tokenized
 
 
 def tokenize_pair(tok, inputs: str, targets: str, max_input_len: int, max_target_len: int,
-                  encoder_decoder: bool) -> Tokenized:
-    """Inputs keep their end (the query sits last in few-shot prompts); targets keep their start."""
+                  encoder_decoder: bool, chat: bool = False) -> Tokenized:
+    """Inputs keep their end (the query sits last in few-shot prompts); targets keep their start. `chat`: the inputs
+    are one user turn of the tokenizer's chat template and the target is the assistant's turn, ended by the
+    tokenizer's eos (a chat model's end-of-turn token) - what `chat_template: true` evaluation prompts."""
     if encoder_decoder:
         inp = tok.encode(inputs)[-(max_input_len - 1):] + [tok.eos_id]
+    elif chat:
+        inp = tok.bos + tok.encode(tok.chat_prompt(inputs))[-(max_input_len - len(tok.bos)):]
     else:  # the context as evaluation builds it: the tokenizer's BOS (if any), inputs, the format's delimiter
         inp = tok.bos + tok.encode(inputs + TARGET_DELIMITER)[-(max_input_len - len(tok.bos)):]
     tgt = tok.encode(targets)[: max_target_len - 1] + [tok.eos_id]

@@ -74,7 +74,7 @@ def config_fingerprint(cfg: TrainConfig) -> str:
     d["mixture"] = _mixture_identity(cfg.mixture)
     if cfg.lr_schedule != "constant":  # a decaying rate depends on the last step: another `steps` is another run
         d["steps"] = cfg.steps
-    for key, default in (("lr_schedule", "constant"), ("min_lr_ratio", 0.0), ("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
+    for key, default in (("chat_template", False), ("lr_schedule", "constant"), ("min_lr_ratio", 0.0), ("group_by_length", False), ("segment_attention", True), ("fused_gelu", True),
                          ("precision", "fp32"), ("attention_kernel", "auto"), ("frozen_weights", "fp32")):
         if d.get(key) == default:  # added later: hashed only when not the default, so earlier runs stay cached
             d.pop(key, None)

@@ -11,7 +11,6 @@ from ...errors import FlanlabError
 from ...utils import read_text
 from ..model import SPLITS, Example, ListSource, content_key, hash_split
 
-SPECIAL = ("answer", "options", "rationale")
 
 
 def read_parquet(path: Path):
