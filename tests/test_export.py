@@ -93,8 +93,9 @@ def test_chat_template_training_wraps_inputs_as_a_user_turn_and_scores_the_assis
     tok.tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
                              "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     ex = tokenize_pair(tok, "Name a prime.", "7", 256, 64, False, chat=True)
-    assert tok.decode(ex.inputs).replace(" ", "").startswith("<|user|>Nameaprime.")
-    assert tok.decode(ex.inputs).endswith("<|assistant|>") or "assistant" in tok.decode(ex.inputs[-6:])
+    rendered = tok.chat_prompt("Name a prime.")  # what `chat_template: true` evaluation prompts with
+    assert rendered == "<|user|>Name a prime.</s><|assistant|>"
+    assert ex.inputs == tok.bos + tok.encode(rendered)
     assert ex.targets == tok.encode("7") + [tok.eos_id]  # the loss is on these tokens only (packing keeps that)
     plain = tokenize_pair(tok, "Name a prime.", "7", 256, 64, False)
     assert plain.inputs != ex.inputs and plain.targets == ex.targets

@@ -192,3 +192,20 @@ def test_samples_share_one_prefill_counted_on_the_model(smollm):
     prefills = [s for s in calls if s[1] > 1]
     assert prefills == [(1, len(tok.encode(r.prompt)))]  # the prompt ran once, for all 4 samples
     assert all(s == (4, 1) or s[0] < 4 for s in calls if s[1] == 1)
+
+
+@needs_wheel
+@pytest.mark.skipif(not (DATA / "mmlu").is_dir(), reason="needs ../shared/data (MMLU prompts)")
+def test_batched_tokenization_gives_the_ids_of_one_by_one_calls_on_mmlu_prompts(smollm):
+    """The engine tokenizes a benchmark's (context, continuation) strings in one batched call: it must give the
+    same ids as encoding each string alone (what lm-eval does), on real 5-shot MMLU prompts."""
+    from flanlab.evaluate.benchmarks import load_mmlu
+    from flanlab.evaluate.loglik import encode_pair, encode_pairs
+    _, tok = smollm
+    items = load_mmlu(DATA / "mmlu", 5, ["high_school_european_history", "abstract_algebra", "virology"], 40).items
+    texts = [it.prompts["direct"] for it in items]
+    assert tok.encode_many(texts) == [tok.encode(t) for t in texts]
+    pairs = [(t.rstrip() + " ", o) for t in texts for o in ("A", "B", "C", "D")]
+    one = lambda text, truncate=False: tok.bos + tok.encode(text)  # noqa: E731
+    assert encode_pairs(lambda ts: [tok.bos + ids for ids in tok.encode_many(ts)], pairs) == \
+        [encode_pair(one, c, o) for c, o in pairs]

@@ -47,6 +47,10 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, gt=0)
     resume: bool = True
     tensorboard: bool = True
+    # Weights & Biases (pip install "flanlab[wandb]"): every logged step, resumed runs continue the same W&B run;
+    # WANDB_MODE=offline writes it locally. metrics.jsonl is written either way
+    wandb: bool = False
+    wandb_project: str = "flanlab"
     max_examples: int | None = None
     threads: int | None = None
     # recompute each block's activations in the backward pass: less memory (longer rows, bigger models), ~30% more time

@@ -1,5 +1,5 @@
-"""Where training metrics go: metrics.jsonl (one line per logged step), TensorBoard if installed, and either a
-progress bar (on a terminal) or periodic log lines (piped / logged)."""
+"""Where training metrics go: metrics.jsonl (one line per logged step, always), TensorBoard if installed, Weights &
+Biases if asked for, and either a progress bar (on a terminal) or periodic log lines (piped / logged)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,25 @@ import time
 from pathlib import Path
 
 
+def _wandb_run(out: Path, project: str, config: dict | None):
+    """A W&B run for this training output: its id is derived from the output, so a resumed run logs into the same
+    one (resume="allow"); files under out/wandb."""
+    try:
+        import wandb
+    except ModuleNotFoundError:
+        from ..errors import FlanlabError
+        raise FlanlabError('wandb: true needs Weights & Biases: pip install "flanlab[wandb]"', field="wandb") from None
+    import hashlib
+    run_id = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    return wandb.init(project=project, id=run_id, resume="allow", dir=str(out), config=config or {},
+                      name=out.name, reinit="finish_previous")
+
+
 class MetricsSink:
     def __init__(self, out: Path, *, enabled: bool, tensorboard: bool, progress: bool, total: int, start: int,
-                 log=lambda message: None):
+                 log=lambda message: None, wandb_project: str | None = None, config: dict | None = None):
         self.enabled, self.log, self.total, self.start = enabled, log, total, start
+        self.wandb = _wandb_run(out, wandb_project, config) if enabled and wandb_project else None
         self.t0 = time.time()
         self.file = open(out / "metrics.jsonl", "a") if enabled else None
         self.writer = None
@@ -40,6 +55,8 @@ class MetricsSink:
             self.file.close()
         if self.writer:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
     def record(self, step: int, loss: float, lr: float, tokens: float, seconds: float) -> None:
         """One logged step: mean target-token loss and non-pad tokens/s over the window since the last record."""
@@ -53,6 +70,8 @@ class MetricsSink:
         if self.writer:
             self.writer.add_scalar("loss", rec["loss"], step)
             self.writer.add_scalar("tokens_per_s", rec["tokens_per_s"] or 0, step)
+        if self.wandb is not None:
+            self.wandb.log({"loss": rec["loss"], "lr": lr, "tokens_per_s": rec["tokens_per_s"] or 0}, step=step)
         self.bar.update(self.task, loss=f"{rec['loss']:.4f}", tps=f"{rec['tokens_per_s'] or 0:,.0f}")
         if self.lines:
             eta = (time.time() - self.t0) / (step - self.start) * (self.total - step)

@@ -69,7 +69,7 @@ def _mixture_identity(path: str) -> str:
 
 
 def config_fingerprint(cfg: TrainConfig) -> str:
-    d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "save_every", "keep_checkpoints", "log_every",
+    d = cfg.model_dump(exclude={"output", "resume", "tensorboard", "wandb", "wandb_project", "save_every", "keep_checkpoints", "log_every",
                                 "threads", "steps", "mixture", "gradient_checkpointing", "strategy", "device"})
     d["mixture"] = _mixture_identity(cfg.mixture)
     if cfg.lr_schedule != "constant":  # a decaying rate depends on the last step: another `steps` is another run
@@ -227,7 +227,8 @@ def loop(run: TrainRun, start: int, *, progress: bool, log) -> dict:
     cfg, procs = run.cfg, run.procs
     window, tokens_seen, last_loss = LossWindow(start), 0, float("nan")
     with MetricsSink(run.store.out, enabled=procs.rank == 0, tensorboard=cfg.tensorboard, progress=progress,
-                     total=cfg.steps, start=start, log=log) as metrics:
+                     total=cfg.steps, start=start, log=log, wandb_project=cfg.wandb_project if cfg.wandb else None,
+                     config=cfg.model_dump(mode="json")) as metrics:
         for step in range(start, cfg.steps):
             run.opt.zero_grad(set_to_none=True)
             loss, targets, tokens = train_step(run.step_model, run.data.step_rows(step), cfg, run.encoder_decoder,
