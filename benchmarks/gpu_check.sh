@@ -29,7 +29,7 @@ $PY -m flanlab mix examples/mix.yaml total_examples=2000 -o "$WORK/mix" --no-pro
 train_json() {  # model, output
   $PY -m flanlab train examples/train.yaml mixture="$WORK/mix" output="$WORK/$2" steps=$STEPS batch_size=8 \
     model.checkpoint="$1" model.preset=null 'model.lora={r: 16}' precision=bf16 device=$DEVICE tensorboard=false \
-    save_every=1000 --no-progress 2>/dev/null | tail -n +1
+    save_every=1000 --no-progress 2>/dev/null
 }
 smol=$(train_json smollm2-135m smol || echo '{}')
 gemma='{}'
@@ -64,7 +64,13 @@ tail = Path(work, "tests.txt").read_text().strip().splitlines()[-1:]
 res_file = Path(work, "eval", "results.json")
 ev = json.loads(res_file.read_text()) if res_file.is_file() else {}
 items = sum(r["n"] for m in ev.get("benchmarks", {}).values() for r in m.values())
-last = lambda s: json.loads(s.strip().splitlines()[-1]) if s.strip() else {}
+def last(s):  # the train command's summary JSON (stdout), or {} when it failed
+    try:
+        d = json.loads(s)
+    except ValueError:
+        return {"error": s.strip()[-300:]}
+    return {k: d.get(k) for k in ("steps", "final_loss", "seconds", "precision", "train_tokens_this_run")} | (
+        {"tokens_per_second": round(d["train_tokens_this_run"] / d["seconds"], 1)} if d.get("seconds") else {})
 doc = {"command": "bash benchmarks/gpu_check.sh", "dry_run_on_cpu": dry == "1", "device": device,
        "code": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
        "tests": {"exit": int(tests_rc), "summary": tail},

@@ -57,7 +57,7 @@ def to_lm_eval(results: dict, predictions: list[dict], model_args: str) -> dict:
             for g in subtasks:
                 name = prefix + g
                 mean, se = _stats(groups[g])
-                out["results"][name] = {"alias": f" - {name}", key: mean, se_key: se}
+                out["results"][name] = {"alias": name, key: mean, se_key: se}
                 _describe(out, name, res, metric, len(groups[g]))
             mean, se = _stats(every)
             entry = {"alias": group, key: mean, se_key: se}
