@@ -71,7 +71,7 @@ def _json_without(path: Path, drop: tuple[str, ...]) -> object:
 
 
 TIMING = ("seconds", "examples_per_second", "index_seconds", "created", "elapsed", "tokens_per_second", "wall_seconds",
-          "engine", "threads", "code", "timing", "summary")
+          "engine", "threads", "code", "timing", "summary", "output")  # "output": each run writes to its own folder
 
 
 def same_mixture(a: Path, b: Path) -> bool:

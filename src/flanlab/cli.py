@@ -275,10 +275,12 @@ NPROC_HELP = "Processes (DDP/FSDP via torchrun; gloo on CPU); at least 1."
 def train(config: Path = typer.Argument(..., help="Training YAML (top level or under 'train:')."),
           nproc: int = typer.Option(1, "--nproc", min=1, help=NPROC_HELP),
           no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar."),
+          output: Optional[Path] = OUTPUT_OPTION,
           overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. steps=100 model.preset=t5-5m")):
     """Finetune a model on a mixture (packed, loss on targets only, resumable)."""
     from .train.trainer import load_train_config, train as run_train
     cfg = None
+    overrides = [*(overrides or []), *([f"output={output}"] if output else [])]  # -o as in mix and eval
     with guard(lambda: _resume_train(cfg.output, _command("train", config, *(overrides or [])))
                if cfg else "nothing was written"):
         cfg = load_train_config(config, overrides)  # validated before any process is launched
