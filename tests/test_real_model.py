@@ -48,6 +48,28 @@ def test_packaged_model_not_installed_says_how(monkeypatch):
         ckpt.resolve_checkpoint("tiny-x")
 
 
+@pytest.mark.parametrize("cut", ["magic", "header", "key_values", "tensor_data", "last_byte", "not_gguf"])
+def test_a_truncated_or_foreign_gguf_is_named_before_transformers_reads_it(tmp_path, monkeypatch, cut):
+    gguf = pytest.importorskip("gguf")
+    from typer.testing import CliRunner
+    from flanlab.cli import app
+    monkeypatch.setenv("FLANLAB_CACHE", str(tmp_path / "cache"))
+    w = gguf.GGUFWriter(str(tmp_path / "whole.gguf"), "llama")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.ones((64, 64), np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    whole = (tmp_path / "whole.gguf").read_bytes()
+    body = {"magic": whole[:3], "header": whole[:20], "key_values": whole[:60], "tensor_data": whole[:-5000],
+            "last_byte": whole[:-1], "not_gguf": b"PK\x03\x04" + whole[4:]}[cut]
+    (tmp_path / "m.gguf").write_bytes(body)
+    (tmp_path / "e.yaml").write_text(f"checkpoint: {tmp_path / 'm.gguf'}\noutput: {tmp_path / 'out'}\n")
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "e.yaml")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    expected = "not a GGUF file" if cut == "not_gguf" else "truncated"
+    assert f"m.gguf: field 'checkpoint': {expected}" in r.output, r.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "models").exists()
+
+
 def test_a_gguf_of_an_architecture_transformers_cannot_load_is_refused_with_exit_2(tmp_path, monkeypatch):
     gguf = pytest.importorskip("gguf")
     from typer.testing import CliRunner

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FlanlabError
+from .gguf_check import validate_gguf
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,8 @@ def convert_gguf(path: Path, field: str = "model.checkpoint") -> Path:
     """Dequantize a GGUF file once into <cache>/models/<stem>-<digest>/ (safetensors + tokenizer)."""
     out = cache_root() / "models" / f"{path.stem}-{_file_digest(path)}"
     if (out / "config.json").is_file():
-        return out
+        return out  # converted from a file with this content, which was validated then
+    validate_gguf(path, field)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
     hf_logging.disable_progress_bar()
