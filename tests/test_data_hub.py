@@ -2,7 +2,6 @@
 dataset's published schema (tests/hubcache.py, made from ../shared/data), read through the real code path with
 HF_HUB_OFFLINE=1 and HF_HOME pointing at it. No stand-in loader."""
 import json
-import os
 import shutil
 import sys
 from pathlib import Path

@@ -341,7 +341,7 @@ def test_rescore_applies_the_current_rules_to_recorded_outputs(tmp_path):
     assert after[cot]["answer"] == gold and after[cot]["score"] == 1.0 and len(after) == len(lines)
     res = json.loads((tmp_path / "e" / "results.json").read_text())["benchmarks"]["synthetic"]["cot"]
     assert "unparsed_pct" in res and "no_answer_pct" in res
-    (tmp_path / "other.yaml").write_text(f"eval: {{preset: t5-1m, benchmarks: [{{name: synthetic, tasks: [held_out], "
+    (tmp_path / "other.yaml").write_text("eval: {preset: t5-1m, benchmarks: [{name: synthetic, tasks: [held_out], "
                                          "limit: 1, modes: [direct, cot]}]}\n")
     code, text = cli("rescore", tmp_path / "e", tmp_path / "other.yaml")
     assert code == 2 and "not the config this evaluation ran" in text

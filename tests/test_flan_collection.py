@@ -1,5 +1,5 @@
 """The Flan 2022 collection path: rendered (prompt/completion) sources incl. the hub export layout, CoT data with
-CoT templates, Flan submixture caps/rates and coverage, n-gram decontamination against benchmark files,
+CoT templates, Flan submixture caps/rates and coverage (decontamination: test_decontaminate.py),
 exemplar-only prompts, lengths in a tokenizer's tokens, and the errors of bad input."""
 import json
 from pathlib import Path
@@ -14,7 +14,6 @@ from flanlab.datapaths import data_root
 from flanlab.errors import FlanlabError
 from flanlab.formats import Format, parse_format, render_example
 from flanlab.mixture import CollectionSpec, MixConfig, build_mixture, read_mixture
-from flanlab.mixture.decontaminate import DecontaminationSpec, NgramIndex, build_index
 from flanlab.mixture.flan2022 import FLAN_2022
 from flanlab.tasks.model import Example, Template
 from flanlab.tasks.registry import TaskRegistry, load_task_file
@@ -197,81 +196,6 @@ def test_failed_mix_leaves_the_existing_mixture_alone(tmp_path):
     assert not list(tmp_path.glob(".mix.partial-*"))
 
 
-# ---------------------------------------------------------------------------- n-gram decontamination
-
-QUESTION = ("A farmer has seventeen sheep and all but nine run away through the broken gate near the river, "
-            "how many sheep are left in the field")
-
-
-def planted_benchmarks(tmp_path: Path) -> DecontaminationSpec:
-    gsm = tmp_path / "gsm8k"
-    gsm.mkdir()
-    (gsm / "test.jsonl").write_text(json.dumps({"question": QUESTION, "answer": "17 - 8 = 9\n#### 9"}) + "\n")
-    bbh = tmp_path / "bbh"
-    bbh.mkdir()
-    (bbh / "short.json").write_text(json.dumps({"examples": [
-        {"input": "alpha beta gamma delta epsilon zeta eta theta", "target": "x"},  # 8 words: indexed whole
-        {"input": "too short to mean anything", "target": "y"}]}))  # 5 words: not indexed
-    return DecontaminationSpec(benchmarks=[{"name": "gsm8k", "path": str(gsm)}, {"name": "bbh", "path": str(bbh)}])
-
-
-def test_ngram_index_matches_13_word_overlaps_and_whole_short_items(tmp_path):
-    index = build_index(planted_benchmarks(tmp_path))
-    words = QUESTION.split()
-    assert index.match("Intro. " + " ".join(words[3:16]) + " and more") == "gsm8k"  # 13 words, mid-text
-    assert index.match(" ".join(words[3:15])) is None  # 12 words
-    assert index.match("A FARMER has seventeen sheep, and all -- but nine run away through the broken gate!") == "gsm8k"
-    assert index.match("x alpha beta gamma delta epsilon zeta eta theta y") == "bbh"
-    assert index.match("alpha beta gamma delta epsilon zeta eta") is None
-    assert index.match("it is too short to mean anything") is None
-    assert index.items == {"gsm8k": 1, "bbh": 2}
-
-
-def test_mixture_drops_planted_benchmark_copies_and_counts_them_per_task(tmp_path):
-    data = tmp_path / "train.jsonl"
-    rows = [{"question": f"Clean question number {i} about apples and pears?", "answer": str(i)} for i in range(40)]
-    for i in range(6):  # planted in several rows: the content split puts some of each into train
-        rows[i]["question"] = f"Solve problem {i}: " + QUESTION + "?"
-        rows[6 + i]["question"] = f"Sort list {i}: alpha beta gamma delta epsilon zeta eta theta"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    f = task_file(tmp_path, [{"dataset": "d", "category": "qa", "collection": "mine",
-                              "source": {"type": "jsonl", "path": str(data)}, "templates": [{"input": "{question}"}]}])
-    c = MixConfig(output=str(tmp_path / "mix"), total_examples=400, registry={"task_files": [str(f)]},
-                  decontamination=planted_benchmarks(tmp_path), formats={"few_shot_prob": 0.0, "inversion_prob": 0.0},
-                  collections=[CollectionSpec(name="mine", tasks=["@mine"])])
-    m = build_mixture(c, progress=False)
-    texts = [r["inputs"] for r in read_mixture(tmp_path / "mix")]
-    assert not any("farmer" in t or "alpha beta" in t for t in texts)
-    dec = m["ngram_decontamination"]
-    assert dec["per_task"]["qa:d"]["gsm8k"] > 0 and dec["per_task"]["qa:d"]["bbh"] > 0
-    assert dec["dropped"] == 400 - m["examples"] == sum(dec["per_benchmark"].values())
-    assert any("Clean question" in t for t in texts)
-
-
-@pytest.mark.skipif(not (SHARED / "gsm8k").is_dir(), reason="needs ../shared/data")
-def test_real_benchmark_index_catches_a_pasted_test_question():
-    spec = DecontaminationSpec(benchmarks=[{"name": n, "path": str(SHARED / n)}
-                                           for n in ("mmlu", "bbh", "mgsm", "gsm8k", "tydiqa")])
-    index = build_index(spec)
-    assert index.items == {"mmlu": 14042, "bbh": 6511, "mgsm": 2750, "gsm8k": 1319, "tydiqa": 5077}
-    q = json.loads((SHARED / "gsm8k" / "test.jsonl").read_text().splitlines()[100])["question"]
-    assert index.match("Here is a word problem. " + q) in ("gsm8k", "mgsm")  # MGSM's English items are GSM8K's
-    assert index.match("Here is a word problem about nothing in particular that nobody has written.") is None
-
-
-def test_ngram_index_speed_is_enough_for_100k_examples():
-    index = NgramIndex()
-    for i in range(20000):
-        index.add("b", f"item {i} " + " ".join(f"w{(i * 7 + j) % 5000}" for j in range(60)))
-    import time
-    text = " ".join(f"t{j}" for j in range(300))
-    t = time.perf_counter()
-    for _ in range(2000):
-        index.match(text)
-    per_example = (time.perf_counter() - t) / 2000
-    assert per_example * 100_000 < 60  # a 300-word example: 100k of them in well under a minute
-
-
 # ---------------------------------------------------------------------------- exemplar-only format
 
 def test_exemplar_only_prompts_hold_bare_pairs_and_no_template_text():
@@ -388,102 +312,6 @@ def test_rendered_and_bigbench_tasks_show_no_template_text_exemplar_only(tmp_pat
     assert rec["inputs"] == "riddle 0\na0\n\nriddle 1\na1\n\nriddle 2"
 
 
-NIV2_ROWS = [
-    {"task": "task001_quoref_question_generation", "definition": "Write a question about the passage.",
-     "positive_examples": {"input": "Passage: Tom met Ann.", "output": "Who met Ann?", "explanation": "ok"},
-     "number_examples": 6500},
-    {"task": "task002_quoref_answer_generation", "definition": "Answer the question.",
-     "positive_examples": {"input": "Q: who?", "output": "Tom", "explanation": "ok"}, "number_examples": 1000},
-    {"task": "task700_mmmlu_answer_generation_high_school_chemistry", "definition": "Answer the chemistry question.",
-     "positive_examples": {"input": "What is H2O?", "output": "water", "explanation": ""}, "number_examples": 100},
-    {"task": "task999_not_on_the_list", "definition": "Do something.",
-     "positive_examples": {"input": "x", "output": "y", "explanation": ""}, "number_examples": 10},
-]
-FLAN_CSV = """Source,Dataset,Specific Task Category,Generic Task Category,Languages
-NIv2,quoref,task001_quoref_question_generation,Question Generation,['English']
-NIv2,quoref,task002_quoref_answer_generation,Question Answering,['English']
-NIv2,quoref,task003_quoref_missing_here,Question Answering,['English']
-T0,quoref,quoref_Find_Answer,Extractive QA,English
-T0,quoref,quoref_Guess_Answer,Extractive QA,English
-FLAN/T0,ag_news_subset,Topic Classification,Text Categorization,English
-FLAN,imdb_reviews,Sentiment Analysis,Sentiment Analysis,English
-FLAN,aeslc,Summarization,Summarization,English
-CoT,cot_gsm8k,Grade School Math,Grade School Math,English
-CoT,stream_aqua,Math,Math,English
-Dialog,qrecc,Dialog,Dialog,English
-"""
-
-
-def niv2_file(tmp_path: Path, rows=NIV2_ROWS) -> Path:
-    (tmp_path / "niv2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "flan.csv").write_text(FLAN_CSV)
-    return task_file(tmp_path, [{"dataset": "niv2", "category": "niv2", "collection": "niv2",
-                                 "source": {"type": "niv2", "path": "niv2.jsonl", "task_list": "flan.csv"}}],
-                     name="niv2.yaml")
-
-
-def test_niv2_tasks_render_definition_then_input_with_one_instance(tmp_path):
-    tasks = {t.name: t for t in load_task_file(niv2_file(tmp_path))}
-    t = tasks["niv2:task001_quoref_question_generation"]
-    assert (t.size("train"), t.size("validation"), t.size("test")) == (1, 0, 0)
-    assert t.dataset.upstream_size == 6500 and len(t.get_templates()) >= 5
-    ex = t.get("train", 0)
-    for tpl in t.get_templates():
-        inp, tgt = tpl.render(ex)
-        assert inp.index("Write a question about the passage.") < inp.index("Passage: Tom met Ann.") and tgt == "Who met Ann?"
-    assert tasks["niv2:task700_mmmlu_answer_generation_high_school_chemistry"].benchmark  # MMLU-derived
-    assert tasks["niv2:task999_not_on_the_list"].excluded == "not in Flan 2022's NIV2 task list"
-    assert not t.benchmark and t.excluded is None
-
-
-def test_niv2_in_a_mixture_is_zero_shot_counted_and_compared_by_name(tmp_path):
-    f, t0 = niv2_file(tmp_path), t0_task_file(tmp_path)
-    c = MixConfig(output=str(tmp_path / "m"), total_examples=400, registry={"task_files": [str(f), str(t0)]},
-                  flan_task_list=str(tmp_path / "flan.csv"),
-                  collections=[CollectionSpec(name="niv2", tasks=["@niv2"], flan_submixture="niv2"),
-                               CollectionSpec(name="muffin", tasks=["@muffin"], flan_submixture="muffin"),
-                               CollectionSpec(name="t0sf", tasks=["@t0sf"], flan_submixture="t0sf")],
-                  formats={"few_shot_prob": 1.0, "exemplar_only_prob": 0.5})
-    m = build_mixture(c, progress=False)
-    rows = [r for r in read_mixture(tmp_path / "m") if r["collection"] == "niv2"]
-    assert rows and all(r["format"].startswith("zs") for r in rows)  # one instance: no exemplar to show
-    assert {r["task"] for r in rows} == {"niv2:task001_quoref_question_generation", "niv2:task002_quoref_answer_generation"}
-    cov = m["flan2022"]
-    niv2 = cov["submixtures"]["niv2"][0]
-    assert niv2["excluded"] == {"benchmark source": 1, "not in Flan 2022's NIV2 task list": 1}
-    assert niv2["by_name"] == {"list_tasks": 3, "present": 2, "missing": ["task003_quoref_missing_here"], "extra": []}
-    assert niv2["note"].startswith("instances per task: 1 (upstream: 7,500 in all")
-    muffin = cov["submixtures"]["muffin"][0]["by_name"]  # ag_news -> ag_news_subset, imdb -> imdb_reviews
-    assert (muffin["present"], muffin["missing"], muffin["extra"]) == (2, ["aeslc"], [])
-    t0sf = cov["submixtures"]["t0sf"][0]["by_name"]
-    assert (t0sf["present"], t0sf["missing"]) == (1, ["quoref_Guess_Answer"])
-    assert cov["list_tasks"] == 3 + 2 + 3 + 2 and cov["flan_tasks_present_by_name"] == 5
-    assert {x["submixture"]: x["list_tasks"] for x in cov["missing"]} == {"cot": 2, "dialog": 1}
-    from flanlab.cli import mix_summary
-    text = "\n".join(mix_summary(m))
-    assert "5 of the 10 tasks on Flan's task list present by name" in text and "missing: task003_quoref_missing_here" in text
-
-
-@pytest.mark.parametrize("row, msg", [
-    ({"task": "task5_x", "positive_examples": {"input": "a", "output": "b"}}, "line 2 has no 'definition'"),
-    ({"task": "task5_x", "definition": "Do it."}, "line 2 has no 'positive_examples'"),
-    ({"task": "task5_x", "definition": "Do it.", "positive_examples": {"output": "b"}},
-     "line 2: 'positive_examples' needs an 'input' and an 'output'"),
-])
-def test_bad_niv2_lines_are_named(tmp_path, row, msg):
-    from test_cli import cli
-    f = niv2_file(tmp_path, [NIV2_ROWS[0], row])
-    with pytest.raises(FlanlabError, match=msg) as e:
-        load_task_file(f)
-    assert "niv2.jsonl" in str(e.value)
-    cfg = tmp_path / "mix.yaml"
-    cfg.write_text(yaml.safe_dump({"mix": {"output": str(tmp_path / "out"), "total_examples": 10,
-                                           "registry": {"task_files": [str(f)]},
-                                           "collections": [{"name": "n", "tasks": ["@niv2"]}]}}))
-    code, text = cli("mix", cfg)
-    assert code == 2 and msg in text and "niv2.jsonl" in text and not (tmp_path / "out").exists()
-
-
 def test_mixing_weights_must_be_positive(tmp_path):
     from test_cli import cli
     cfg = tmp_path / "mix.yaml"
@@ -493,17 +321,3 @@ def test_mixing_weights_must_be_positive(tmp_path):
         code, text = cli("mix", cfg)
         assert code == 2 and "mix.collections[0].weight" in text and "greater than 0" in text
     assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.skipif(not (SHARED / "train" / "niv2" / "niv2_tasks.jsonl").is_file(), reason="needs ../shared/data")
-def test_real_niv2_metadata_and_flan_task_list():
-    from flanlab.tasks.flan_list import read_flan_task_list
-    from flanlab.tasks.sources.niv2 import niv2_tasks
-    flan = read_flan_task_list(str(SHARED / "train" / "flan_collection_info.csv"))
-    assert {k: len(v) for k, v in flan.tasks.items()} == {"muffin": 76, "t0sf": 193, "niv2": 1556, "cot": 9, "dialog": 3}
-    tasks = niv2_tasks(SHARED / "train" / "niv2" / "niv2_tasks.jsonl", flan_list=flan.names("niv2"), category="niv2",
-                       collection="niv2")
-    assert len(tasks) == 1654
-    usable = [t for t in tasks if not t.benchmark and not t.excluded]
-    assert len(usable) == 1556 and all(t.size("train") == 1 for t in usable)
-    assert sum(t.benchmark for t in tasks) == 57  # NIV2's MMLU tasks ("mmmlu"), none of them on Flan's list
