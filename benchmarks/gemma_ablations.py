@@ -100,7 +100,7 @@ def entries(rows: dict) -> dict:
 def table(points: list[dict], steps: list[dict], missing: list[str], base_precision: str) -> str:
     """The curve as markdown: the base model, each point, and each step's paired change (the README's table)."""
     pm = lambda v: f"{v:+.1f}"  # noqa: E731
-    head = ["eval set (n)", f"base (evaluated in {base_precision})"] + [f"{p['label']} ({p['tasks']:,} tasks)" for p in points]
+    head = ["benchmark (n)", f"base (evaluated in {base_precision})"] + [f"{p['label']} ({p['tasks']:,} tasks)" for p in points]
     head += [f"{st['to_label']} − {st['from_label']}, paired 95% CI" for st in steps]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     keys = [k for k in points[0] if isinstance(points[0][k], dict) and "n" in points[0][k]]

@@ -321,7 +321,7 @@ def results_table(results: dict) -> str:
         return [b, m, f"{r['score']:.1f}", f"{r['ci95'][0]:.1f}–{r['ci95'][1]:.1f}", f"{r['random']:.1f}",
                 f"{r['normalized']:.1f}", r["n"]] + ([f"{r['unparsed_pct']:.1f}"] if "unparsed_pct" in r else ["–"])
     rows = [row(b, m, r) for b, modes in results["benchmarks"].items() for m, r in modes.items()]
-    return markdown_table(["benchmark", "mode", "score", "95% CI", "random", "normalized", "n", "unparsed %"], rows) + \
+    return markdown_table(["benchmark", "prompting", "score", "95% CI", "random", "normalized", "n", "unparsed %"], rows) + \
         "\n" + average_line(paper_normalized_average(results["benchmarks"])) + "\n"
 
 

@@ -199,6 +199,9 @@ def normalized_average(entries: Iterable[tuple[float, float]]) -> float:
 PAPER_ENTRIES = (("mmlu", "direct", 5), ("mmlu", "cot", 5), ("bbh", "direct", 3), ("bbh", "cot", 3),
                  ("tydiqa", "direct", 1), ("mgsm", "cot", 8))
 PAPER_SHOTS = {b: k for b, _, k in PAPER_ENTRIES}
+# how tables name a prompting (a benchmark spec's `modes:`) and the toxicity measures that stand in its column
+PROMPTING_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency",
+                   "expected_max_toxicity": "expected max toxicity", "toxicity_probability": "toxicity probability"}
 
 
 def entry_of(label: str, mode: str, r: dict) -> tuple[str, str, int | None]:

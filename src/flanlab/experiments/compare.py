@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
-from ..evaluate.scoring import (PAPER_ENTRIES, aggregate_weights, answer_form_ok, entry_of, normalized_score,
+from ..evaluate.scoring import (PAPER_ENTRIES, PROMPTING_NAMES, aggregate_weights, answer_form_ok, entry_of, normalized_score,
                                 quantile_ci, stratified_replicates)
 from ..utils import atomic_write_text, markdown_table
 
-MODE_NAMES = {"direct": "direct", "cot": "CoT", "cot_sc": "CoT + self-consistency",
-              "expected_max_toxicity": "expected max toxicity", "toxicity_probability": "toxicity probability"}
 
 
 def read_eval(path: str | Path) -> tuple[dict, dict]:
@@ -79,7 +77,7 @@ def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | No
     """`modes` (A's, B's): pair one prompting of A with another of B on the same items - e.g. greedy CoT with
     self-consistency, both in one evaluation (a_dir == b_dir). The paper's average is left out then: its entries
     are fixed promptings."""
-    (ra, pa), (rb, pb) = read_eval(a_dir), read_eval(b_dir)
+    (ra, pa), (_, pb) = read_eval(a_dir), read_eval(b_dir)
     if modes:
         a_mode, b_mode = modes
         pa = {k: v for k, v in pa.items() if k[1] == a_mode}
@@ -153,7 +151,7 @@ def comparison_table(cmp: dict) -> str:
         return "–" if r.get("lower_is_better") or r.get("descriptive") else f"{r['random']:.1f}"
 
     def prompting(r):  # "cot -> cot_sc" when two promptings are paired; the metric when it is not the main score
-        name = " vs ".join(MODE_NAMES.get(m, m) for m in r["mode"].split(" -> "))
+        name = " vs ".join(PROMPTING_NAMES.get(m, m) for m in r["mode"].split(" -> "))
         return name + (", F1" if r.get("metric") == "f1" else "") + (" (lower is better)" if r.get("lower_is_better")
                                                                     else "")
 
@@ -166,7 +164,7 @@ def comparison_table(cmp: dict) -> str:
     if avg:
         rows.append([f"normalized average ({avg['label']})", "", "0.0", f"{avg['a']:.1f}", f"{avg['b']:.1f}",
                      f"{avg['change']:+.1f}", f"[{avg['ci95'][0]:+.1f}, {avg['ci95'][1]:+.1f}]", ""])
-    text = markdown_table(["eval set", "prompting", "random", a, b, "change", "paired 95% CI", "unparsed %"], rows)
+    text = markdown_table(["benchmark", "prompting", "random", a, b, "change", "paired 95% CI", "unparsed %"], rows)
     return text + "\n" + "\n".join(table_notes(cmp)) + "\n"
 
 

@@ -19,7 +19,7 @@ from ..errors import FlanlabError
 from ..outlock import output_lock
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
 from ..evaluate.progress import EvalProgress
-from ..evaluate.scoring import paper_normalized_average
+from ..evaluate.scoring import PROMPTING_NAMES, paper_normalized_average
 from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..models.build import ModelSpec
@@ -214,18 +214,17 @@ def summary_table(results: dict) -> str:
     """Before/after finetuning per benchmark and prompting (the paper's Table 5 layout), with the change."""
     stages = [s for s in ("before", "after") if s in results]
     both = len(stages) == 2
-    names = {"direct": "direct", "cot": "CoT (greedy)", "cot_sc": "CoT + self-consistency"}
     rows = []
     for bench, modes in results[stages[-1]]["benchmarks"].items():
         for mode in modes:
             got = [results[s]["benchmarks"][bench][mode] for s in stages]
             cells = [f"{r['score']:.1f} [{r['ci95'][0]:.1f}, {r['ci95'][1]:.1f}]" for r in got]
             change = [f"{got[1]['score'] - got[0]['score']:+.1f}"] if both else []
-            rows.append([f"{bench} (n={modes[mode]['n']})", names.get(mode, mode), *cells, *change])
+            rows.append([f"{bench} (n={modes[mode]['n']})", PROMPTING_NAMES.get(mode, mode), *cells, *change])
     averages = [paper_normalized_average(results[s]["benchmarks"])["value"] for s in stages]
     if None not in averages:
         rows.append(["normalized average (the paper's six entries)", "", *(f"{a:.1f}" for a in averages),
                      *([f"{averages[1] - averages[0]:+.1f}"] if both else [])])
-    header = ["eval set", "prompting", *(f"{s} finetuning" for s in stages), *(["change"] if both else [])]
+    header = ["benchmark", "prompting", *(f"{s} finetuning" for s in stages), *(["change"] if both else [])]
     return markdown_table(header, rows) + ("\nScores: exact match in % (TyDiQA: its F1 is in each eval's "
                                            "results.json), 95% bootstrap CI in brackets.\n")
