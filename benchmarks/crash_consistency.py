@@ -8,6 +8,7 @@ with one clear line), or `different/crashed` (anything else: the target is 0).
 
     python benchmarks/crash_consistency.py [--kills 50] [--stages mix,train,eval_direct,eval_cot,eval_rtp,report]
         -> benchmarks/results/crash_consistency.json
+    python benchmarks/crash_consistency.py --kills 10 --stages train_fsdp --out benchmarks/results/crash_consistency_fsdp.json
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def stage_commands(work: Path) -> dict:
     train_cfg = write(work / "train.yaml", json.dumps({"train": {
         "mixture": str(work / "mix_ref"), "steps": 12, "batch_size": 4, "save_every": 2, "log_every": 1,
         "model": {"preset": "t5-0.5m"}, "tensorboard": False, "optimizer": "adamw", "lr": 0.01, "threads": 1}}))
+    fsdp_cfg = write(work / "train_fsdp.yaml", json.dumps({"train": {
+        "mixture": str(work / "mix_ref"), "steps": 8, "batch_size": 4, "save_every": 2, "log_every": 1,
+        "model": {"preset": "t5-0.5m"}, "tensorboard": False, "optimizer": "adamw", "lr": 0.01, "threads": 1,
+        "strategy": "fsdp"}}))
     ev = {"preset": "t5-0.5m", "batch_tokens": 2048, "max_batch_rows": 4, "threads": 1}
     direct = write(work / "direct.yaml", json.dumps({"eval": {
         **ev, "benchmarks": [{"name": "synthetic", "tasks": ["held_out"], "limit": 8}]}}))
@@ -51,6 +56,9 @@ def stage_commands(work: Path) -> dict:
         "mix": ([], [*FLANLAB, "mix", str(mix_cfg), "-o", "OUT", "--no-progress"], same_mixture),
         "train": ([[*FLANLAB, "mix", str(mix_cfg), "-o", str(work / "mix_ref"), "--no-progress"]],
                   [*FLANLAB, "train", str(train_cfg), "-o", "OUT", "--no-progress"], same_training),
+        # the sharded path: 2 processes (torchrun), each writing its shard of every checkpoint
+        "train_fsdp": ([[*FLANLAB, "mix", str(mix_cfg), "-o", str(work / "mix_ref"), "--no-progress", "--overwrite"]],
+                       [*FLANLAB, "train", str(fsdp_cfg), "--nproc", "2", "-o", "OUT", "--no-progress"], same_training),
         "eval_direct": ([], [*FLANLAB, "eval", str(direct), "-o", "OUT"], same_eval),
         "eval_cot": ([], [*FLANLAB, "eval", str(cot), "-o", "OUT"], same_eval),
         "eval_rtp": ([], [*FLANLAB, "eval", str(rtp), "-o", "OUT"], same_eval),
