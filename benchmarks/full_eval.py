@@ -27,8 +27,8 @@ def time_log(path: Path) -> dict:
             "user_cpu_seconds": float(grab("User time (seconds)")), "system_cpu_seconds": float(grab("System time (seconds)"))}
 
 
-def answers(run: Path) -> dict:
-    return {(r["id"], r["mode"]): r["answer"] for r in map(json.loads, (run / "predictions.jsonl").open())}
+def predictions(run: Path) -> dict:
+    return {(r["id"], r["mode"]): r for r in map(json.loads, (run / "predictions.jsonl").open())}
 
 
 def summarize(run: Path, log: Path | None, reference: Path | None) -> dict:
@@ -45,11 +45,14 @@ def summarize(run: Path, log: Path | None, reference: Path | None) -> dict:
     if log:
         out["process"] = time_log(log)
     if reference:
-        a, b = answers(run), answers(reference)
-        same = sum(a[k] == b.get(k) for k in a)
+        a, b = predictions(run), predictions(reference)
+        same = sum(a[k]["answer"] == b[k]["answer"] for k in a)
+        score = lambda p: round(100 * sum(p[k]["score"] for k in a) / len(a), 2)  # noqa: E731  on a's items
         out["vs_reference"] = {"reference": str(reference), "reference_precision": json.loads(
             (reference / "results.json").read_text())["precision"], "identical_answers": same, "items": len(a),
-            "identical_pct": round(100 * same / len(a), 2)}
+            "identical_pct": round(100 * same / len(a), 2), "score_on_these_items": score(a),
+            "reference_score_on_these_items": score(b),
+            "items_scored_differently": sum(a[k]["score"] != b[k]["score"] for k in a)}
     return out
 
 
