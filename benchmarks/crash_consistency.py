@@ -68,14 +68,16 @@ def stage_commands(work: Path) -> dict:
     }
 
 
-def _json_without(path: Path, drop: tuple[str, ...]) -> object:
+def _json_without(path: Path, drop: tuple[str, ...], root: Path | None = None) -> object:
+    """The file's JSON without the `drop` keys; paths under `root` (the run's own output folder) read as OUT/…."""
     def strip(x):
         if isinstance(x, dict):
             return {k: strip(v) for k, v in x.items() if k not in drop}
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x
-    return strip(json.loads(path.read_text()))
+    text = path.read_text()
+    return strip(json.loads(text.replace(str(root), "OUT") if root else text))
 
 
 TIMING = ("seconds", "examples_per_second", "index_seconds", "created", "elapsed", "tokens_per_second", "wall_seconds",
@@ -99,9 +101,12 @@ def same_training(a: Path, b: Path) -> bool:
     return loss(a) == loss(b)
 
 
-def same_eval(a: Path, b: Path) -> bool:
+def same_eval(a: Path, b: Path, roots: tuple[Path, Path] | None = None) -> bool:
+    """Predictions line for line and results.json but timing (and, given `roots`, where each run wrote)."""
+    ra, rb = roots or (None, None)
     preds = lambda p: sorted((p / "predictions.jsonl").read_text().splitlines())  # noqa: E731
-    return preds(a) == preds(b) and _json_without(a / "results.json", TIMING) == _json_without(b / "results.json", TIMING)
+    return preds(a) == preds(b) and \
+        _json_without(a / "results.json", TIMING, ra) == _json_without(b / "results.json", TIMING, rb)
 
 
 def same_report(a: Path, b: Path) -> bool:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,9 +45,9 @@ def same_run(a: Path, b: Path) -> dict:
         "losses": loss(a) == loss(b),
         "weights": wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa),
         "predictions": bool(evals) and evals == sorted(p.name for p in b.iterdir() if (p / "predictions.jsonl").is_file())
-        and all(same_eval(a / e, b / e) for e in evals),
-        "report": _json_without(a / "report.json", TIMING + ("config",)) == _json_without(b / "report.json",
-                                                                                          TIMING + ("config",)),
+        and all(same_eval(a / e, b / e, (a, b)) for e in evals),  # eval_after names its checkpoint by path
+        "report": _json_without(a / "run.json", TIMING + ("config",), a) == _json_without(b / "run.json",
+                                                                                          TIMING + ("config",), b),
     }
 
 
@@ -59,9 +60,14 @@ def consecutive(work: Path, runs: int, env: dict, seed: int) -> dict:
     assert code == 0, text
     rng, outcomes = random.Random(seed), {"killed": 0, "finished_before_kill": 0, "refused": []}
     out = work / "interrupted"
+    # each interrupted run gets a little further: killed at its k-th file write (k in 1..8) or after 1-8 s (the
+    # imports take ~3 s); a run that reaches the end first counts as finished_before_kill
     for i in range(runs - 1):
-        code, text = run(cmd, out, env, kill_after=rng.uniform(0.0, clean_seconds))
-        if code == -9:
+        if i % 2:
+            code, text = run(cmd, out, env, kill_after=rng.uniform(1.0, 8.0))
+        else:
+            code, text = run(cmd, out, {**env, "FLANLAB_KILL_AT_WRITE": str(rng.randint(1, 8))})
+        if code in (-9, 137, -signal.SIGKILL):
             outcomes["killed"] += 1
         elif code == 0:
             outcomes["finished_before_kill"] += 1
@@ -101,8 +107,9 @@ def main():
     args = ap.parse_args()
     from machine import cpu_description
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    result = {"command": "python benchmarks/load_runs.py " + " ".join(sys.argv[1:]), "code": commit,
-              "machine": cpu_description()}
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.is_file() else {}  # parts measured earlier are kept
+    result["machine"] = cpu_description()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLANLAB_KILL")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT / "src"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,9 +117,10 @@ def main():
             t0 = time.time()
             result[part] = concurrent(Path(tmp), env) if part == "concurrent" else \
                 consecutive(Path(tmp), args.runs, env, args.seed)
-            result[part]["bench_seconds"] = round(time.time() - t0, 1)
+            result[part].update(bench_seconds=round(time.time() - t0, 1), code=commit,
+                                run_by="python benchmarks/load_runs.py " + " ".join(sys.argv[1:]))
             print(part, json.dumps(result[part]), flush=True)
-            Path(args.out).write_text(json.dumps(result, indent=1))
+            out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
