@@ -99,6 +99,23 @@ def test_resume_after_kill9_is_bit_identical(mixture, tmp_path):
     assert [lb[s] for s in range(1, 25)] == la
 
 
+def test_a_run_killed_before_its_first_checkpoint_logs_each_step_once_when_run_again(mixture, tmp_path):
+    cfg = _write_cfg(tmp_path / "k.yaml", mixture, tmp_path / "k", steps=12, save_every=100)
+    p = _run(cfg)
+    log, deadline = tmp_path / "k" / "metrics.jsonl", time.time() + 300
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        assert p.poll() is None, p.stdout.read().decode()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not list((tmp_path / "k").glob("checkpoint-*")) and not (tmp_path / "k" / "final").exists()
+    p = _run(cfg)
+    assert p.wait(300) == 0, p.stdout.read().decode()
+    steps = [json.loads(l)["step"] for l in log.read_text().splitlines()]
+    assert steps == list(range(1, 13))  # the killed run's steps are not left beside the new run's
+
+
 @pytest.mark.slow
 def test_ddp_two_processes_match_single_process(mixture, tmp_path):
     """Plain SGD without clipping: a gradient of the wrong scale (e.g. DDP's averaging not undone) changes the

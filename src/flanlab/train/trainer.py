@@ -217,7 +217,8 @@ def resume(run: TrainRun, *, file: object, log) -> int:
                                   file=file, log=log if rank == 0 else lambda m: None, sharded=run.sharded)
         if rank == 0:
             log(f"[train] resuming from {ckpt.name} (step {start} of {cfg.steps})")
-            trim_metrics(run.store.out / "metrics.jsonl", start)
+    if rank == 0:  # also with no checkpoint yet: a run killed before its first one logged steps this run repeats
+        trim_metrics(run.store.out / "metrics.jsonl", start)
     run.model.train()
     return start
 
