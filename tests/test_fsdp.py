@@ -92,6 +92,32 @@ def test_fsdp_two_processes_match_one_process_with_half_the_parameter_bytes(mixt
 
 
 @pytest.mark.slow
+def test_killing_torchrun_ends_its_workers(mixture, tmp_path):
+    """torchrun puts each worker in a session of its own: SIGKILL to torchrun's process group used to leave both
+    workers waiting forever on a rendezvous that was gone (runtime.die_with_parent)."""
+    cfg = _cfg(tmp_path, "k", mixture, steps=200, strategy="fsdp", model={"preset": "t5-1m"})
+    p, log = _launch(cfg, 2), tmp_path / "k" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (log.is_file() and log.read_text().strip()):
+        assert p.poll() is None, p.stdout.read().decode()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.05)
+    workers = _descendants(p.pid)
+    assert len(workers) >= 2
+    os.killpg(p.pid, signal.SIGKILL)  # torchrun only, as `kill -9` of the launcher's group does
+    p.wait()
+    deadline = time.time() + 30
+    while any(process_alive(pid) for pid in workers):
+        if time.time() > deadline:
+            for pid in workers:  # leave no orphan behind, then fail
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            pytest.fail("torchrun's workers outlived it")
+        time.sleep(0.1)
+
+
 # reading the sharded checkpoint in one plain process is what this test checks; torch warns that it assumes so
 @pytest.mark.filterwarnings("ignore:torch.distributed is disabled, unavailable or uninitialized")
 def test_fsdp_kill9_resume_is_bit_identical_and_another_process_count_reads_the_same_weights(mixture, tmp_path):

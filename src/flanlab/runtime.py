@@ -57,3 +57,23 @@ def torchrun(nproc: int, module: str, *args: str) -> int:
     import sys
     return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                             "--standalone", "-m", module, *map(str, args)])
+
+
+def die_with_parent() -> None:
+    """A torchrun worker ends when the process that launched it does. torchrun starts each worker in a session of its
+    own, so a SIGKILL of `flanlab train --nproc N` (or of torchrun) reaches only the launcher, and the workers were
+    left waiting forever on a rendezvous that is gone - holding the output folder and its pipes (found by
+    benchmarks/crash_consistency.py's FSDP stage). Linux: PR_SET_PDEATHSIG; elsewhere nothing changes."""
+    import ctypes
+    import signal
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+        return
+    if os.getppid() != parent or parent == 1:  # the launcher died before the request took effect
+        os._exit(1)
