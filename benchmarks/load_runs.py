@@ -46,9 +46,21 @@ def same_run(a: Path, b: Path) -> dict:
         "weights": wa.keys() == wb.keys() and all(bool((wa[k] == wb[k]).all()) for k in wa),
         "predictions": bool(evals) and evals == sorted(p.name for p in b.iterdir() if (p / "predictions.jsonl").is_file())
         and all(same_eval(a / e, b / e, (a, b)) for e in evals),  # eval_after names its checkpoint by path
-        "report": _json_without(a / "run.json", TIMING + ("config",), a) == _json_without(b / "run.json",
-                                                                                          TIMING + ("config",), b),
+        "report": not report_differences(a, b),
     }
+
+
+# what a resumed run reports about itself (how far the killed runs had got), not about the result
+PER_RUN = TIMING + ("config", "resumed_from", "train_tokens_this_run", "cached")
+
+
+def report_differences(a: Path, b: Path) -> list[str]:
+    """Paths (a.b.c) where the two runs' run.json differ, per-run fields aside."""
+    def diff(x, y, path=""):
+        if isinstance(x, dict) and isinstance(y, dict):
+            return [d for k in sorted(set(x) | set(y)) for d in diff(x.get(k), y.get(k), f"{path}.{k}".lstrip("."))]
+        return [] if x == y else [path or "."]
+    return diff(_json_without(a / "run.json", PER_RUN, a), _json_without(b / "run.json", PER_RUN, b))
 
 
 def consecutive(work: Path, runs: int, env: dict, seed: int) -> dict:
@@ -76,6 +88,7 @@ def consecutive(work: Path, runs: int, env: dict, seed: int) -> dict:
     code, text = run(cmd, out, env)
     assert code == 0, text
     equal = same_run(work / "clean", out)
+    outcomes["report_differences"] = report_differences(work / "clean", out)[:20]
     return {"runs": runs, "clean_run_seconds": round(clean_seconds, 1), **outcomes,
             "final_state_equal_to_clean_run": equal, "all_equal": all(equal.values())}
 
