@@ -97,7 +97,8 @@ def same_training(a: Path, b: Path) -> bool:
     wa, wb = load_file(str(a / "final" / "model.safetensors")), load_file(str(b / "final" / "model.safetensors"))
     if wa.keys() != wb.keys() or not all(bool((wa[k] == wb[k]).all()) for k in wa):
         return False
-    loss = lambda p: {json.loads(l)["step"]: json.loads(l)["loss"] for l in (p / "metrics.jsonl").read_text().splitlines()}  # noqa: E731
+    # every logged line in order: a step logged twice (a killed run's lines left beside the resumed run's) differs
+    loss = lambda p: [(json.loads(l)["step"], json.loads(l)["loss"]) for l in (p / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     return loss(a) == loss(b)
 
 
