@@ -391,3 +391,14 @@ def test_a_failed_start_leaves_no_directories(tmp_path):
     code, text = cli("eval", ecfg, "-o", tmp_path / "runs" / "deep" / "eval")
     assert code == 2 and "benchmark data not found" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.yaml"]  # no runs/, no lock
+
+
+def test_train_takes_the_output_folder_from_dash_o_like_mix_and_eval(tmp_path):
+    code, text = cli("mix", write(tmp_path / "m.yaml", "mix: {total_examples: 200}\n"), "-o", tmp_path / "mix",
+                     "--no-progress")
+    assert code == 0, text
+    cfg = write(tmp_path / "t.yaml", f"train: {{mixture: {tmp_path / 'mix'}, steps: 2, batch_size: 2, "
+                                     f"model: {{preset: t5-0.5m}}, output: {tmp_path / 'from_config'}, tensorboard: false}}\n")
+    code, text = cli("train", cfg, "-o", tmp_path / "from_flag", "--no-progress")
+    assert code == 0, text
+    assert (tmp_path / "from_flag" / "final").is_dir() and not (tmp_path / "from_config").exists()
