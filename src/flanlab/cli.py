@@ -281,11 +281,11 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
     from .train.trainer import load_train_config, train as run_train
     cfg = None
     overrides = [*(overrides or []), *([f"output={output}"] if output else [])]  # -o as in mix and eval
-    with guard(lambda: _resume_train(cfg.output, _command("train", config, *(overrides or [])))
+    with guard(lambda: _resume_train(cfg.output, _command("train", config, *overrides))
                if cfg else "nothing was written"):
         cfg = load_train_config(config, overrides)  # validated before any process is launched
         if nproc > 1:
-            raise typer.Exit(_torchrun(nproc, "flanlab.train.launch", str(config), *(overrides or [])))
+            raise typer.Exit(_torchrun(nproc, "flanlab.train.launch", str(config), *overrides))
         s = run_train(cfg, progress=not no_progress, file=config, log=log_line)
     out.print_json(json.dumps(s))
 

@@ -60,14 +60,14 @@ def torchrun(nproc: int, module: str, *args: str) -> int:
 
 
 def die_with_parent() -> None:
-    """A torchrun worker ends when the process that launched it does. torchrun starts each worker in a session of its
+    """A torchrun worker (LOCAL_RANK set) ends when the process that launched it does. torchrun starts each worker in a session of its
     own, so a SIGKILL of `flanlab train --nproc N` (or of torchrun) reaches only the launcher, and the workers were
     left waiting forever on a rendezvous that is gone - holding the output folder and its pipes (found by
     benchmarks/crash_consistency.py's FSDP stage). Linux: PR_SET_PDEATHSIG; elsewhere nothing changes."""
     import ctypes
     import signal
     import sys
-    if not sys.platform.startswith("linux"):
+    if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
     try:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 
 def main(argv=None):
-    if "LOCAL_RANK" in os.environ:  # a torchrun worker: end with torchrun (runtime.die_with_parent)
-        from ..runtime import die_with_parent
-        die_with_parent()
+    from ..runtime import die_with_parent
+    die_with_parent()  # a torchrun worker ends with torchrun
     ap = argparse.ArgumentParser(prog="flanlab.evaluate.launch")
     ap.add_argument("config", type=Path)
     ap.add_argument("--checkpoint")

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
-from ..evaluate.scoring import (PAPER_ENTRIES, PROMPTING_NAMES, aggregate_weights, answer_form_ok, entry_of, normalized_score,
-                                quantile_ci, stratified_replicates)
+from ..evaluate.scoring import (PAPER_ENTRIES, PROMPTING_NAMES, aggregate_weights, answer_form_ok, entry_of,
+                                normalized_score, quantile_ci, stratified_replicates)
 from ..utils import atomic_write_text, markdown_table
-
 
 
 def read_eval(path: str | Path) -> tuple[dict, dict]:

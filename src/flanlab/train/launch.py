@@ -1,6 +1,5 @@
 """Entry point for torchrun / accelerate:
 `torchrun --nproc_per_node 2 -m flanlab.train.launch CONFIG [key=value ...]`."""
-import os
 import sys
 from pathlib import Path
 
@@ -9,8 +8,7 @@ from .trainer import load_train_config, train
 
 
 def main(argv=None):
-    if "LOCAL_RANK" in os.environ:  # a torchrun worker: end with torchrun (runtime.die_with_parent)
-        die_with_parent()
+    die_with_parent()  # a torchrun worker ends with torchrun
     argv = argv or sys.argv[1:]
     path = Path(argv[0])
     s = train(load_train_config(path, argv[1:]), progress=False, file=path)
