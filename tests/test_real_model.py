@@ -48,22 +48,32 @@ def test_packaged_model_not_installed_says_how(monkeypatch):
         ckpt.resolve_checkpoint("tiny-x")
 
 
-@pytest.mark.parametrize("cut", ["magic", "header", "key_values", "tensor_data", "last_byte", "not_gguf"])
-def test_a_truncated_or_foreign_gguf_is_named_before_transformers_reads_it(tmp_path, monkeypatch, cut):
+def write_gguf(path, arch: str, embedding: np.ndarray) -> None:
+    """A one-tensor GGUF file of architecture `arch`, written by gguf-py as converters write them."""
     gguf = pytest.importorskip("gguf")
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", embedding)
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+
+
+def eval_gguf(tmp_path, monkeypatch, gguf_file):
+    """`flanlab eval` of a config whose checkpoint is `gguf_file`, with the model cache under tmp_path."""
     from typer.testing import CliRunner
     from flanlab.cli import app
     monkeypatch.setenv("FLANLAB_CACHE", str(tmp_path / "cache"))
-    w = gguf.GGUFWriter(str(tmp_path / "whole.gguf"), "llama")
-    w.add_block_count(1)
-    w.add_tensor("token_embd.weight", np.ones((64, 64), np.float32))
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    (tmp_path / "e.yaml").write_text(f"checkpoint: {gguf_file}\noutput: {tmp_path / 'out'}\n")
+    return CliRunner().invoke(app, ["eval", str(tmp_path / "e.yaml")])
+
+
+@pytest.mark.parametrize("cut", ["magic", "header", "key_values", "tensor_data", "last_byte", "not_gguf"])
+def test_a_truncated_or_foreign_gguf_is_named_before_transformers_reads_it(tmp_path, monkeypatch, cut):
+    write_gguf(tmp_path / "whole.gguf", "llama", np.ones((64, 64), np.float32))
     whole = (tmp_path / "whole.gguf").read_bytes()
     body = {"magic": whole[:3], "header": whole[:20], "key_values": whole[:60], "tensor_data": whole[:-5000],
             "last_byte": whole[:-1], "not_gguf": b"PK\x03\x04" + whole[4:]}[cut]
     (tmp_path / "m.gguf").write_bytes(body)
-    (tmp_path / "e.yaml").write_text(f"checkpoint: {tmp_path / 'm.gguf'}\noutput: {tmp_path / 'out'}\n")
-    r = CliRunner().invoke(app, ["eval", str(tmp_path / "e.yaml")])
+    r = eval_gguf(tmp_path, monkeypatch, tmp_path / "m.gguf")
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     expected = "not a GGUF file" if cut == "not_gguf" else "truncated"
     assert f"m.gguf: field 'checkpoint': {expected}" in r.output, r.output
@@ -71,16 +81,8 @@ def test_a_truncated_or_foreign_gguf_is_named_before_transformers_reads_it(tmp_p
 
 
 def test_a_gguf_of_an_architecture_transformers_cannot_load_is_refused_with_exit_2(tmp_path, monkeypatch):
-    gguf = pytest.importorskip("gguf")
-    from typer.testing import CliRunner
-    from flanlab.cli import app
-    monkeypatch.setenv("FLANLAB_CACHE", str(tmp_path / "cache"))
-    w = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "madeuparch")
-    w.add_block_count(1)
-    w.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
-    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
-    (tmp_path / "e.yaml").write_text(f"checkpoint: {tmp_path / 'm.gguf'}\noutput: {tmp_path / 'out'}\n")
-    r = CliRunner().invoke(app, ["eval", str(tmp_path / "e.yaml")])
+    write_gguf(tmp_path / "m.gguf", "madeuparch", np.zeros((8, 4), np.float32))
+    r = eval_gguf(tmp_path, monkeypatch, tmp_path / "m.gguf")
     assert r.exit_code == 2, r.output
     assert "m.gguf: field 'checkpoint': cannot read GGUF file" in r.output and "madeuparch" in r.output
     assert not (tmp_path / "out").exists()
