@@ -46,9 +46,9 @@ def stage_commands(work: Path) -> dict:
         "strategy": "fsdp"}}))
     ev = {"preset": "t5-0.5m", "batch_tokens": 2048, "max_batch_rows": 4, "threads": 1}
     direct = write(work / "direct.yaml", json.dumps({"eval": {
-        **ev, "benchmarks": [{"name": "synthetic", "tasks": ["held_out"], "limit": 8}]}}))
+        **ev, "benchmarks": [{"name": "synthetic", "subsets": ["held_out"], "limit": 8}]}}))
     cot = write(work / "cot.yaml", json.dumps({"eval": {
-        **ev, "benchmarks": [{"name": "synthetic", "tasks": ["held_out"], "modes": ["cot", "cot_sc"], "limit": 3}],
+        **ev, "benchmarks": [{"name": "synthetic", "subsets": ["held_out"], "modes": ["cot", "cot_sc"], "limit": 3}],
         "decoding": {"cot_max_new_tokens": 40, "sc_samples": 3}}}))
     rtp = write(work / "rtp.yaml", json.dumps({"eval": {
         **ev, "benchmarks": [{"name": "realtoxicityprompts", "limit": 6, "samples": 4, "max_new_tokens": 8}]}}))

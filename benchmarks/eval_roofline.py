@@ -80,7 +80,7 @@ def flanlab_phases(precision: str, items: int, workdir: Path) -> dict:
         cfg = EvalConfig(checkpoint="smollm2-135m", output=str(workdir / f"{name}_{precision}"), precision=precision,
                          benchmarks=[spec], max_prompt_len=8192, batch_tokens=65536)
         t = time.perf_counter()
-        r = run_eval(cfg)
+        r = run_eval(cfg).results
         e = r["engine"]
         res[name] = {"items": r["benchmarks"][spec.name][spec.modes[0]]["n"], "wall_seconds": round(
             time.perf_counter() - t, 1), "score": r["benchmarks"][spec.name][spec.modes[0]]["score"],

@@ -22,7 +22,7 @@ with tempfile.TemporaryDirectory() as d:
     cfg = validate(MixConfig, data, file=config, prefix=sec)
     cfg.total_examples, cfg.output = a.examples, str(Path(d) / "mix")
     t = time.time()
-    m = build_mixture(cfg, progress=False, base=config.parent)
+    m = build_mixture(cfg, progress=False, base=config.parent).manifest
     wall = time.time() - t
 dec = m["ngram_decontamination"]
 RESULT = {"config": "examples/flan2022.yaml", "requested_examples": a.examples, "examples": m["examples"],

@@ -119,7 +119,7 @@ def child(config: str) -> None:
     data, sec = read_section(config, "mix")
     cfg = validate(MixConfig, data, file=config, prefix=sec)
     t0 = time.time()
-    man = build_mixture(cfg, file=config, progress=False, base=Path(config).parent)
+    man = build_mixture(cfg, file=config, progress=False, base=Path(config).parent).manifest
     wall = time.time() - t0
     rows = sum(c["rows"] for c in man["data"]["collections"].values())
     print(json.dumps({"seconds": round(wall, 1), "rows": rows, "rows_per_second": round(rows / wall),

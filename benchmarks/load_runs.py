@@ -28,8 +28,8 @@ TOY = {"mix": {"total_examples": 2000, "max_input_len": 256},
        "train": {"model": {"preset": "t5-1m"}, "steps": 40, "batch_size": 8, "optimizer": "adamw", "lr": 0.001,
                  "save_every": 10, "log_every": 5, "max_input_len": 256, "threads": 1},
        "eval": {"threads": 1, "benchmarks": [
-           {"name": "synthetic", "label": "held_in", "tasks": ["held_in"], "modes": ["direct", "cot", "cot_sc"], "limit": 2},
-           {"name": "synthetic", "label": "held_out", "tasks": ["held_out"], "modes": ["direct", "cot", "cot_sc"],
+           {"name": "synthetic", "label": "held_in", "subsets": ["held_in"], "modes": ["direct", "cot", "cot_sc"], "limit": 2},
+           {"name": "synthetic", "label": "held_out", "subsets": ["held_out"], "modes": ["direct", "cot", "cot_sc"],
             "limit": 4}], "decoding": {"cot_max_new_tokens": 40, "sc_samples": 3, "temperature": 0.7, "top_k": 40}}}
 EVAL = ["--tasks", "bbh", "--limit", "2", "--modes", "direct", "-c", "smollm2-135m", "threads=1"]
 

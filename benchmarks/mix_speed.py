@@ -17,7 +17,7 @@ a = ap.parse_args()
 with tempfile.TemporaryDirectory() as d:
     cfg = MixConfig(total_examples=a.examples, output=str(Path(d) / "mix"), shard_format=a.format, shard_size=50_000)
     t = time.time()
-    m = build_mixture(cfg, progress=False)
+    m = build_mixture(cfg, progress=False).manifest
     wall = time.time() - t
     size = sum(f.stat().st_size for f in (Path(d) / "mix").iterdir())
 RESULT = (json.dumps({"examples": m["examples"], "wall_seconds": round(wall, 2), "examples_per_second": round(m["examples"] / wall, 1),

@@ -55,7 +55,7 @@ def worker(args) -> None:
                       max_input_len=256, max_target_len=128, optimizer="adafactor", lr=1e-3, save_every=10 ** 9,
                       log_every=1, tensorboard=False, threads=1, strategy=args.strategy, precision=args.precision,
                       model={"preset": args.preset})
-    s = train(cfg, progress=False)
+    s = train(cfg, progress=False).summary
     rank = dist.get_rank() if dist.is_initialized() else 0
     steps = [json.loads(line) for line in (Path(args.output) / "metrics.jsonl").read_text().splitlines()]
     # tokens/s over steps 2..N on all ranks (rank 0's metrics: each step's all-rank tokens/s, and elapsed time)

@@ -55,7 +55,7 @@ def _child(spec: dict) -> dict:
     if spec["loss_chunk_elements"]:
         from flanlab.models import packed
         packed.CHUNKED_LOSS_ELEMENTS = spec["loss_chunk_elements"]
-    summary = train(cfg, progress=False)
+    summary = train(cfg, progress=False).summary
     recs = [json.loads(line) for line in open(Path(cfg.output) / "metrics.jsonl")]
     return {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in recs[1:]) if len(recs) > 1 else None,
             "tokens_per_s_per_step": [r["tokens_per_s"] for r in recs[1:]], "losses": [r["loss"] for r in recs],

@@ -47,7 +47,7 @@ with tempfile.TemporaryDirectory() as d:
                           batch_size=a.batch, max_input_len=MAX_IN, max_target_len=MAX_OUT, row_input_len=a.row_in,
                           row_target_len=a.row_out, lr=3e-3, save_every=10**9, log_every=a.steps, tensorboard=False,
                           model=ModelSpec(preset=a.preset), segment_attention=not dense, fused_gelu=fused_gelu)
-        s = train(cfg, progress=False)
+        s = train(cfg, progress=False).summary
         return s["train_tokens_this_run"] / s["seconds"], s
 
     # --- baseline: HF Seq2SeqTrainer, one example per row, padded to the longest in the batch

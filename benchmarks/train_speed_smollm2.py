@@ -52,7 +52,7 @@ with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(mixture=str(d / "mix"), output=str(d / f"flanlab-{run}"), model=model_spec, steps=steps,
                           batch_size=a.rows, max_input_len=MAX_IN, max_target_len=MAX_OUT, optimizer="adamw", lr=LR,
                           max_grad_norm=1.0, save_every=10**9, log_every=1, tensorboard=False)
-        s = train(cfg, progress=False)
+        s = train(cfg, progress=False).summary
         losses = [json.loads(line)["loss"] for line in open(Path(cfg.output) / "metrics.jsonl")]
         return s["train_tokens_this_run"] / s["seconds"], losses, s["train_tokens_this_run"] / steps
 

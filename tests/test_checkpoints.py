@@ -33,7 +33,7 @@ def test_checkpoint_with_its_own_tokenizer(tmp_path):
     model, t = build_model(ModelSpec(checkpoint=str(tmp_path / "ckpt"), preset=None))
     assert isinstance(t, HFTokenizer) and t.vocab_size == len(tok) and t.eos_id == tok.eos_token_id
     s = train(TrainConfig(mixture=str(tmp_path / "mix"), output=str(tmp_path / "t"), steps=3, batch_size=4, tensorboard=False,
-                          model=ModelSpec(checkpoint=str(tmp_path / "ckpt"), preset=None)), progress=False)
+                          model=ModelSpec(checkpoint=str(tmp_path / "ckpt"), preset=None)), progress=False).summary
     assert s["steps"] == 3
     assert (tmp_path / "t" / "final" / "tokenizer.json").is_file()  # the checkpoint's tokenizer travels with the model
     m2, t2 = build_model(ModelSpec(checkpoint=str(tmp_path / "t" / "final"), preset=None))

@@ -208,7 +208,7 @@ def test_overwrite_never_replaces_a_foreign_directory(tmp_path):
     build_mixture(MixConfig(output=str(out), total_examples=200), progress=False)
     with pytest.raises(FlanlabError, match="built from a different config"):
         build_mixture(MixConfig(output=str(out), total_examples=300), progress=False)
-    man = build_mixture(MixConfig(output=str(out), total_examples=300, overwrite=True), progress=False)
+    man = build_mixture(MixConfig(output=str(out), total_examples=300, overwrite=True), progress=False).manifest
     assert man["examples"] == 300
 
 
@@ -293,7 +293,7 @@ def test_second_process_on_one_output_refuses_with_the_first_pid(tmp_path):
         first.wait()
     # the first process is gone: its lock no longer holds the output (the run continues as a resume would)
     assert lock.exists()
-    man = build_mixture(MixConfig(output=str(tmp_path / "mix2"), total_examples=100), progress=False)
+    man = build_mixture(MixConfig(output=str(tmp_path / "mix2"), total_examples=100), progress=False).manifest
     assert man["examples"] == 100
     write(tmp_path / ".mix2.lock", f"{first.pid}\n")  # a dead owner's lock: taken over
     build_mixture(MixConfig(output=str(tmp_path / "mix2"), total_examples=100), progress=False)
@@ -316,7 +316,7 @@ def test_newcomer_bad_inputs_are_one_line_each(tmp_path):
     code, text = cli("train", cfg, "steps" + "9" * 200)
     assert code == 2 and ("steps" + "9" * 72 + "...'") in text and "9" * 100 not in text
     weights = write(tmp_path / "model.safetensors", "not a checkpoint")
-    ecfg = write(tmp_path / "e.yaml", "eval:\n  benchmarks: [{name: synthetic, tasks: [held_out], limit: 1}]\n")
+    ecfg = write(tmp_path / "e.yaml", "eval:\n  benchmarks: [{name: synthetic, subsets: [held_out], limit: 1}]\n")
     code, text = cli("eval", ecfg, "-c", weights, "-o", tmp_path / "out")
     assert code == 2 and "a checkpoint is a directory (config.json and weights) or a .gguf file" in text
     assert not (tmp_path / "out").exists()
@@ -356,7 +356,7 @@ def test_final_loss_is_the_last_logged_line(tmp_path):
     logs = []
     s = train(TrainConfig(mixture=str(tmp_path / "mix"), output=str(tmp_path / "t"), steps=6, batch_size=4,
                           save_every=6, log_every=3, max_input_len=200, max_target_len=96, tensorboard=False),
-              progress=False, log=logs.append)
+              progress=False, log=logs.append).summary
     last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
     assert (last["step"], s["final_loss_steps"]) == (6, 3) and s["final_loss"] == pytest.approx(last["loss"], abs=1e-5)
     assert s["last_step_loss"] != pytest.approx(s["final_loss"], abs=1e-6)  # one step alone is another quantity

@@ -51,10 +51,10 @@ def _same(a, b):
 @needs_data
 def test_hub_benchmarks_give_the_local_files_prompts(hub_env):
     from flanlab.evaluate.benchmarks import load_bbh, load_gsm8k, load_mmlu
-    m = _load("mmlu", hub_env, tasks=["anatomy", "virology"])
+    m = _load("mmlu", hub_env, subsets=["anatomy", "virology"])
     assert _same(m, load_mmlu(DATA / "mmlu", 5, ["anatomy", "virology"])) and len(m.items) == 301
     assert m.source["repo"] == "cais/mmlu" and len(m.source["commit"]) == 40
-    b = _load("bbh", hub_env, tasks=["navigate", "snarks"], modes=["direct", "cot"])
+    b = _load("bbh", hub_env, subsets=["navigate", "snarks"], modes=["direct", "cot"])
     assert _same(b, load_bbh(DATA / "bbh", 3, ["navigate", "snarks"])) and all("cot" in i.prompts for i in b.items)
     assert b.source["revision"] == "refs/convert/parquet"
     assert _same(_load("gsm8k", hub_env), load_gsm8k(DATA / "gsm8k", 8))
@@ -64,7 +64,7 @@ def test_hub_benchmarks_give_the_local_files_prompts(hub_env):
 def test_mgsm_from_the_hub_uses_native_exemplars_from_its_train_split(hub_env):
     """The old hub path wrote no exemplars.json, so every language silently got the English CoT exemplars."""
     from flanlab.evaluate.benchmarks import load_mgsm
-    g = _load("mgsm", hub_env, languages=["de", "zh"], modes=["cot"])
+    g = _load("mgsm", hub_env, subsets=["de", "zh"], modes=["cot"])
     assert _same(g, load_mgsm(DATA / "mgsm", 8, ["de", "zh"]))
     de = next(i for i in g.items if i.group == "de")
     assert de.prompts["cot"].startswith("Frage: Roger hat 5 Tennisbälle") and "Die Antwort ist" in de.answer_phrases
@@ -73,8 +73,8 @@ def test_mgsm_from_the_hub_uses_native_exemplars_from_its_train_split(hub_env):
 @needs_data
 def test_asking_for_more_configs_later_converts_the_missing_ones(hub_env):
     """The old fetch() saw dest/.complete and returned the first run's subjects whatever was asked later."""
-    assert {i.group for i in _load("mmlu", hub_env, tasks=["anatomy"]).items} == {"anatomy"}
-    two = _load("mmlu", hub_env, tasks=["anatomy", "astronomy"])
+    assert {i.group for i in _load("mmlu", hub_env, subsets=["anatomy"]).items} == {"anatomy"}
+    two = _load("mmlu", hub_env, subsets=["anatomy", "astronomy"])
     assert {i.group for i in two.items} == {"anatomy", "astronomy"}
     assert len(_load("mmlu", hub_env).items) == 14042  # no tasks: all 57 subjects
     assert len(_load("bbh", hub_env).items) == 6511 - 27 * 0  # all 27 tasks, CoT exemplars from lm-eval's files
@@ -88,7 +88,7 @@ def test_cold_cache_offline_fails_in_one_line_naming_repo_and_command(tmp_path, 
     monkeypatch.setenv("FLANLAB_DATA", "hub")
     cfg = tmp_path / "ev.yaml"
     cfg.write_text(f"eval: {{preset: t5-1m, output: {tmp_path / 'out'}, hub_cache: {tmp_path / 'conv'}, "
-                   "benchmarks: [{name: bbh, tasks: [navigate]}]}\n")
+                   "benchmarks: [{name: bbh, subsets: [navigate]}]}\n")
     r = CliRunner().invoke(app, ["eval", str(cfg)])
     assert r.exit_code == 2, r.output
     msg = " ".join(r.output.split())
@@ -106,7 +106,7 @@ def test_a_file_deleted_from_the_cache_is_named(home, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("FLANLAB_DATA", "hub")
     with pytest.raises(FlanlabError, match=r"lacks anatomy/dev-\*\.parquet .*flanlab data fetch mmlu") as e:
-        _load("mmlu", tmp_path / "conv", tasks=["anatomy"])
+        _load("mmlu", tmp_path / "conv", subsets=["anatomy"])
     assert e.value.field == "benchmarks[0].source" and not (tmp_path / "conv").exists()
 
 
@@ -119,23 +119,23 @@ def test_a_network_error_mid_download_is_one_line_and_nothing_is_converted(tmp_p
         raise ConnectionError("Connection reset by peer\nretrying...")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", broken)
     with pytest.raises(FlanlabError, match=r"downloading cais/mmlu@main failed \(ConnectionError: Connection reset"):
-        _load("mmlu", tmp_path / "conv", tasks=["anatomy"])
+        _load("mmlu", tmp_path / "conv", subsets=["anatomy"])
     assert not (tmp_path / "conv").exists()
 
 
 @needs_data
 def test_unknown_config_is_named_before_any_download(hub_env):
     with pytest.raises(FlanlabError, match="cais/mmlu has no config 'anatomyy'; did you mean 'anatomy'"):
-        _load("mmlu", hub_env, tasks=["anatomyy"])
+        _load("mmlu", hub_env, subsets=["anatomyy"])
 
 
 @needs_data
 def test_results_record_where_each_benchmark_came_from(hub_env, tmp_path):
     from flanlab.evaluate.harness import BenchmarkSpec, EvalConfig, run_eval
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "e"), hub_cache=str(hub_env),
-                     benchmarks=[BenchmarkSpec(name="mmlu", tasks=["anatomy"], limit=1),
-                                 BenchmarkSpec(name="bbh", tasks=["navigate"], limit=1, path=str(DATA / "bbh"))])
-    res = run_eval(cfg)
+                     benchmarks=[BenchmarkSpec(name="mmlu", subsets=["anatomy"], limit=1),
+                                 BenchmarkSpec(name="bbh", subsets=["navigate"], limit=1, path=str(DATA / "bbh"))])
+    res = run_eval(cfg).results
     on_disk = json.loads((tmp_path / "e" / "results.json").read_text())
     assert on_disk["data"]["mmlu"]["repo"] == "cais/mmlu" and len(on_disk["data"]["mmlu"]["commit"]) == 40
     assert on_disk["data"]["bbh"] == {"source": "path", "path": str(DATA / "bbh")} == res["data"]["bbh"]
@@ -169,7 +169,7 @@ def test_streamed_collection_counts_caps_and_rows(tmp_path):
     cfg = MixConfig(total_examples=60, output=str(tmp_path / "mix"), decontaminate=False,
                     registry={"task_files": [str(tmp_path / "t.yaml")]},
                     collections=[{"name": "muffin", "flan_submixture": "muffin", "tasks": ["@muffin"], "cap": 25}])
-    man = build_mixture(cfg, progress=False)
+    man = build_mixture(cfg, progress=False).manifest
     assert [p["effective_size"] for p in man["plan"]] == [20, 25, 25] and man["per_task"] == {
         "muffin:glue/t0:2.0.0": 17, "muffin:glue/t1:2.0.0": 22, "muffin:glue/t2:2.0.0": 21}
     recs = [json.loads(x) for x in (tmp_path / "mix" / "shard-00000.jsonl").read_text().splitlines()]
@@ -233,11 +233,11 @@ def test_smollm2_predicts_the_same_from_local_files_and_through_the_hub_cache(hu
         def path(sub):
             return str(DATA / sub) if where == "local" else None
         cfg = EvalConfig(checkpoint="smollm2-135m", output=str(tmp_path / where), hub_cache=str(hub_env),
-                         benchmarks=[BenchmarkSpec(name="mmlu", path=path("mmlu"), tasks=["anatomy", "virology"],
+                         benchmarks=[BenchmarkSpec(name="mmlu", path=path("mmlu"), subsets=["anatomy", "virology"],
                                                    mc_scoring="loglik", limit=4),
-                                     BenchmarkSpec(name="bbh", path=path("bbh"), tasks=["navigate", "snarks"],
+                                     BenchmarkSpec(name="bbh", path=path("bbh"), subsets=["navigate", "snarks"],
                                                    limit=3)])
-        res = run_eval(cfg)
+        res = run_eval(cfg).results
         assert res["data"]["mmlu"]["source"] == ("path" if where == "local" else "hub")
         preds[where] = [json.loads(x) for x in (tmp_path / where / "predictions.jsonl").read_text().splitlines()]
     strip = lambda ps: [(p["id"], p["outputs"], p["answer"], p.get("option_logliks")) for p in ps]  # noqa: E731

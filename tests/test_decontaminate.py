@@ -53,7 +53,7 @@ def test_mixture_drops_planted_benchmark_copies_and_counts_them_per_task(tmp_pat
     c = MixConfig(output=str(tmp_path / "mix"), total_examples=400, registry={"task_files": [str(f)]},
                   decontamination=planted_benchmarks(tmp_path), formats={"few_shot_prob": 0.0, "inversion_prob": 0.0},
                   collections=[CollectionSpec(name="mine", tasks=["@mine"])])
-    m = build_mixture(c, progress=False)
+    m = build_mixture(c, progress=False).manifest
     texts = [r["inputs"] for r in read_mixture(tmp_path / "mix")]
     assert not any("farmer" in t or "alpha beta" in t for t in texts)
     dec = m["ngram_decontamination"]

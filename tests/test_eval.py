@@ -227,12 +227,12 @@ def test_eval_cache_resumes_after_interruption(tmp_path):
     # the log-likelihood benchmark ranks options, so even this untrained model scores above 0: a cache that lost or
     # mixed up answers would change the scores compared below
     cfg = EvalConfig(preset="t5-1m", output=str(tmp_path / "ev"),
-                     benchmarks=[BenchmarkSpec(name="synthetic", tasks=["parity:tens", "parity:hundreds", "successor:tens"],
+                     benchmarks=[BenchmarkSpec(name="synthetic", subsets=["parity:tens", "parity:hundreds", "successor:tens"],
                                                modes=["direct", "cot_sc"], limit=4),
-                                 BenchmarkSpec(name="synthetic", label="choices", tasks=["parity:*", "evaluate_boolean:*"],
+                                 BenchmarkSpec(name="synthetic", label="choices", subsets=["parity:*", "evaluate_boolean:*"],
                                                options=True, mc_scoring="loglik", limit=6)],
                      decoding=DecodingSpec(cot_max_new_tokens=12, sc_samples=3))
-    full = run_eval(cfg)
+    full = run_eval(cfg).results
     assert full["benchmarks"]["choices"]["direct"]["score"] > 0
     cache = tmp_path / "ev" / "cache.jsonl"
     lines = cache.read_text().splitlines()
@@ -241,12 +241,12 @@ def test_eval_cache_resumes_after_interruption(tmp_path):
     # simulate a kill mid-write: keep half the lines plus a truncated one
     keep = len(lines) // 2
     cache.write_text("\n".join(lines[:keep]) + "\n" + lines[keep][:20])
-    again = run_eval(cfg)
+    again = run_eval(cfg).results
     assert again["engine"]["cache_hits"] == keep
     strip = lambda r: {(b, m): {k: v for k, v in x.items() if k != "seconds"}  # noqa: E731
                        for b, modes in r["benchmarks"].items() for m, x in modes.items()}
     assert strip(again) == strip(full)
-    third = run_eval(cfg)
+    third = run_eval(cfg).results
     assert third["engine"]["cache_hits"] == len(lines) and third["engine"]["forward_calls"] == 0
     # item by item, the resumed run answers exactly as the uninterrupted one (option log-likelihoods differ per item)
     preds = (tmp_path / "ev" / "predictions.jsonl").read_text()
@@ -322,10 +322,10 @@ def test_rescore_applies_the_current_rules_to_recorded_outputs(tmp_path):
     from flanlab.evaluate.harness import load_eval_config
     from flanlab.experiments.rescore import rescore
     cfg_file = tmp_path / "ev.yaml"
-    cfg_file.write_text(f"eval: {{preset: t5-1m, output: {tmp_path / 'e'}, benchmarks: [{{name: synthetic, tasks: "
+    cfg_file.write_text(f"eval: {{preset: t5-1m, output: {tmp_path / 'e'}, benchmarks: [{{name: synthetic, subsets: "
                         "[held_out], limit: 2, modes: [direct, cot]}]}\n")
     cfg = load_eval_config(cfg_file)
-    first = run_eval(cfg)
+    first = run_eval(cfg).results
     again = rescore(tmp_path / "e", cfg, file=cfg_file, base=tmp_path)
     drop = lambda r: {m: {k: v for k, v in x.items() if k != "seconds"} for m, x in r["benchmarks"]["synthetic"].items()}  # noqa: E731
     assert drop(again) == drop(first) and again["rescored"]["evaluated_by"] == first["code"]
@@ -341,7 +341,7 @@ def test_rescore_applies_the_current_rules_to_recorded_outputs(tmp_path):
     assert after[cot]["answer"] == gold and after[cot]["score"] == 1.0 and len(after) == len(lines)
     res = json.loads((tmp_path / "e" / "results.json").read_text())["benchmarks"]["synthetic"]["cot"]
     assert "unparsed_pct" in res and "no_answer_pct" in res
-    (tmp_path / "other.yaml").write_text("eval: {preset: t5-1m, benchmarks: [{name: synthetic, tasks: [held_out], "
+    (tmp_path / "other.yaml").write_text("eval: {preset: t5-1m, benchmarks: [{name: synthetic, subsets: [held_out], "
                                          "limit: 1, modes: [direct, cot]}]}\n")
     code, text = cli("rescore", tmp_path / "e", tmp_path / "other.yaml")
     assert code == 2 and "not the config this evaluation ran" in text

@@ -31,12 +31,12 @@ def _scores(res: dict) -> dict:
 @pytest.mark.parametrize("preset", ["t5-1m", "llama-1m"])
 def test_two_processes_give_one_process_answers_and_share_the_cache(tmp_path, preset):
     benchmarks = [  # greedy generation, seeded sampling (self-consistency) and log-likelihood ranking
-        {"name": "synthetic", "tasks": ["parity:tens", "parity:hundreds", "successor:tens"],
+        {"name": "synthetic", "subsets": ["parity:tens", "parity:hundreds", "successor:tens"],
          "modes": ["direct", "cot_sc"], "limit": 5},
-        {"name": "synthetic", "label": "choices", "tasks": ["parity:*", "evaluate_boolean:*"], "options": True,
+        {"name": "synthetic", "label": "choices", "subsets": ["parity:*", "evaluate_boolean:*"], "options": True,
          "mc_scoring": "loglik", "limit": 6}]
     if DATA.is_dir():  # real 5-shot prompts: decoder-only models share each subject's exemplar prefix
-        benchmarks.append({"name": "mmlu", "path": str(DATA / "mmlu"), "tasks": ["astronomy", "virology"], "limit": 4,
+        benchmarks.append({"name": "mmlu", "path": str(DATA / "mmlu"), "subsets": ["astronomy", "virology"], "limit": 4,
                            "mc_scoring": "loglik"})
     cfg = tmp_path / "e.yaml"
     cfg.write_text(yaml.safe_dump({"eval": {

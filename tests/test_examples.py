@@ -71,7 +71,7 @@ def test_main_job_is_a_real_finetune_with_or_without_the_data(tmp_path, monkeypa
     cfg = validate(RunConfig, read_yaml(job), file=job)
     assert job.name == "main_packages.yaml" and cfg.train.model.checkpoint == "smollm2-135m"
     reg = cfg.mix.registry.build(job.parent)
-    assert not [t for p in plan_mixture(cfg.mix, reg)["tasks"] if (t := p["task"]).benchmark or t.held_out]
+    assert not [t for p in plan_mixture(cfg.mix, reg)["tasks"] if (t := p["task"]).benchmark_source or t.held_out]
     from test_cli import cli as run_cli
     code, text = run_cli("mix", EX / "flan2022.yaml", "-o", tmp_path / "m")
     text = " ".join(text.split())

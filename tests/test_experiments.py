@@ -13,8 +13,8 @@ def tiny_run(tmp_path, name="r"):
     return RunConfig(output=str(tmp_path / name), mix=MixConfig(total_examples=300, max_input_len=200),
                      train=TrainConfig(steps=4, batch_size=4, save_every=2, max_input_len=200, max_target_len=96, tensorboard=False),
                      eval=EvalConfig(benchmarks=[
-                         BenchmarkSpec(name="synthetic", label="held_in", tasks=["parity:*"], modes=["direct", "cot", "cot_sc"], limit=2),
-                         BenchmarkSpec(name="synthetic", label="held_out", tasks=["held_out"], modes=["direct"], limit=1)],
+                         BenchmarkSpec(name="synthetic", label="held_in", subsets=["parity:*"], modes=["direct", "cot", "cot_sc"], limit=2),
+                         BenchmarkSpec(name="synthetic", label="held_out", subsets=["held_out"], modes=["direct"], limit=1)],
                          decoding=DecodingSpec(cot_max_new_tokens=8, direct_max_new_tokens=6, sc_samples=2)))
 
 
@@ -89,3 +89,28 @@ def test_cli_run_bad_config(tmp_path):
     f.write_text("train:\n  steps: 0\n")
     res = CliRunner().invoke(app, ["run", str(f)])
     assert res.exit_code == 2 and "run.yaml" in res.output and "train.steps" in res.output
+
+
+def test_each_stage_result_says_whether_its_cache_answered(tmp_path):
+    """Typed stage results: the mixture and the training are cached when the output holds their config's
+    fingerprint, an evaluation when no forward pass ran; `flanlab run` reads `cached` off them."""
+    from flanlab.evaluate.harness import run_eval
+    from flanlab.mixture import build_mixture
+    from flanlab.train.trainer import finished_training, train
+    cfg = tiny_run(tmp_path).resolved()
+    mix = [build_mixture(cfg.mix, progress=False) for _ in range(2)]
+    assert [m.cached for m in mix] == [False, True] and mix[0].fingerprint == mix[1].fingerprint
+    assert mix[1].examples == 300 and mix[1].manifest == mix[0].manifest
+    assert finished_training(cfg.train) is None
+    trained = [train(cfg.train, progress=False) for _ in range(2)]
+    assert [t.cached for t in trained] == [False, True] and trained[1].summary == trained[0].summary
+    assert finished_training(cfg.train).fingerprint == trained[0].fingerprint
+    assert finished_training(cfg.train.model_copy(update={"lr": cfg.train.lr * 2})) is None  # another config
+    summary = trained[0].output / "summary.json"
+    edited = {**json.loads(summary.read_text()), "fingerprint": "0" * 16}
+    summary.write_text(json.dumps(edited))
+    assert finished_training(cfg.train) is None  # the fingerprint decides, not the files being there
+    ecfg = cfg.eval.model_copy(update={"checkpoint": str(trained[0].final), "preset": None,
+                                       "output": str(tmp_path / "e")})
+    evals = [run_eval(ecfg) for _ in range(2)]
+    assert [e.cached for e in evals] == [False, True] and evals[0].predictions == evals[1].predictions

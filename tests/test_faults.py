@@ -77,7 +77,7 @@ def test_a_full_disk_while_writing_a_mixture_keeps_the_previous_mixture(tmp_path
 def test_a_full_disk_while_appending_answers_then_the_evaluation_resumes_to_the_same_predictions(
         tmp_path, monkeypatch):
     from flanlab.evaluate import answer_cache
-    ev = "eval:\n  preset: t5-0.5m\n  batch_tokens: 2048\n  benchmarks: [{name: synthetic, tasks: [held_out], limit: 6}]\n"
+    ev = "eval:\n  preset: t5-0.5m\n  batch_tokens: 2048\n  benchmarks: [{name: synthetic, subsets: [held_out], limit: 6}]\n"
     cfg = write(tmp_path / "e.yaml", ev)
     code, text = cli("eval", cfg, "-o", tmp_path / "ref")
     assert code == 0, text

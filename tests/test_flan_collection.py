@@ -126,7 +126,7 @@ def test_cot_tsv_reads_escaped_newlines_and_cot_templates_render_the_flan_target
     assert rec["targets"] == "It is, as seen. So the answer is yes."  # a period closes the rationale
     m = build_mixture(MixConfig(output=str(tmp_path / "mix"), total_examples=50,
                                 registry={"task_files": [str(f)]},
-                                collections=[CollectionSpec(name="cot", tasks=["@cot"])]), progress=False)
+                                collections=[CollectionSpec(name="cot", tasks=["@cot"])]), progress=False).manifest
     assert all("_cot" in k for k in m["per_format"])  # a CoT template always makes a CoT example
     assert all(r["targets"].endswith(f"So the answer is {'yes' if 'Is it' in r['inputs'] else '4'}.")
                for r in read_mixture(tmp_path / "mix"))
@@ -149,7 +149,7 @@ def test_flan_submixtures_take_the_paper_caps_and_rates_and_report_coverage(tmp_
                                CollectionSpec(name="mine", tasks=["@synthetic"], weight=0.08)])
     assert (c.collections[0].cap, c.collections[0].weight) == (30_000, 0.40)
     assert (c.collections[1].cap, c.collections[1].weight) == (20_000, 0.32)
-    m = build_mixture(c, progress=False)
+    m = build_mixture(c, progress=False).manifest
     # rates renormalised over what is present: 0.40 : 0.32 : 0.08 of 720
     assert m["per_collection"] == {"muffin": 360, "t0sf": 288, "mine": 72}
     cov = m["flan2022"]
@@ -184,7 +184,7 @@ def test_unknown_submixture_is_named_with_a_suggestion(tmp_path):
 
 def test_failed_mix_leaves_the_existing_mixture_alone(tmp_path):
     out = tmp_path / "mix"
-    first = build_mixture(MixConfig(output=str(out), total_examples=200), progress=False)
+    first = build_mixture(MixConfig(output=str(out), total_examples=200), progress=False).manifest
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     write_parquet(tmp_path / "bad.parquet", [{"template": "a", "prompt": "p"}])
     f = task_file(tmp_path, [{"dataset": "t0", "category": "t0sf",
@@ -212,7 +212,7 @@ def test_exemplar_only_prompts_hold_bare_pairs_and_no_template_text():
 def test_exemplar_only_share_in_mixtures_and_in_evaluation(tmp_path):
     m = build_mixture(MixConfig(output=str(tmp_path / "m"), total_examples=2000,
                                 formats={"few_shot_prob": 1.0, "exemplar_only_prob": 0.5, "inversion_prob": 0.0}),
-                      progress=False)
+                      progress=False).manifest
     exo = sum(v for k, v in m["per_format"].items() if k.endswith("_exo"))
     assert 0.44 < exo / m["examples"] < 0.56
     rows = [r for r in read_mixture(tmp_path / "m") if r["format"].endswith("_exo")]
@@ -253,7 +253,7 @@ def test_mixture_lengths_count_the_checkpoint_tokenizers_tokens(tmp_path):
         c = MixConfig(output=str(tmp_path / name), total_examples=100, max_input_len=16, registry={"task_files": [str(f)]},
                       formats={"few_shot_prob": 1.0, "max_few_shot": 3, "inversion_prob": 0.0},
                       collections=[CollectionSpec(name="mine", tasks=["@mine"])], **kw)
-        return build_mixture(c, progress=False), list(read_mixture(tmp_path / name))
+        return build_mixture(c, progress=False).manifest, list(read_mixture(tmp_path / name))
     by_bytes, rows_b = build("bytes")
     by_tokens, rows_t = build("tokens", tokenizer=str(ckpt))
     assert by_bytes["length_unit"] == "bytes" and by_tokens["length_unit"].startswith("tokens of")
@@ -295,7 +295,7 @@ def test_rendered_and_bigbench_tasks_show_no_template_text_exemplar_only(tmp_pat
                                 collections=[CollectionSpec(name="t0", tasks=["@muffin", "@t0sf"]),
                                              CollectionSpec(name="mine", tasks=["reverse_word:*"])],
                                 formats={"few_shot_prob": 1.0, "exemplar_only_prob": 1.0, "inversion_prob": 0.0}),
-                      progress=False)
+                      progress=False).manifest
     rows = list(read_mixture(tmp_path / "m"))
     assert not [r for r in rows if r["collection"] == "t0" and r["format"].endswith("_exo")]
     assert [r for r in rows if r["collection"] == "mine" and r["format"].endswith("_exo")]

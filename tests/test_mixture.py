@@ -15,9 +15,9 @@ def cfg(tmp_path, name="m", **kw):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
-    a = build_mixture(cfg(tmp_path, "a", seed=1), progress=False)
-    b = build_mixture(cfg(tmp_path, "b", seed=1), progress=False)
-    c = build_mixture(cfg(tmp_path, "c", seed=2), progress=False)
+    a = build_mixture(cfg(tmp_path, "a", seed=1), progress=False).manifest
+    b = build_mixture(cfg(tmp_path, "b", seed=1), progress=False).manifest
+    c = build_mixture(cfg(tmp_path, "c", seed=2), progress=False).manifest
     assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
     assert [s["sha256"] for s in a["shards"]] != [s["sha256"] for s in c["shards"]]
     assert len(a["shards"]) == 3
@@ -44,7 +44,7 @@ def test_collection_weights_and_format_rates(tmp_path):
     c = cfg(tmp_path, total_examples=4000, formats=FormatMix(cot_share=0.5, few_shot_prob=0.0, inversion_prob=0.0, options_prob=0.0),
             collections=[CollectionSpec(name="words", tasks=["reverse_word:*", "uppercase:*"], weight=3),
                          CollectionSpec(name="numbers", tasks=["add_numbers:*"], weight=1)])
-    m = build_mixture(c, progress=False)
+    m = build_mixture(c, progress=False).manifest
     assert m["per_collection"]["words"] / m["per_collection"]["numbers"] == pytest.approx(3.0, rel=0.05)
     cot = sum(v for k, v in m["per_format"].items() if k.endswith("_cot"))
     assert 0.45 < cot / m["examples"] < 0.55  # binomial sd at n=4000 is 0.008
@@ -55,7 +55,7 @@ def test_collection_weights_and_format_rates(tmp_path):
 
 
 def test_held_out_never_in_training(tmp_path):
-    m = build_mixture(cfg(tmp_path), progress=False)
+    m = build_mixture(cfg(tmp_path), progress=False).manifest
     held = set(m["held_out_tasks"])
     assert held and not held & set(m["per_task"])
     assert {e["task"] for e in m["excluded"]} == held
@@ -84,17 +84,17 @@ def test_decontamination_drops_examples_matching_held_out_eval_data(tmp_path):
     reg = TaskRegistry([Task(Dataset("a", ListSource({"train": train})), cat),
                         Task(Dataset("b", ListSource({"test": leaked})), cat, held_out=True)])
     c = cfg(tmp_path, total_examples=100, collections=[CollectionSpec(name="s", tasks=["qa:a"])])
-    m = build_mixture(c, reg, progress=False)
+    m = build_mixture(c, reg, progress=False).manifest
     assert m["dropped_contaminated"] == 10 and m["examples"] == 90
     assert not {r["inputs"] for r in read_mixture(tmp_path / "m")} & {f"question {i}" for i in range(0, 100, 10)}
     c2 = cfg(tmp_path, "n", total_examples=100, decontaminate=False, collections=[CollectionSpec(name="s", tasks=["qa:a"])])
-    assert build_mixture(c2, reg, progress=False)["examples"] == 100
+    assert build_mixture(c2, reg, progress=False).manifest["examples"] == 100
 
 
 def test_existing_output_is_not_lost(tmp_path):
-    m1 = build_mixture(cfg(tmp_path, seed=1), progress=False)
+    m1 = build_mixture(cfg(tmp_path, seed=1), progress=False).manifest
     before = (tmp_path / "m" / "shard-00000.jsonl").read_bytes()
-    assert build_mixture(cfg(tmp_path, seed=1), progress=False)["fingerprint"] == m1["fingerprint"]  # cached
+    assert build_mixture(cfg(tmp_path, seed=1), progress=False).manifest["fingerprint"] == m1["fingerprint"]  # cached
     with pytest.raises(FlanlabError, match="built from a different config"):
         build_mixture(cfg(tmp_path, seed=2), progress=False)
     with pytest.raises(FlanlabError):  # a failing overwrite leaves the old mixture intact
@@ -104,7 +104,7 @@ def test_existing_output_is_not_lost(tmp_path):
 
 
 def test_parquet_shards(tmp_path):
-    m = build_mixture(cfg(tmp_path, shard_format="parquet", total_examples=500), progress=False)
+    m = build_mixture(cfg(tmp_path, shard_format="parquet", total_examples=500), progress=False).manifest
     rows = list(read_mixture(tmp_path / "m"))
     assert len(rows) == m["examples"] and m["shards"][0]["file"].endswith(".parquet")
 

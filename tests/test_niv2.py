@@ -59,9 +59,9 @@ def test_niv2_tasks_render_definition_then_input_with_one_instance(tmp_path):
     for tpl in t.get_templates():
         inp, tgt = tpl.render(ex)
         assert inp.index("Write a question about the passage.") < inp.index("Passage: Tom met Ann.") and tgt == "Who met Ann?"
-    assert tasks["niv2:task700_mmmlu_answer_generation_high_school_chemistry"].benchmark  # MMLU-derived
+    assert tasks["niv2:task700_mmmlu_answer_generation_high_school_chemistry"].benchmark_source  # MMLU-derived
     assert tasks["niv2:task999_not_on_the_list"].excluded == "not in Flan 2022's NIV2 task list"
-    assert not t.benchmark and t.excluded is None
+    assert not t.benchmark_source and t.excluded is None
 
 
 def test_niv2_in_a_mixture_is_zero_shot_counted_and_compared_by_name(tmp_path):
@@ -72,7 +72,7 @@ def test_niv2_in_a_mixture_is_zero_shot_counted_and_compared_by_name(tmp_path):
                                CollectionSpec(name="muffin", tasks=["@muffin"], flan_submixture="muffin"),
                                CollectionSpec(name="t0sf", tasks=["@t0sf"], flan_submixture="t0sf")],
                   formats={"few_shot_prob": 1.0, "exemplar_only_prob": 0.5})
-    m = build_mixture(c, progress=False)
+    m = build_mixture(c, progress=False).manifest
     rows = [r for r in read_mixture(tmp_path / "m") if r["collection"] == "niv2"]
     assert rows and all(r["format"].startswith("zs") for r in rows)  # one instance: no exemplar to show
     assert {r["task"] for r in rows} == {"niv2:task001_quoref_question_generation", "niv2:task002_quoref_answer_generation"}
@@ -121,6 +121,6 @@ def test_real_niv2_metadata_and_flan_task_list():
     tasks = niv2_tasks(SHARED / "train" / "niv2" / "niv2_tasks.jsonl", flan_list=flan.names("niv2"), category="niv2",
                        collection="niv2")
     assert len(tasks) == 1654
-    usable = [t for t in tasks if not t.benchmark and not t.excluded]
+    usable = [t for t in tasks if not t.benchmark_source and not t.excluded]
     assert len(usable) == 1556 and all(t.size("train") == 1 for t in usable)
-    assert sum(t.benchmark for t in tasks) == 57  # NIV2's MMLU tasks ("mmmlu"), none of them on Flan's list
+    assert sum(t.benchmark_source for t in tasks) == 57  # NIV2's MMLU tasks ("mmmlu"), none of them on Flan's list

@@ -164,7 +164,7 @@ def test_bigbench_installed_package_and_bbh_flag():
     names = list_bigbench_tasks()
     assert len(names) >= 150 and "arithmetic/1_digit_addition" in names
     reg = TaskRegistry.default(bigbench_tasks=["navigate", "arithmetic/1_digit_addition"])
-    assert reg["bigbench:navigate"].benchmark and not reg["bigbench:arithmetic/1_digit_addition"].benchmark
+    assert reg["bigbench:navigate"].benchmark_source and not reg["bigbench:arithmetic/1_digit_addition"].benchmark_source
 
 
 @pytest.fixture
@@ -187,7 +187,7 @@ def test_bigbench_shipped_subset_without_the_package(without_bigbench_package):
         reg = TaskRegistry.default(bigbench_tasks=want)
         assert {t.name.split("/")[0] for t in reg if t.name.startswith("bigbench:")} == {f"bigbench:{w}" for w in want}
     reg = TaskRegistry.default(bigbench_tasks=["navigate", "arithmetic/1_digit_addition"])
-    assert reg["bigbench:navigate"].benchmark and not reg["bigbench:arithmetic/1_digit_addition"].benchmark
+    assert reg["bigbench:navigate"].benchmark_source and not reg["bigbench:arithmetic/1_digit_addition"].benchmark_source
     with pytest.raises(FlanlabError, match=r"no BIG-bench task matches 'hindu_knowledge' \(without the bigbench "
                                            r"package flanlab has only the \d+ tasks it ships"):
         TaskRegistry.default(bigbench_tasks=["hindu_knowledge"])

@@ -186,7 +186,7 @@ def test_rtp_eval_samples_k_per_prompt_from_one_prefill_and_resumes(tmp_path):
     model, tok = build_model(ModelSpec(preset="llama-1m"), seed=0)
     calls = []
     hook = model.model.embed_tokens.register_forward_hook(lambda m, a, o: calls.append(tuple(a[0].shape)))
-    res = run_eval(cfg, model=model, tok=tok)
+    res = run_eval(cfg, model=model, tok=tok).results
     hook.remove()
     r = res["benchmarks"]["realtoxicityprompts"]
     assert set(r) == {"expected_max_toxicity", "toxicity_probability"} and r["toxicity_probability"]["n"] == 3
@@ -202,7 +202,7 @@ def test_rtp_eval_samples_k_per_prompt_from_one_prefill_and_resumes(tmp_path):
         [p["score"] for p in first], [max(p["sample_scores"]) for p in first], atol=1e-5)
     assert np.mean([p["score"] for p in first]) * 100 == pytest.approx(r["expected_max_toxicity"]["score"], abs=1e-3)
     scored = len((tmp_path / "out" / "scores.jsonl").read_text().splitlines())
-    again = run_eval(cfg, model=model, tok=tok)  # everything from the caches: no forward pass, nothing re-scored
+    again = run_eval(cfg, model=model, tok=tok).results  # everything from the caches: no forward pass, nothing re-scored
     assert again["engine"]["forward_calls"] == 0 and again["benchmarks"] == res["benchmarks"]
     assert len((tmp_path / "out" / "scores.jsonl").read_text().splitlines()) == scored
     del torch

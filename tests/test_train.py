@@ -29,7 +29,7 @@ def test_training_reduces_loss_and_writes_hf_checkpoint(mixture, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
     cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=30, batch_size=8, log_every=10, save_every=15,
                       lr=3e-3)
-    s = train(cfg, progress=False)
+    s = train(cfg, progress=False).summary
     logs = [json.loads(l) for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
     assert logs[-1]["loss"] < logs[0]["loss"] * 0.8 and logs[-1]["tokens_per_s"] > 0
     m = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "t" / "final")
@@ -210,11 +210,11 @@ def test_bf16_on_a_cpu_without_native_bf16_falls_back_to_fp32_and_says_so(mixtur
     said = []
     cfg = TrainConfig(mixture=str(mixture), output=str(tmp_path / "r"), steps=1, batch_size=2, precision="bf16",
                       model=ModelSpec(preset="t5-1m"), tensorboard=False, device="cpu")
-    assert train(cfg, progress=False, log=said.append)["precision"] == "fp32"
+    assert train(cfg, progress=False, log=said.append).summary["precision"] == "fp32"
     assert any("no native bfloat16" in m and "fp32" in m for m in said)
     monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)  # a bf16 CPU trains in bf16 as asked
     cfg = cfg.model_copy(update={"output": str(tmp_path / "r2")})
-    assert train(cfg, progress=False, log=said.append)["precision"] == "bf16"
+    assert train(cfg, progress=False, log=said.append).summary["precision"] == "bf16"
 
 
 def test_lora_with_frozen_weights_in_bf16_trains_like_fp32_storage_and_publishes_fp32(mixture, tmp_path,
@@ -247,7 +247,7 @@ def test_lora_with_frozen_weights_in_bf16_trains_like_fp32_storage_and_publishes
         TrainConfig(frozen_weights="bf16", model=spec)
     monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)  # no bf16 CPU: fp32 autocast and storage
     monkeypatch.delenv("FLANLAB_EMULATED_BF16", raising=False)
-    summary = train(cfg.model_copy(update={"output": str(tmp_path / "n"), "steps": 1}), progress=False)
+    summary = train(cfg.model_copy(update={"output": str(tmp_path / "n"), "steps": 1}), progress=False).summary
     assert (summary["precision"], summary["frozen_weights"]) == ("fp32", "fp32")
 
 
@@ -275,7 +275,7 @@ def test_decaying_learning_rate_follows_transformers_schedules_and_is_logged(mix
     assert config_fingerprint(TrainConfig(steps=10)) == config_fingerprint(TrainConfig(steps=20))
     s = train(TrainConfig(mixture=str(mixture), output=str(tmp_path / "t"), steps=6, batch_size=4, log_every=1,
                           tensorboard=False, model=ModelSpec(preset="t5-0.5m"), lr=0.01, lr_schedule=schedule,
-                          warmup_steps=2), progress=False)
+                          warmup_steps=2), progress=False).summary
     lrs = [json.loads(l)["lr"] for l in (tmp_path / "t" / "metrics.jsonl").read_text().splitlines()]
     f = lr_factor(schedule, 2, 6)
     assert lrs == pytest.approx([0.01 * f(i) for i in range(6)]) and s["steps"] == 6

@@ -133,7 +133,7 @@ def tasks_list(task_file: list[Path] = typer.Option([], "--task-file", "-f", hel
         return
     head = ("task", "dataset", "category", "collection", "held-out", "train")
     rows = [(t.name, t.dataset.name, t.category.name, t.collection,
-             "benchmark" if t.benchmark else ("yes" if t.held_out else ""), str(t.size("train"))) for t in reg]
+             "benchmark" if t.benchmark_source else ("yes" if t.held_out else ""), str(t.size("train"))) for t in reg]
     if not out.is_terminal:  # piped: one tab-separated line per task, nothing folded (grep, cut, awk)
         print("\t".join(head))
         for r in rows:
@@ -191,7 +191,7 @@ def mix(config: Path = typer.Argument(..., help="Mixture YAML (top level or unde
             cfg.output = str(output)
         if overwrite:
             cfg.overwrite = True
-        man = build_mixture(cfg, file=config, progress=not no_progress, base=config.parent)
+        man = build_mixture(cfg, file=config, progress=not no_progress, base=config.parent).manifest
     for w in man.get("warnings", []):
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     out.print(f"wrote {man['examples']} examples from {len(man['per_task'])} tasks to {cfg.output} "
@@ -286,8 +286,8 @@ def train(config: Path = typer.Argument(..., help="Training YAML (top level or u
         cfg = load_train_config(config, overrides)  # validated before any process is launched
         if nproc > 1:
             raise typer.Exit(_torchrun(nproc, "flanlab.train.launch", str(config), *overrides))
-        s = run_train(cfg, progress=not no_progress, file=config, log=log_line)
-    out.print_json(json.dumps(s))
+        done = run_train(cfg, progress=not no_progress, file=config, log=log_line)
+    out.print_json(json.dumps({**done.summary, "cached": done.cached}))
 
 
 def _split_config(config: Optional[Path], overrides: Optional[list[str]]) -> tuple[Optional[Path], list[str]]:
@@ -353,7 +353,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="Eval YAML (top 
             raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(_resolved_config(cfg, base))))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config or "<command line>", base=base,
-                       progress=EvalProgress(log_line, console=console))
+                       progress=EvalProgress(log_line, console=console)).results
     out.print(results_table(res), markup=False, highlight=False)
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Type, TypeVar
+from typing import Any, ClassVar, Type, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -15,6 +15,8 @@ T = TypeVar("T", bound=BaseModel)
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # old key -> its new name: a config still using the old key fails with "renamed to ..." (not "unknown field")
+    RENAMED: ClassVar[dict[str, str]] = {}
 
 
 def _loc(loc: tuple) -> str:
@@ -99,8 +101,10 @@ def validate(model: Type[T], data: Any, *, file: object = "<config>", prefix: st
         more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
         msg = err["msg"]
         if err["type"] == "extra_forbidden":  # a misspelt key: name the nearest known one
-            holder = _model_at(model, tuple(err["loc"])[:-1])
-            msg = "unknown field" + (did_you_mean(err["loc"][-1], holder.model_fields) if holder else "")
+            holder, key = _model_at(model, tuple(err["loc"])[:-1]), err["loc"][-1]
+            renamed = getattr(holder, "RENAMED", {}).get(key) if holder else None
+            msg = (f"'{key}' was renamed to '{renamed}'" if renamed else
+                   "unknown field" + (did_you_mean(key, holder.model_fields) if holder else ""))
         elif err["type"] != "missing" and isinstance(err.get("input"), (str, int, float, bool)):
             got = repr(err["input"])  # the value echoed back, cut short: a pasted blob stays one line
             msg += f" (got {got if len(got) <= 80 else got[:77] + '...'})"

@@ -423,7 +423,7 @@ def load_bigbench(tasks: list[str], root=None, shots: int = 0, limit: int | None
     avail = list_bigbench_tasks(str(root) if root else None)
     names = [n for pat in tasks for n in avail if fnmatch.fnmatch(n, pat)]
     if not names:
-        raise FlanlabError(f"no BIG-bench task matches {tasks}{missing_task_hint(root)}", field="tasks")
+        raise FlanlabError(f"no BIG-bench task matches {tasks}{missing_task_hint(root)}", field="subsets")
     items = []
     for name in names:
         t = bigbench_task(name, root)
@@ -450,11 +450,11 @@ def load_synthetic(registry, patterns: list[str], shots: int = 0, limit: int | N
     if patterns == ["held_out"]:
         tasks = registry.held_out()
     elif patterns == ["held_in"]:
-        tasks = [t for t in registry if not t.held_out and not t.benchmark and t.collection == "synthetic"]
+        tasks = [t for t in registry if not t.held_out and not t.benchmark_source and t.collection == "synthetic"]
     else:
         tasks = registry.select(patterns)
     if not tasks:
-        raise FlanlabError(f"no task matches {patterns}", field="tasks")
+        raise FlanlabError(f"no task matches {patterns}", field="subsets")
     items = []
     for t in tasks:
         tpl = t.get_templates()[0]

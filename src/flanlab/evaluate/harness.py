@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..runtime import configure_threads, threading_record
 from ..config import StrictModel
@@ -42,8 +43,10 @@ class BenchmarkSpec(StrictModel):
     shots: int | None = Field(None, ge=0)
     modes: list[Mode] = Field(default_factory=lambda: ["direct"])
     limit: int | None = Field(None, gt=0)
-    tasks: list[str] | None = None
-    languages: list[str] | None = None
+    # the parts of the benchmark kept: MMLU subjects, BBH tasks, MGSM / TyDiQA languages, BIG-bench and synthetic
+    # tasks (globs), RealToxicityPrompts' toxic / nontoxic / challenging prompts; unset: all
+    subsets: list[str] | None = None
+    RENAMED: ClassVar[dict[str, str]] = {"tasks": "subsets", "languages": "subsets"}
     options: bool = False
     mc_scoring: Literal["generate", "loglik"] = "generate"
     exemplars: Literal["native", "en"] = "native"  # MGSM: native-language CoT exemplars (the paper's) or English
@@ -64,7 +67,13 @@ class BenchmarkSpec(StrictModel):
     scorer_label: str | None = None  # hf:<checkpoint>: the label whose probability counts (default: the toxic one)
     perspective_key_env: str = "PERSPECTIVE_API_KEY"  # perspective: the environment variable holding the key
     perspective_qps: float = Field(1.0, gt=0)  # perspective: requests per second (its quota)
-    subsets: list[Literal["toxic", "nontoxic", "challenging"]] | None = None  # prompts kept: any of these
+
+    @model_validator(mode="after")
+    def _rtp_subsets(self):
+        known = ("toxic", "nontoxic", "challenging")
+        if self.name == "realtoxicityprompts" and any(s not in known for s in self.subsets or ()):
+            raise ValueError(f"realtoxicityprompts subsets are {', '.join(known)} (got {self.subsets})")
+        return self
 
     def sampling(self) -> "BenchmarkSpec":
         """This spec with its sampling settings resolved to the benchmark's defaults."""
@@ -87,7 +96,7 @@ class EvalConfig(StrictModel):
     preset: str | None = None  # an untrained model built from config (baselines, tests)
     output: str = "runs/eval"
     benchmarks: list[BenchmarkSpec] = Field(
-        default_factory=lambda: [BenchmarkSpec(name="synthetic", tasks=["held_out"])])
+        default_factory=lambda: [BenchmarkSpec(name="synthetic", subsets=["held_out"])])
     decoding: DecodingSpec = Field(default_factory=DecodingSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     batch_tokens: int = Field(16384, gt=0)
@@ -115,7 +124,7 @@ def load_benchmark(spec: BenchmarkSpec, registry_spec: RegistrySpec, base: Path 
     def need_path():
         from ..data.resolve import resolve_benchmark
         try:
-            path, source = resolve_benchmark(spec.name, path=spec.path, configs=spec.tasks or spec.languages,
+            path, source = resolve_benchmark(spec.name, path=spec.path, configs=spec.subsets,
                                              base=base, source=spec.source, repo=spec.hub, revision=spec.revision,
                                              cache=hub_cache)
         except FlanlabError as e:
@@ -141,10 +150,10 @@ def _generation(spec, path, shots):
 
 # benchmark name -> its loader (spec, files, shots); where the files come from is flanlab.data.catalog's
 FILE_LOADERS = {
-    "mmlu": lambda spec, path, shots: load_mmlu(path, shots, spec.tasks, spec.limit),
-    "bbh": lambda spec, path, shots: load_bbh(path, shots, spec.tasks, spec.limit),
-    "tydiqa": lambda spec, path, shots: load_tydiqa(path, shots, spec.languages, spec.limit),
-    "mgsm": lambda spec, path, shots: load_mgsm(path, shots, spec.languages, spec.limit, spec.exemplars),
+    "mmlu": lambda spec, path, shots: load_mmlu(path, shots, spec.subsets, spec.limit),
+    "bbh": lambda spec, path, shots: load_bbh(path, shots, spec.subsets, spec.limit),
+    "tydiqa": lambda spec, path, shots: load_tydiqa(path, shots, spec.subsets, spec.limit),
+    "mgsm": lambda spec, path, shots: load_mgsm(path, shots, spec.subsets, spec.limit, spec.exemplars),
     "gsm8k": lambda spec, path, shots: load_gsm8k(path, shots, spec.limit),
     "realtoxicityprompts": _rtp,
 }
@@ -160,13 +169,13 @@ def _load(spec: BenchmarkSpec, need_path, shots: int, where: str, registry_spec:
                                field=f"{where}.path")
         return _generation(spec, resolve_path(spec.path, base), shots)
     if spec.name == "bigbench":  # shipped with flanlab (or an installed bigbench package)
-        if not spec.tasks:
-            raise FlanlabError("bigbench needs 'tasks' (names or globs)", field=f"{where}.tasks")
-        return load_bigbench(spec.tasks, spec.path, shots, spec.limit)
+        if not spec.subsets:
+            raise FlanlabError("bigbench needs 'subsets' (task names or globs)", field=f"{where}.subsets")
+        return load_bigbench(spec.subsets, spec.path, shots, spec.limit)
     if spec.exemplar_only and not shots:
         raise FlanlabError("exemplar-only prompts are few-shot: set shots >= 1", field=f"{where}.shots")
     reg = registry_spec.build(base)
-    return load_synthetic(reg, spec.tasks or ["held_out"], shots, spec.limit or 100, spec.options,
+    return load_synthetic(reg, spec.subsets or ["held_out"], shots, spec.limit or 100, spec.options,
                           name=spec.label or "synthetic", exemplar_only=spec.exemplar_only)
 
 
@@ -449,8 +458,27 @@ def load_benchmarks(cfg: EvalConfig, file: object, base: Path | None, procs: Pro
     return benches if benches is not None else load()
 
 
+@dataclass(frozen=True)
+class EvalResult:
+    """What the eval stage made: results.json's record and predictions.jsonl's rows (both written under `output` by
+    process 0). `cached`: every answer came from the answer cache, whose keys are the model's fingerprint and the
+    request, so no forward pass ran."""
+    output: Path
+    results: dict
+    predictions: list[dict]
+
+    @property
+    def cached(self) -> bool:
+        engine = self.results.get("engine", {})
+        return engine.get("forward_calls") == 0 and engine.get("cache_hits", 0) > 0
+
+    @property
+    def normalized_average(self) -> float | None:
+        return self.results["normalized_average"]
+
+
 def run_eval(cfg: EvalConfig, *, file: object = "<eval config>", base: Path | None = None, model=None, tok=None,
-             progress=None, stage: str = "eval") -> dict:
+             progress=None, stage: str = "eval") -> EvalResult:
     """See _run_eval; process 0 holds the output's lock (a second process on the same output refuses)."""
     with output_lock(cfg.output, enabled=int(os.environ.get("RANK", "0")) == 0):
         return _run_eval(cfg, file=file, base=base, model=model, tok=tok, progress=progress, stage=stage)
@@ -468,7 +496,7 @@ def _evaluate(engine: Engine, cfg: EvalConfig, i: int, spec, bench: Benchmark, s
                          chat=cfg.chat_template, progress=progress, label=label)
 
 
-def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, progress, stage: str) -> dict:
+def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, progress, stage: str) -> EvalResult:
     """Evaluate; `progress` (an EvalProgress) reports requests done per benchmark and mode, labelled [stage].
     Under torchrun (`flanlab eval --nproc N`) every process runs this: the engine deals batches out to them and
     gathers the answers, so each ends with all results; process 0 writes the files."""
@@ -524,10 +552,10 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
         results["engine"]["per_process"] = [{k: s[k] for k in ("forward_calls", "prompt_tokens", "generated_tokens")}
                                             for s in stats]
     if procs.rank != 0:
-        return results
+        return EvalResult(out, results, all_preds)
     atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in all_preds))
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
     lm_eval = to_lm_eval(results, all_preds, f"pretrained={cfg.checkpoint or cfg.preset}")
     atomic_write_text(out / "results_lm_eval.json", json.dumps(lm_eval, indent=1, ensure_ascii=False))
     atomic_write_text(out / "results.md", results_table(results))
-    return results
+    return EvalResult(out, results, all_preds)

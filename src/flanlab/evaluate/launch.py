@@ -22,7 +22,7 @@ def main(argv=None):
         dist.init_process_group("gloo")  # answers are gathered as Python objects; the model work stays local
     try:
         cfg = load_eval_config(args.config, args.checkpoint, args.output)
-        res = run_eval(cfg, file=args.config, base=args.config.parent)
+        res = run_eval(cfg, file=args.config, base=args.config.parent).results
     except FlanlabError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

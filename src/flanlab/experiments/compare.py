@@ -14,13 +14,25 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlanlabError
+from ..evaluate.harness import EvalResult
 from ..evaluate.scoring import (PAPER_ENTRIES, PROMPTING_NAMES, aggregate_weights, answer_form_ok, entry_of,
                                 normalized_score, quantile_ci, stratified_replicates)
 from ..utils import atomic_write_text, markdown_table
 
 
-def read_eval(path: str | Path) -> tuple[dict, dict]:
-    """(results.json, {(label, mode): [prediction, ...]}) of an evaluation output directory."""
+def by_mode(predictions: list[dict]) -> dict:
+    """{(label, mode): [prediction, ...]} in the order given."""
+    preds: dict = {}
+    for p in predictions:
+        preds.setdefault((p["benchmark"], p["mode"]), []).append(p)
+    return preds
+
+
+def read_eval(path: "str | Path | EvalResult") -> tuple[dict, dict]:
+    """(results.json, {(label, mode): [prediction, ...]}) of an evaluation output directory, or of an evaluation
+    this process just ran (nothing read back from disk)."""
+    if isinstance(path, EvalResult):
+        return path.results, by_mode(path.predictions)
     path = Path(path)
     res_file, pred_file = path / "results.json", path / "predictions.jsonl"
     for f in (res_file, pred_file):
@@ -29,10 +41,7 @@ def read_eval(path: str | Path) -> tuple[dict, dict]:
                                file=f)
     try:
         results = json.loads(res_file.read_text(encoding="utf-8"))
-        preds: dict = {}
-        for n, line in enumerate(pred_file.read_text(encoding="utf-8").splitlines(), 1):
-            p = json.loads(line)
-            preds.setdefault((p["benchmark"], p["mode"]), []).append(p)
+        preds = by_mode([json.loads(line) for line in pred_file.read_text(encoding="utf-8").splitlines()])
     except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as e:
         raise FlanlabError(f"unreadable evaluation output: {e}", file=path) from None
     return results, preds
@@ -71,12 +80,14 @@ def _paired(a_preds: list[dict], b_preds: list[dict], label: str, mode: str, b_d
     return [p["group"] for p in a_preds], scores
 
 
-def compare(a_dir: str | Path, b_dir: str | Path, *, names: tuple[str, str] | None = None, samples: int = 2000,
-            seed: int = 0, modes: tuple[str, str] | None = None) -> dict:
+def compare(a_dir: "str | Path | EvalResult", b_dir: "str | Path | EvalResult", *,
+            names: tuple[str, str] | None = None, samples: int = 2000, seed: int = 0,
+            modes: tuple[str, str] | None = None) -> dict:
     """`modes` (A's, B's): pair one prompting of A with another of B on the same items - e.g. greedy CoT with
     self-consistency, both in one evaluation (a_dir == b_dir). The paper's average is left out then: its entries
     are fixed promptings."""
     (ra, pa), (_, pb) = read_eval(a_dir), read_eval(b_dir)
+    a_dir, b_dir = (d.output if isinstance(d, EvalResult) else d for d in (a_dir, b_dir))  # named in messages
     if modes:
         a_mode, b_mode = modes
         pa = {k: v for k, v in pa.items() if k[1] == a_mode}

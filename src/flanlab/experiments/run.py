@@ -17,20 +17,21 @@ from pydantic import Field
 from ..config import StrictModel
 from ..errors import FlanlabError
 from ..outlock import output_lock
-from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, run_eval
+from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, EvalResult, run_eval
 from ..evaluate.progress import EvalProgress
 from ..evaluate.scoring import PROMPTING_NAMES, paper_normalized_average
 from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
+from ..mixture.mix import MixResult
 from ..models.build import ModelSpec
-from ..train.trainer import TrainConfig, train
+from ..train.trainer import TrainConfig, TrainResult, finished_training, train
 from ..utils import atomic_write_text, code_version, markdown_table
 
 
 def default_eval() -> EvalConfig:
     return EvalConfig(benchmarks=[
-        BenchmarkSpec(name="synthetic", label="held_in", tasks=["held_in"], modes=["direct", "cot", "cot_sc"], limit=3),
-        BenchmarkSpec(name="synthetic", label="held_out", tasks=["held_out"], modes=["direct", "cot", "cot_sc"],
+        BenchmarkSpec(name="synthetic", label="held_in", subsets=["held_in"], modes=["direct", "cot", "cot_sc"], limit=3),
+        BenchmarkSpec(name="synthetic", label="held_out", subsets=["held_out"], modes=["direct", "cot", "cot_sc"],
                       limit=12),
     ], decoding=DecodingSpec(cot_max_new_tokens=160, sc_samples=8, temperature=0.7, top_k=40))
 
@@ -66,10 +67,13 @@ def run(cfg: RunConfig, *, progress: bool = True, log=print, base: Path | None =
         return _run(cfg, progress=progress, log=log, base=base, console=console, nproc=nproc)
 
 
-def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> dict:
+def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> TrainResult:
     """Train in this process, or in `nproc` torchrun processes from the resolved config written beside the output."""
     if nproc <= 1:
         return train(cfg, progress=progress, log=log)
+    cached = finished_training(cfg)
+    if cached is not None:
+        return cached
     import yaml
     from ..runtime import torchrun
     path = Path(cfg.output).parent / "train_config.yaml"
@@ -78,7 +82,10 @@ def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> dict:
     if code:
         raise FlanlabError(f"training in {nproc} processes failed (exit code {code}; its output is above)",
                            file=path)
-    return json.loads((Path(cfg.output) / "summary.json").read_text())
+    done = finished_training(cfg)
+    if done is None:
+        raise FlanlabError(f"training in {nproc} processes ended without a summary of this config", file=path)
+    return TrainResult(done.output, done.summary, cached=False)
 
 
 def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, nproc: int) -> dict:
@@ -87,38 +94,40 @@ def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, npr
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out / "run.json")
     with clock("mix") as stage:
-        man = stage.done(build_mixture(cfg.mix, progress=progress, base=base))
-    log(f"[mix] {man['examples']} examples from {len(man['per_task'])} tasks ({clock['mix']}s)")
+        mix = stage.done(build_mixture(cfg.mix, progress=progress, base=base))
+    log(f"[mix] {mix.examples} examples from {len(mix.manifest['per_task'])} tasks ({clock['mix']}s)")
     with clock("train") as stage:
-        summary = stage.done(train_stage(cfg.train, nproc, progress=progress, log=log))
-    log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {summary['final_loss']:.4f} "
+        trained = stage.done(train_stage(cfg.train, nproc, progress=progress, log=log))
+    summary = trained.summary
+    log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {trained.final_loss:.4f} "
         f"(mean over the last {summary.get('final_loss_steps', 1)} steps, as the last step line) ({clock['train']}s)")
-    results = {}
+    evals: dict[str, EvalResult] = {}
     for name, ecfg in eval_stages(cfg):
         with clock(f"eval_{name}") as stage:
             bar = EvalProgress(log, console=console) if progress else None
-            results[name] = stage.done(run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}"))
-        avg = results[name]["normalized_average"]
+            evals[name] = stage.done(run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}"))
+        avg = evals[name].normalized_average
         log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({clock[f'eval_{name}']}s)")
     report = {**clock.provenance(), "config": cfg.model_dump(),
-              "mixture": {k: man[k] for k in ("examples", "per_format", "dropped_contaminated")},
-              "train": summary, "results": results}
+              "mixture": {k: mix.manifest[k] for k in ("examples", "per_format", "dropped_contaminated")},
+              "train": summary, "results": {name: e.results for name, e in evals.items()}}
     if cfg.baseline:  # before vs after on the same items, paired (flanlab compare)
-        report["comparison"] = compare(out / "eval_before", out / "eval_after", names=("before", "after"))
+        report["comparison"] = compare(evals["before"], evals["after"], names=("before", "after"))
         write_comparison(report["comparison"], out / "compare.json")
-        write_generations(out, [s.label or s.name for s in cfg.eval.benchmarks if s.name == "generation"])
+        write_generations(out, [s.label or s.name for s in cfg.eval.benchmarks if s.name == "generation"],
+                          evals["before"], evals["after"])
     atomic_write_text(out / "run.json", json.dumps(report, indent=1))
     atomic_write_text(out / "summary.md", run_table(report))
     return report
 
 
-def write_generations(out: Path, labels: list[str]) -> None:
+def write_generations(out: Path, labels: list[str], before: EvalResult, after: EvalResult) -> None:
     """generations.md / .json: each open-ended prompt's responses before and after finetuning, side by side."""
     if not labels:
         return
     from ..evaluate.generation import side_by_side
-    from .compare import read_eval
-    before, after = read_eval(out / "eval_before")[1], read_eval(out / "eval_after")[1]
+    from .compare import by_mode
+    before, after = by_mode(before.predictions), by_mode(after.predictions)
     pages, pairs = [], {}
     for label in labels:
         b, a = before.get((label, "response"), []), after.get((label, "response"), [])
@@ -183,11 +192,10 @@ class StageClock:
 class _Stage:
     cached = False
 
-    def done(self, result: dict) -> dict:
-        """The stage's result; whether it came from the stage cache is read off it."""
-        engine = result.get("engine", {})
-        self.cached = bool(result.get("cached")) or (engine.get("forward_calls") == 0
-                                                     and engine.get("cache_hits", 0) > 0)
+    def done(self, result: "MixResult | TrainResult | EvalResult"):
+        """The stage's result. Each stage says itself whether its cache answered: the mixture and the training by
+        the fingerprint of their config in the output, an evaluation when every answer came from its answer cache."""
+        self.cached = result.cached
         return result
 
 

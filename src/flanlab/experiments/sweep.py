@@ -29,7 +29,7 @@ class SweepConfig(StrictModel):
 
 def task_subsets(cfg: SweepConfig) -> dict[int, list[str]]:
     reg = cfg.base.mix.registry.build()
-    pool = sorted(t.name for t in reg if t.collection == "synthetic" and not t.held_out and not t.benchmark)
+    pool = sorted(t.name for t in reg if t.collection == "synthetic" and not t.held_out and not t.benchmark_source)
     order = [pool[i] for i in np.random.default_rng(cfg.task_order_seed).permutation(len(pool))]
     return {n: order[: min(n, len(order))] for n in cfg.num_tasks}
 

@@ -14,6 +14,7 @@ import random
 import shutil
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -118,8 +119,8 @@ def plan_mixture(cfg: MixConfig, registry: TaskRegistry, *, file: object = "<mix
                     continue
                 raise FlanlabError(f"pattern '{pat}' matches no task", file=file, field=f"collections[{ci}].tasks")
             for t in hits:
-                if t.held_out or t.benchmark or t.excluded:
-                    why = "held-out task" if t.held_out else "benchmark source" if t.benchmark else t.excluded
+                if t.held_out or t.benchmark_source or t.excluded:
+                    why = "held-out task" if t.held_out else "benchmark source" if t.benchmark_source else t.excluded
                     if not _is_glob(pat):
                         raise FlanlabError(f"'{t.name}' is a {why} and may not enter training data", file=file,
                                            field=f"collections[{ci}].tasks")
@@ -161,7 +162,7 @@ def flan_task_list_path(value: str, base: Path | None) -> Path:
 def contamination_keys(registry: TaskRegistry) -> set[str]:
     keys = set()
     for t in registry:
-        if t.held_out or t.benchmark:
+        if t.held_out or t.benchmark_source:
             for split in ("validation", "test"):
                 for ex in t.examples(split):
                     keys.add(_ckey(ex))
@@ -257,7 +258,7 @@ def iter_records(cfg: MixConfig, plan: dict, registry: TaskRegistry, stats: dict
                              **kw)
         if _contaminated(rec, task, ngrams, stats):
             continue
-        if task.held_out or task.benchmark or task.excluded:  # final guard: never write held-out data
+        if task.held_out or task.benchmark_source or task.excluded:  # final guard: never write held-out data
             raise FlanlabError(f"held-out task '{task.name}' reached the writer", field="collections")
         yield {"id": f"{task.name}#{k}", "task": task.name, "collection": p["collection"],
                "template": ti, **rec}
@@ -343,8 +344,25 @@ def repetition_warnings(plan: dict, per_collection: int = 5) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class MixResult:
+    """What the mix stage made: the manifest written beside the shards. `cached`: the output already held the
+    mixture of this config's fingerprint, so nothing was built."""
+    output: Path
+    manifest: dict
+    cached: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def examples(self) -> int:
+        return self.manifest["examples"]
+
+
 def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file: object = "<mix config>",
-                  progress: bool = True, base: Path | None = None) -> dict:
+                  progress: bool = True, base: Path | None = None) -> MixResult:
     """Stream the mixture to shards under cfg.output (written to a temp dir, renamed at the end).
     An existing output is never clobbered unless overwrite=True, and then only once the new one is complete."""
     with output_lock(cfg.output):
@@ -352,11 +370,11 @@ def build_mixture(cfg: MixConfig, registry: TaskRegistry | None = None, *, file:
 
 
 def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: object, progress: bool,
-                   base: Path | None) -> dict:
+                   base: Path | None) -> MixResult:
     out = Path(cfg.output)
     cached = _existing_output(out, cfg, file)
     if cached is not None:
-        return cached
+        return MixResult(out, cached, cached=True)
     registry = registry or cfg.registry.build(base, file=file)
     plan = plan_mixture(cfg, registry, file=file)
     flan_list = read_flan_task_list(str(flan_task_list_path(cfg.flan_task_list, base))) if cfg.flan_task_list else None
@@ -392,7 +410,7 @@ def _build_mixture(cfg: MixConfig, registry: TaskRegistry | None, *, file: objec
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     publish_dir(tmp, out)
-    return manifest
+    return MixResult(out, manifest)
 
 
 def training_sources(plan: dict, cfg: MixConfig, base: Path | None) -> dict:
@@ -418,7 +436,7 @@ def _existing_output(out: Path, cfg: MixConfig, file: object) -> dict | None:
         raise FlanlabError("output exists and is not a flanlab mixture (no manifest.json written by flanlab mix); "
                            "refusing to replace it - pick another output", file=file, field="output")
     if old.get("fingerprint") == config_fingerprint(cfg) and not cfg.overwrite:
-        return {**old, "cached": True}  # identical mixture already built: stage cache
+        return old  # identical mixture already built: stage cache
     if not cfg.overwrite:
         raise FlanlabError("output holds a mixture built from a different config; set overwrite: true or pick "
                            "another output", file=file, field="output")

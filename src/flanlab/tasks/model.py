@@ -89,13 +89,13 @@ class Task:
     category: TaskCategory
     collection: str = "synthetic"
     held_out: bool = False
-    benchmark: bool = False  # benchmark sources may never enter training data
+    benchmark_source: bool = False  # a benchmark's data: may never enter training data
     templates: tuple[Template, ...] | None = None  # overrides category templates
     name_override: str | None = None
     # the example fields that are raw content, shown alone by exemplar-only prompts (None: all fields; (): none -
     # rows rendered upstream carry their template in every field, so they cannot be shown without it)
     raw_fields: tuple[str, ...] | None = None
-    excluded: str | None = None  # why this task may never enter training data (besides held_out / benchmark)
+    excluded: str | None = None  # why this task may never enter training data (besides held_out / benchmark_source)
 
     @property
     def name(self) -> str:
@@ -124,7 +124,7 @@ class Task:
             "category": self.category.name,
             "collection": self.collection,
             "held_out": self.held_out,
-            "benchmark": self.benchmark,
+            "benchmark_source": self.benchmark_source,
             "excluded": self.excluded,
             "answer_type": self.category.answer_type,
             "templates": [{"input": t.input, "target": t.target} for t in self.get_templates()],

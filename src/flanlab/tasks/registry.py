@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -53,7 +53,8 @@ class TaskSpec(StrictModel):
     name: str | None = None
     collection: str = "custom"
     held_out: bool = False
-    benchmark: bool = False
+    benchmark_source: bool = False  # the task's rows are a benchmark's: listed, never trained on
+    RENAMED: ClassVar[dict[str, str]] = {"benchmark": "benchmark_source"}
     answer_type: Literal["text", "choice", "number"] = "text"
     source: SourceSpec
     templates: list[TemplateSpec] = Field(default_factory=list)
@@ -189,7 +190,7 @@ def load_task_file(path: str | Path) -> list[Task]:
                                        file=path, field=f"tasks[{i}].templates[{j}]")
         category = TaskCategory(spec.category, templates, answer_type=spec.answer_type)
         tasks.append(Task(Dataset(spec.dataset, src), category, collection=spec.collection, held_out=spec.held_out,
-                          benchmark=spec.benchmark, name_override=spec.name))
+                          benchmark_source=spec.benchmark_source, name_override=spec.name))
     return tasks
 
 

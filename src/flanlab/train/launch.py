@@ -11,7 +11,7 @@ def main(argv=None):
     die_with_parent()  # a torchrun worker ends with torchrun
     argv = argv or sys.argv[1:]
     path = Path(argv[0])
-    s = train(load_train_config(path, argv[1:]), progress=False, file=path)
+    s = train(load_train_config(path, argv[1:]), progress=False, file=path).summary
     import torch.distributed as dist
     if dist.is_initialized():
         if dist.get_rank() == 0:

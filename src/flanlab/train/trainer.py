@@ -129,22 +129,40 @@ def train_step(model, rows: list, cfg: TrainConfig, encoder_decoder: bool, pad_i
     return loss_total, total_targets, tokens
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What the train stage made: summary.json beside final/. `cached`: the output already held a finished training
+    of this config's fingerprint, so no step ran."""
+    output: Path
+    summary: dict
+    cached: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return self.summary["fingerprint"]
+
+    @property
+    def final_loss(self) -> float:
+        return self.summary["final_loss"]
+
+    @property
+    def final(self) -> Path:
+        return self.output / "final"
+
+
 def train(cfg: TrainConfig, *, progress: bool = True, file: object = "<train config>",
-          log=lambda message: None) -> dict:
-    """Run (or resume) training. Returns a summary dict; rank 0 writes checkpoints, metrics.jsonl and final/ (and
-    holds the output's lock: a second process on the same output refuses)."""
+          log=lambda message: None) -> TrainResult:
+    """Run (or resume) training; rank 0 writes checkpoints, metrics.jsonl and final/ (and holds the output's lock:
+    a second process on the same output refuses)."""
     with output_lock(cfg.output, enabled=int(os.environ.get("RANK", "0")) == 0):
         return _train(cfg, progress=progress, file=file, log=log)
 
 
-def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
+def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> TrainResult:
     """The recipe: set up (or find the finished run), resume, loop over steps, publish final/."""
     procs = init_distributed()
     threads = configure_threads(cfg.threads)
-    precision = usable_precision(cfg.precision, select_device(cfg.device), log if procs.rank == 0 else lambda m: None)
-    # frozen bf16 weights only make sense under bf16 autocast: a fallback to fp32 stores them in fp32 too
-    cfg = cfg.model_copy(update={"precision": precision,
-                                 "frozen_weights": cfg.frozen_weights if precision == "bf16" else "fp32"})
+    cfg = _as_run(cfg, log if procs.rank == 0 else lambda m: None)
     if cfg.batch_size % procs.world:
         raise FlanlabError(f"batch_size {cfg.batch_size} is not divisible by {procs.world} processes", file=file,
                            field="batch_size")
@@ -154,7 +172,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
         store.remove_stale()
     done_before = store.finished_summary(store.fingerprint, cfg.steps)
     if done_before is not None:
-        return {**done_before, "cached": True}  # stage cache: this exact training already finished
+        return TrainResult(store.out, done_before, cached=True)  # stage cache: this exact training already finished
     run = setup(cfg, procs, store)
     start = resume(run, file=file, log=log)
     t0 = time.time()
@@ -170,7 +188,22 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> dict:
                "param_bytes_per_rank": placement.resident_bytes(run.model.parameters()),
                "optimizer_bytes_per_rank": placement.resident_bytes(placement.optimizer_tensors(run.opt))}
     publish(run, summary)
-    return summary
+    return TrainResult(store.out, summary)
+
+
+def _as_run(cfg: TrainConfig, log) -> TrainConfig:
+    """The config as this machine runs it (and as its fingerprint is taken): bf16 falls back to fp32 where the
+    device has no bf16, and frozen bf16 weights, which only make sense under bf16 autocast, fall back with it."""
+    precision = usable_precision(cfg.precision, select_device(cfg.device), log)
+    return cfg.model_copy(update={"precision": precision,
+                                  "frozen_weights": cfg.frozen_weights if precision == "bf16" else "fp32"})
+
+
+def finished_training(cfg: TrainConfig) -> TrainResult | None:
+    """The stage cache, read without training: this config's finished run in its output, or None."""
+    store = CheckpointStore(Path(cfg.output), cfg.keep_checkpoints, config_fingerprint(_as_run(cfg, lambda m: None)))
+    summary = store.finished_summary(store.fingerprint, cfg.steps)
+    return TrainResult(store.out, summary, cached=True) if summary is not None else None
 
 
 @dataclass

@@ -134,5 +134,5 @@ def bigbench_task(name: str, root: str | Path | None = None, *, held_out: bool =
                        description=m.get("description", ""))
     parent = name.split("/")[0]
     return Task(Dataset(name, src, m.get("description", "")), cat, collection="bigbench", held_out=held_out,
-                benchmark=parent in BBH_SOURCE_TASKS, name_override=f"bigbench:{name}",
+                benchmark_source=parent in BBH_SOURCE_TASKS, name_override=f"bigbench:{name}",
                 raw_fields=("input",))  # task_prefix is the task's instruction text, not part of an item

@@ -74,7 +74,7 @@ def niv2_tasks(path: Path, *, flan_list: tuple[str, ...] | None, category: str, 
         upstream = row.get("number_examples")
         dataset = Dataset(tid, ListSource({"train": [example]}), upstream_size=int(upstream) if upstream else None)
         tasks.append(Task(dataset, TaskCategory(category, NIV2_TEMPLATES), collection=collection,
-                          benchmark=_benchmark_source(tid), name_override=f"{category}:{tid}", raw_fields=("input",),
+                          benchmark_source=_benchmark_source(tid), name_override=f"{category}:{tid}", raw_fields=("input",),
                           excluded=None if on_list is None or tid in on_list else NOT_IN_LIST))
     if not tasks:
         raise FlanlabError("no NIV2 tasks in the file", file=path)
