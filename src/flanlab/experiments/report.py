@@ -161,11 +161,9 @@ def _plot(rows: list[dict], path: Path) -> list[Path]:
 
 
 def _train_losses(path: Path) -> list[dict]:
-    """The training log of a run directory (train/metrics.jsonl), or of a results copy (train_metrics.jsonl)."""
-    for f in (path / "train" / "metrics.jsonl", path / "train_metrics.jsonl"):
-        if f.is_file():
-            return [r for r in map(json.loads, f.read_text().splitlines()) if "loss" in r]
-    return []
+    """The training log of a run directory (train/metrics.jsonl); none for an evaluation directory."""
+    f = path / "train" / "metrics.jsonl"
+    return [r for r in map(json.loads, f.read_text().splitlines()) if "loss" in r] if f.is_file() else []
 
 
 def _run_plots(data: dict, path: Path) -> list[Path]:
