@@ -12,7 +12,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "flanlab"
 # lower number = lower layer; a module may import its own layer (no cycle) or below
 LAYERS = {
-    "errors": 0, "utils": 0, "runtime": 0, "config": 0, "datapaths": 0, "outlock": 0, "__init__": 0,
+    "errors": 0, "utils": 0, "runtime": 0, "config": 0, "datapaths": 0, "outlock": 0, "memory": 0, "__init__": 0,
     "data": 1, "tasks": 1, "formats": 1, "models": 1,
     "mixture": 2, "train": 2, "evaluate": 2,
     "experiments": 3,

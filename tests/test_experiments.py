@@ -49,6 +49,11 @@ def test_run_end_to_end_and_stage_cache(tmp_path):
     assert (out / "train" / "final" / "model.safetensors").stat().st_mtime_ns == mtime
     assert rep2["results"]["after"]["engine"]["forward_calls"] == 0
     assert rep2["timing"] == rep["timing"] and rep["timing"]["train"] > 0  # a cached re-run keeps the first timings
+    stages = ["mix", "train", "eval_before", "eval_after"]
+    assert list(rep["peak_rss_mb_by_stage"]) == stages and all(v > 0 for v in rep["peak_rss_mb_by_stage"].values())
+    assert rep["timing"]["peak_rss_mb"] == max(rep["peak_rss_mb_by_stage"].values())
+    assert rep2["peak_rss_mb_by_stage"] == rep["peak_rss_mb_by_stage"]  # kept from the first run, like the timings
+    assert "peak RSS " in table and "(mix " in table and ", eval after " in table
     assert json.loads((out / "run.json").read_text())["timing"] == rep["timing"]
     assert {k: v["score"] for k, v in rep2["results"]["after"]["benchmarks"]["held_in"].items()} == \
            {k: v["score"] for k, v in rep["results"]["after"]["benchmarks"]["held_in"].items()}

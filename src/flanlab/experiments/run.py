@@ -7,7 +7,6 @@ was interrupted); evaluation requests are answered from the on-disk request cach
 from __future__ import annotations
 
 import json
-import resource
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from ..outlock import output_lock
 from ..evaluate.harness import BenchmarkSpec, DecodingSpec, EvalConfig, EvalResult, run_eval
 from ..evaluate.progress import EvalProgress
 from ..evaluate.scoring import PROMPTING_NAMES, paper_normalized_average
+from ..memory import peak_rss_mb, reset_peak_rss
 from .compare import compare, comparison_table, write_comparison
 from ..mixture import MixConfig, build_mixture
 from ..mixture.mix import MixResult
@@ -155,9 +155,9 @@ def eval_stages(cfg: RunConfig) -> list[tuple[str, EvalConfig]]:
 
 
 class StageClock:
-    """Seconds per stage. A stage answered from its cache (a mixture or training already finished, an evaluation
-    answered without a forward pass) keeps the time its first run took, from the previous run.json; so do the
-    code version and peak memory when every stage was cached."""
+    """Seconds and peak resident memory (MiB) per stage. A stage answered from its cache (a mixture or training
+    already finished, an evaluation answered without a forward pass) keeps the time and memory its first run took,
+    from the previous run.json; so do the code version and the process's peak memory when every stage was cached."""
 
     def __init__(self, previous: Path):
         try:
@@ -165,16 +165,20 @@ class StageClock:
         except (OSError, json.JSONDecodeError):
             self.previous = {}
         self.timing: dict[str, float] = {}
+        self.memory: dict[str, int] = {}  # peak RSS (MiB) while the stage ran
         self.cached: dict[str, bool] = {}
 
     @contextmanager
     def __call__(self, name: str):
         stage = _Stage()
         t = time.time()
+        reset_peak_rss()
         yield stage
-        before = self.previous.get("timing", {}).get(name)
         self.cached[name] = stage.cached
+        before = self.previous.get("timing", {}).get(name)
         self.timing[name] = before if stage.cached and before is not None else round(time.time() - t, 1)
+        before = self.previous.get("peak_rss_mb_by_stage", {}).get(name)
+        self.memory[name] = before if stage.cached and before is not None else peak_rss_mb()
 
     def __getitem__(self, name: str) -> float:
         return self.timing[name]
@@ -184,9 +188,9 @@ class StageClock:
         timing["total"] = round(sum(timing.values()), 1)
         if all(self.cached.values()) and self.previous.get("code"):
             kept = {k: v for k, v in self.previous["timing"].items() if k == "peak_rss_mb"}
-            return {"code": self.previous["code"], "timing": {**timing, **kept}}
-        timing["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
-        return {"code": code_version(), "timing": timing}
+            return {"code": self.previous["code"], "timing": {**timing, **kept}, "peak_rss_mb_by_stage": self.memory}
+        timing["peak_rss_mb"] = max(self.memory.values(), default=0)
+        return {"code": code_version(), "timing": timing, "peak_rss_mb_by_stage": self.memory}
 
 
 class _Stage:
@@ -215,7 +219,9 @@ def run_header(report: dict) -> str:
     wall = f"{total / 60:.1f} min" if total else "-"
     return (f"**{what}{lora}**, {train['steps']} steps (final loss {train['final_loss']:.3f}) on "
             f"{report['mixture']['examples']:,} mixture examples; wall time {wall}"
-            + (f", peak RSS {t['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in t else "") + ".")
+            + (f", peak RSS {t['peak_rss_mb'] / 1024:.1f} GB" if "peak_rss_mb" in t else "")
+            + (" (" + ", ".join(f"{k.replace('_', ' ')} {v / 1024:.1f}" for k, v in by_stage.items()) + " GB)"
+               if (by_stage := report.get("peak_rss_mb_by_stage")) else "") + ".")
 
 
 def summary_table(results: dict) -> str:
