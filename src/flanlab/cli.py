@@ -336,7 +336,9 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="Eval YAML (top 
                                                                               "language (every benchmark)."),
              output: Optional[Path] = OUTPUT_OPTION,
              nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes (torchrun; each loads the "
-                                                                 "model and takes its share of the batches).")):
+                                                                 "model and takes its share of the batches)."),
+             no_progress: bool = typer.Option(False, "--no-progress", metavar="", help="No progress bar (the "
+                                                                                       "periodic progress lines stay).")):
     """Evaluate a model: benchmarks x {direct, cot, cot_sc}; results.json, results_lm_eval.json, predictions.jsonl,
     results.md. `flanlab eval -c smollm2-135m --tasks mmlu --limit 2` needs no YAML."""
     from .evaluate.harness import load_benchmarks, load_eval_config, results_table, run_eval
@@ -353,7 +355,7 @@ def evaluate(config: Optional[Path] = typer.Argument(None, help="Eval YAML (top 
             raise typer.Exit(_torchrun(nproc, "flanlab.evaluate.launch", str(_resolved_config(cfg, base))))
         from .evaluate.progress import EvalProgress
         res = run_eval(cfg, file=config or "<command line>", base=base,
-                       progress=EvalProgress(log_line, console=console)).results
+                       progress=EvalProgress(log_line, console=None if no_progress else console)).results
     out.print(results_table(res), markup=False, highlight=False)
 
 
