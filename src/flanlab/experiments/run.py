@@ -95,19 +95,19 @@ def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, npr
     clock = StageClock(out / "run.json")
     with clock("mix") as stage:
         mix = stage.done(build_mixture(cfg.mix, progress=progress, base=base))
-    log(f"[mix] {mix.examples} examples from {len(mix.manifest['per_task'])} tasks ({clock['mix']}s)")
+    log(f"[mix] {mix.examples} examples from {len(mix.manifest['per_task'])} tasks ({clock.said('mix')})")
     with clock("train") as stage:
         trained = stage.done(train_stage(cfg.train, nproc, progress=progress, log=log))
     summary = trained.summary
     log(f"[train] {summary['params']:,} params, {cfg.train.steps} steps, final loss {trained.final_loss:.4f} "
-        f"(mean over the last {summary.get('final_loss_steps', 1)} steps, as the last step line) ({clock['train']}s)")
+        f"(mean over the last {summary.get('final_loss_steps', 1)} steps, as the last step line) ({clock.said('train')})")
     evals: dict[str, EvalResult] = {}
     for name, ecfg in eval_stages(cfg):
         with clock(f"eval_{name}") as stage:
             bar = EvalProgress(log, console=console) if progress else None
             evals[name] = stage.done(run_eval(ecfg, base=base, progress=bar, stage=f"eval:{name}"))
         avg = evals[name].normalized_average
-        log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({clock[f'eval_{name}']}s)")
+        log(f"[eval:{name}] normalized average {'-' if avg is None else f'{avg:.2f}'} ({clock.said(f'eval_{name}')})")
     report = {**clock.provenance(), "config": cfg.model_dump(),
               "mixture": {k: mix.manifest[k] for k in ("examples", "per_format", "dropped_contaminated")},
               "train": summary, "results": {name: e.results for name, e in evals.items()}}
@@ -180,8 +180,10 @@ class StageClock:
         before = self.previous.get("peak_rss_mb_by_stage", {}).get(name)
         self.memory[name] = before if stage.cached and before is not None else peak_rss_mb()
 
-    def __getitem__(self, name: str) -> float:
-        return self.timing[name]
+    def said(self, name: str) -> str:
+        """A stage's log-line figures: "12.3s, peak RSS 1.4 GB" ("cached" when its cache answered)."""
+        return (f"{self.timing[name]}s, peak RSS {self.memory[name] / 1024:.1f} GB"
+                + (", cached: figures of its first run" if self.cached[name] else ""))
 
     def provenance(self) -> dict:
         timing = dict(self.timing)
