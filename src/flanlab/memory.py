@@ -29,3 +29,30 @@ def peak_rss_mb() -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
+
+
+_PINNED: dict | None = None
+MMAP_THRESHOLD = 128 * 1024
+
+
+def pin_allocator() -> dict:
+    """glibc malloc: buffers of MMAP_THRESHOLD and more are mmapped, so freeing one gives its pages back at once, and
+    the heap's free top is trimmed past that size. By default glibc raises its mmap threshold (up to 32 MiB) after the
+    first large free, and the many differently sized tensors of an evaluation or a training step then stay in its
+    heap as holes it cannot return: RSS climbs with the batches run (benchmarks/memory_probe/allocator.py). Called
+    at a command's entry; a value the user set in MALLOC_MMAP_THRESHOLD_ wins; a no-op off glibc."""
+    global _PINNED
+    if _PINNED is not None:
+        return _PINNED
+    import os
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        _PINNED = {"malloc": f"MALLOC_MMAP_THRESHOLD_={os.environ['MALLOC_MMAP_THRESHOLD_']} set by the user"}
+        return _PINNED
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(-3, MMAP_THRESHOLD) == 1 and libc.mallopt(-1, MMAP_THRESHOLD) == 1  # M_MMAP_/M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        ok = False
+    _PINNED = {"malloc": f"mmap and trim thresholds pinned at {MMAP_THRESHOLD} bytes" if ok else "system default"}
+    return _PINNED
