@@ -40,9 +40,15 @@ OUTPUT_OPTION = typer.Option(None, "--output", "-o", help="Output directory (ove
 
 @app.callback()
 def _entry() -> None:
-    """Every command: OpenMP's wait policy chosen before anything loads torch (flanlab/runtime.py)."""
+    """Every command: OpenMP's wait policy chosen before anything loads torch (flanlab/runtime.py), and how freed
+    memory goes back to the system (flanlab/memory.py)."""
+    from .memory import choose_malloc
     from .runtime import choose_wait_policy
     choose_wait_policy()
+    try:
+        choose_malloc()
+    except FlanlabError as e:
+        _fail(e)
 
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Browse the task collection.", cls=Group)

@@ -31,28 +31,53 @@ def peak_rss_mb() -> int:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
 
 
-_PINNED: dict | None = None
+
+# How freed memory goes back to the system (glibc only; FLANLAB_MALLOC chooses, for this process and the ones it
+# starts): "trim" gives the heap's free pages back after every batch / training step (malloc_trim), "pin" pins glibc's
+# mmap threshold at 128 KiB, "off" leaves glibc's defaults. Why: by default glibc raises its mmap threshold (up to
+# 32 MiB) after the first large free, and the many differently sized tensors of an evaluation or a training step then
+# stay in its heap as holes it does not return: RSS climbs with the batches run (benchmarks/memory_probe/allocator.py).
+MALLOC_MODES = ("trim", "pin", "off")
+_MODE: str | None = None
+_LIBC = None
 MMAP_THRESHOLD = 128 * 1024
 
 
-def pin_allocator() -> dict:
-    """glibc malloc: buffers of MMAP_THRESHOLD and more are mmapped, so freeing one gives its pages back at once, and
-    the heap's free top is trimmed past that size. By default glibc raises its mmap threshold (up to 32 MiB) after the
-    first large free, and the many differently sized tensors of an evaluation or a training step then stay in its
-    heap as holes it cannot return: RSS climbs with the batches run (benchmarks/memory_probe/allocator.py). Called
-    at a command's entry; a value the user set in MALLOC_MMAP_THRESHOLD_ wins; a no-op off glibc."""
-    global _PINNED
-    if _PINNED is not None:
-        return _PINNED
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC
+
+
+def choose_malloc() -> dict:
+    """Apply FLANLAB_MALLOC (default "off") once, at a command's entry; returns what results record."""
     import os
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        _PINNED = {"malloc": f"MALLOC_MMAP_THRESHOLD_={os.environ['MALLOC_MMAP_THRESHOLD_']} set by the user"}
-        return _PINNED
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, MMAP_THRESHOLD) == 1 and libc.mallopt(-1, MMAP_THRESHOLD) == 1  # M_MMAP_/M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        ok = False
-    _PINNED = {"malloc": f"mmap and trim thresholds pinned at {MMAP_THRESHOLD} bytes" if ok else "system default"}
-    return _PINNED
+    global _MODE
+    mode = os.environ.get("FLANLAB_MALLOC", "off")
+    if mode not in MALLOC_MODES:
+        from .errors import FlanlabError
+        raise FlanlabError(f"FLANLAB_MALLOC={mode!r} is not one of {', '.join(MALLOC_MODES)}")
+    libc = _libc()
+    if not libc:
+        mode = "off"
+    elif mode == "pin":
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD; setting it also stops glibc's raising of it
+        libc.mallopt(-1, MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
+    _MODE = mode
+    return malloc_record()
+
+
+def malloc_record() -> dict:
+    return {"malloc": _MODE or "off"}
+
+
+def release_freed() -> None:
+    """After a batch or a training step: give the heap's free pages back (FLANLAB_MALLOC=trim)."""
+    if _MODE == "trim":
+        _libc().malloc_trim(0)

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from ..memory import release_freed
 from ..models.build import base_model
 from ..models.device import Processes, autocast, fp32_output_head
 from . import decoding, loglik as ll
@@ -94,6 +95,7 @@ class Engine:
                 part = round_[rank].compute() if rank < len(round_) else None
             if phase:  # log-likelihood units: one forward over context + continuations
                 self._phase(phase, time.perf_counter() - t_unit, self.stats["prompt_tokens"] - tokens0)
+            release_freed()  # the batch's tensors are gone: their heap pages go back (FLANLAB_MALLOC=trim)
             parts = self.procs.gather(part)
             for unit, part in zip(round_, parts):
                 chunk = unit.finish(part)

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..memory import malloc_record
 from ..runtime import configure_threads, threading_record
 from ..config import StrictModel
 from ..utils import atomic_write_text, code_version, markdown_table, resolve_path
@@ -523,7 +524,7 @@ def _run_eval(cfg: EvalConfig, *, file: object, base: Path | None, model, tok, p
                     max_prompt_len=cfg.max_prompt_len, max_batch_rows=cfg.max_batch_rows, processes=procs,
                     precision=precision)
     results = {"checkpoint": cfg.checkpoint, "preset": cfg.preset, "fingerprint": fp, "code": code_version(),
-               "threads": {**threading_record(), "torch": threads}, "precision": precision,
+               "threads": {**threading_record(), "torch": threads, **malloc_record()}, "precision": precision,
                "benchmarks": {}, "data": {}, "notes": {}}
     all_preds = []
     t0 = time.time()

@@ -10,6 +10,8 @@ from pathlib import Path
 def main(argv=None):
     from ..runtime import die_with_parent
     die_with_parent()  # a torchrun worker ends with torchrun
+    from ..memory import choose_malloc
+    choose_malloc()  # FLANLAB_MALLOC, inherited from the launching command
     ap = argparse.ArgumentParser(prog="flanlab.evaluate.launch")
     ap.add_argument("config", type=Path)
     ap.add_argument("--checkpoint")

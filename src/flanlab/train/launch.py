@@ -3,12 +3,14 @@
 import sys
 from pathlib import Path
 
+from ..memory import choose_malloc
 from ..runtime import die_with_parent
 from .trainer import load_train_config, train
 
 
 def main(argv=None):
     die_with_parent()  # a torchrun worker ends with torchrun
+    choose_malloc()  # FLANLAB_MALLOC, inherited from the launching command
     argv = argv or sys.argv[1:]
     path = Path(argv[0])
     s = train(load_train_config(path, argv[1:]), progress=False, file=path).summary

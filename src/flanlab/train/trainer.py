@@ -22,6 +22,7 @@ import torch
 from ..runtime import configure_threads, threading_record
 from ..errors import FlanlabError
 from ..utils import code_version
+from ..memory import malloc_record, release_freed
 from ..outlock import output_lock
 from ..models.build import base_model, build_model, count_params, fuse_gelu, is_encoder_decoder
 from ..models.device import Processes, autocast, select_device, to_device, usable_precision
@@ -182,7 +183,7 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> TrainResul
     summary = {"fingerprint": store.fingerprint, "steps": cfg.steps, **stats, "params": count_params(run.model),
                "world_size": procs.world, "encoder_decoder": run.encoder_decoder, "strategy": cfg.strategy,
                "precision": cfg.precision,
-               "frozen_weights": cfg.frozen_weights, "threads": {**threading_record(), "torch": threads},
+               "frozen_weights": cfg.frozen_weights, "threads": {**threading_record(), "torch": threads, **malloc_record()},
                "seconds": round(time.time() - t0, 2), "resumed_from": start,
                # what this process holds between steps (a sharded tensor counts its local shard)
                "param_bytes_per_rank": placement.resident_bytes(run.model.parameters()),
@@ -279,6 +280,7 @@ def loop(run: TrainRun, start: int, *, progress: bool, log) -> dict:
                 mean, seconds = window.close(done)
                 metrics.record(done, mean, lr, window_tokens, seconds)
             metrics.advance(done)
+            release_freed()  # the step's activations are gone: their heap pages go back (FLANLAB_MALLOC=trim)
             if done % cfg.save_every == 0 or done == cfg.steps:
                 save_checkpoint(run, done)
     return {"final_loss": window.logged[0], "final_loss_steps": window.logged[1], "last_step_loss": last_loss,
