@@ -19,6 +19,23 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def test_unknown_keys_get_a_did_you_mean(tmp_path):
+    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\nfoo_bar: 1\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'foo_bar': unknown top-level key; known:" in text
+    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\ntrian: {steps: 1}\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'trian': unknown top-level key; did you mean 'train'?" in text
+    cfg = write(tmp_path / "r.yaml", "mix:\n  collections: [{name: a, tasks: ['@synthetic'], wieght: 2}]\n")
+    code, text = cli("mix", cfg)
+    assert code == 2 and "field 'mix.collections[0].wieght': unknown field; did you mean 'weight'?" in text
+    cfg = write(tmp_path / "t.yaml", "train: {model: {presett: t5-1m}}\n")
+    code, text = cli("train", cfg)
+    assert code == 2 and "field 'train.model.presett': unknown field; did you mean 'preset'?" in text
+    code, text = cli("mix", tmp_path)
+    assert code == 2 and f"{tmp_path}: is a directory" in text
+
+
 def test_a_renamed_key_says_its_new_name_and_nothing_is_written(tmp_path):
     """Benchmark parts are `subsets:` (was `tasks:` / `languages:`), a task file's flag `benchmark_source:` (was
     `benchmark:`): the old keys fail with exit 2 naming the file, the field and the new name."""
