@@ -8,26 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from flanlab.cli import app
 from flanlab.config import apply_overrides
 from flanlab.errors import FlanlabError
 from flanlab.mixture import CollectionSpec, MixConfig, build_mixture
 
-runner = CliRunner()
-
-
-def cli(*args):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception  # never a traceback
-    return r.exit_code, r.output
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import cli, write  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- errors, not tracebacks

@@ -1,37 +1,28 @@
 """Config loading (flanlab/config.py): unknown keys get the nearest known one; renamed keys say their new name."""
+import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
+import pytest
 
-from flanlab.cli import app
-
-runner = CliRunner()
-
-
-def cli(*args):
-    r = runner.invoke(app, [str(a) for a in args])
-    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception  # never a traceback
-    return r.exit_code, r.output
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import cli, write  # noqa: E402
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
+@pytest.mark.parametrize("command, name, text, said", [
+    ("mix", "r.yaml", "mix: {total_examples: 10}\nfoo_bar: 1\n", "field 'foo_bar': unknown top-level key; known:"),
+    ("mix", "r.yaml", "mix: {total_examples: 10}\ntrian: {steps: 1}\n",
+     "field 'trian': unknown top-level key; did you mean 'train'?"),
+    ("mix", "r.yaml", "mix:\n  collections: [{name: a, tasks: ['@synthetic'], wieght: 2}]\n",
+     "field 'mix.collections[0].wieght': unknown field; did you mean 'weight'?"),
+    ("train", "t.yaml", "train: {model: {presett: t5-1m}}\n",
+     "field 'train.model.presett': unknown field; did you mean 'preset'?"),
+])
+def test_unknown_keys_get_a_did_you_mean(tmp_path, command, name, text, said):
+    code, out = cli(command, write(tmp_path / name, text))
+    assert code == 2 and said in out
 
 
-def test_unknown_keys_get_a_did_you_mean(tmp_path):
-    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\nfoo_bar: 1\n")
-    code, text = cli("mix", cfg)
-    assert code == 2 and "field 'foo_bar': unknown top-level key; known:" in text
-    cfg = write(tmp_path / "r.yaml", "mix: {total_examples: 10}\ntrian: {steps: 1}\n")
-    code, text = cli("mix", cfg)
-    assert code == 2 and "field 'trian': unknown top-level key; did you mean 'train'?" in text
-    cfg = write(tmp_path / "r.yaml", "mix:\n  collections: [{name: a, tasks: ['@synthetic'], wieght: 2}]\n")
-    code, text = cli("mix", cfg)
-    assert code == 2 and "field 'mix.collections[0].wieght': unknown field; did you mean 'weight'?" in text
-    cfg = write(tmp_path / "t.yaml", "train: {model: {presett: t5-1m}}\n")
-    code, text = cli("train", cfg)
-    assert code == 2 and "field 'train.model.presett': unknown field; did you mean 'preset'?" in text
+def test_a_directory_as_config_is_named(tmp_path):
     code, text = cli("mix", tmp_path)
     assert code == 2 and f"{tmp_path}: is a directory" in text
 

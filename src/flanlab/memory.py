@@ -3,9 +3,12 @@ rather than the process's so far. The kernel keeps the peak (VmHWM in /proc/self
 "5" to /proc/self/clear_refs. Elsewhere: getrusage's lifetime peak, and no reset."""
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from pathlib import Path
+
+from .errors import FlanlabError
 
 _STATUS, _CLEAR = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
@@ -29,7 +32,6 @@ def peak_rss_mb() -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024))
-
 
 
 # How freed memory goes back to the system (glibc only; FLANLAB_MALLOC chooses, for this process and the ones it
@@ -57,11 +59,9 @@ def _libc():
 
 def choose_malloc() -> dict:
     """Apply FLANLAB_MALLOC (default "off") once, at a command's entry; returns what results record."""
-    import os
     global _MODE
     mode = os.environ.get("FLANLAB_MALLOC", "off")
     if mode not in MALLOC_MODES:
-        from .errors import FlanlabError
         raise FlanlabError(f"FLANLAB_MALLOC={mode!r} is not one of {', '.join(MALLOC_MODES)}")
     libc = _libc()
     if not libc:

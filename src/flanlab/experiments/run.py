@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from pydantic import Field
@@ -85,7 +86,7 @@ def train_stage(cfg: TrainConfig, nproc: int, *, progress: bool, log) -> TrainRe
     done = finished_training(cfg)
     if done is None:
         raise FlanlabError(f"training in {nproc} processes ended without a summary of this config", file=path)
-    return TrainResult(done.output, done.summary, cached=False)
+    return replace(done, cached=False)  # the workers trained it just now
 
 
 def _run(cfg: RunConfig, *, progress: bool, log, base: Path | None, console, nproc: int) -> dict:

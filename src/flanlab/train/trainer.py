@@ -171,9 +171,9 @@ def _train(cfg: TrainConfig, *, progress: bool, file: object, log) -> TrainResul
     if procs.rank == 0:
         store.out.mkdir(parents=True, exist_ok=True)
         store.remove_stale()
-    done_before = store.finished_summary(store.fingerprint, cfg.steps)
+    done_before = _finished(store, cfg.steps)
     if done_before is not None:
-        return TrainResult(store.out, done_before, cached=True)  # stage cache: this exact training already finished
+        return done_before  # stage cache: this exact training already finished
     run = setup(cfg, procs, store)
     start = resume(run, file=file, log=log)
     t0 = time.time()
@@ -202,8 +202,12 @@ def _as_run(cfg: TrainConfig, log) -> TrainConfig:
 
 def finished_training(cfg: TrainConfig) -> TrainResult | None:
     """The stage cache, read without training: this config's finished run in its output, or None."""
-    store = CheckpointStore(Path(cfg.output), cfg.keep_checkpoints, config_fingerprint(_as_run(cfg, lambda m: None)))
-    summary = store.finished_summary(store.fingerprint, cfg.steps)
+    run_cfg = _as_run(cfg, lambda m: None)
+    return _finished(CheckpointStore(Path(cfg.output), cfg.keep_checkpoints, config_fingerprint(run_cfg)), cfg.steps)
+
+
+def _finished(store: CheckpointStore, steps: int) -> TrainResult | None:
+    summary = store.finished_summary(store.fingerprint, steps)
     return TrainResult(store.out, summary, cached=True) if summary is not None else None
 
 
